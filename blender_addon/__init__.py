@@ -1,0 +1,1 @@
+"""Gen3D-Face Blender extension (placeholder until the extension lands)."""

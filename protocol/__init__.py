@@ -1,0 +1,7 @@
+"""Gen3D-Face wire protocol: the message format both the backend and the Blender add-on speak.
+
+Standard library only (the transport and client modules also use pyzmq), so Blender's own
+Python imports it with nothing but the pyzmq wheel. All imports inside this package are
+relative: the same code runs as `gen3dface.protocol` and bundled inside the extension zip.
+The specification is SPEC.md beside this file.
+"""
