@@ -5,3 +5,10 @@ Python imports it with nothing but the pyzmq wheel. All imports inside this pack
 relative: the same code runs as `gen3dface.protocol` and bundled inside the extension zip.
 The specification is SPEC.md beside this file.
 """
+
+from .errors import ERROR_CODES, AuthError, ProtocolError
+from .envelope import PROTOCOL_VERSION, Codec, Limits, Message
+from .signing import Signer, ReplayGuard, generate_key_file, load_key
+
+__all__ = ["ERROR_CODES", "AuthError", "ProtocolError", "PROTOCOL_VERSION", "Codec", "Limits",
+           "Message", "Signer", "ReplayGuard", "generate_key_file", "load_key"]

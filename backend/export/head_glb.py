@@ -1,0 +1,241 @@
+"""Write a fitted head as a GLB that Blender imports as a rigged, textured head.
+
+Frame and units: glTF's frame IS the head frame (+Y up, +Z out of the face, +X the subject's
+left), metres. Blender's glTF importer turns it Z-up ((x, y, z) -> (x, -z, y)), so the head
+imports upright, facing Blender's -Y (the default front view).
+
+Layout of the file:
+  nodes/meshes "Head" (skin: face + back of head, material "HeadSkin" with the baked texture),
+  "EyeLeft"/"EyeRight" (the subject's left/right eyeball: sclera and iris primitives with
+  generic painted textures), "Teeth" (teeth and gums/tongue primitives), and optionally
+  "Eyelashes". Morph targets carry the ARKit expression names in mesh.extras.targetNames
+  (Blender makes shape keys of them); "Head" carries all 53, the other meshes the targets that
+  move them (jawOpen moves the lower teeth; the eyeLook* targets rotate the eyeballs about
+  their fitted centres). mesh.weights holds the fitted expression, so the head imports with
+  the photo's expression and the neutral is one click away. Texture coordinates follow glTF
+  (origin top-left): v_gltf = 1 - v_obj.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..headmodel.model import HeadModel
+from ..texture.bake import vertex_normals
+from ..texture.eyes import eyeball
+from ..texture.layout import SkinLayout, skin_groups
+from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
+
+HEAD_FRAME_DOC = ("head frame = glTF frame: +Y up, +Z out of the face, +X the subject's left; "
+                  "metres")
+EYE_LOOK_DEG = {"Up": 25.0, "Down": 30.0, "In": 30.0, "Out": 30.0}
+
+
+@dataclass
+class ExportConfig:
+    include_eyelashes: bool = False      # ICT's lash cards need an alpha texture we do not have
+    skin_image_format: str = "jpeg"      # "jpeg" (small) or "png" (lossless)
+    jpeg_quality: int = 92
+    morph_epsilon: float = 2e-5          # metres: per-vertex offsets below this are written as 0
+    min_target_motion: float = 5e-4      # metres: a target goes on a non-Head mesh if it moves it
+    eye_look_deg: dict = field(default_factory=lambda: dict(EYE_LOOK_DEG))
+
+    def __post_init__(self):
+        if self.skin_image_format not in ("jpeg", "png"):
+            raise ValueError("skin_image_format must be 'jpeg' or 'png'")
+
+
+@dataclass
+class HeadAsset:
+    """Everything the exporter writes."""
+    model: HeadModel
+    base_vertices: np.ndarray             # (N, 3) metres: neutral + identity, no expression
+    expression_weights: np.ndarray        # (E,) fitted expression (mesh.weights)
+    skin_texture: np.ndarray              # (H, W, 3) uint8 atlas from the texture baker
+    skin_layout: SkinLayout
+    eye_textures: dict = field(default_factory=dict)   # group name -> (h, w, 3) uint8
+    extras: dict = field(default_factory=dict)         # written to asset.extras
+
+
+@dataclass
+class _Part:
+    name: str
+    groups: list[str]
+    materials: list[str]
+
+
+def _encode_image(img: np.ndarray, fmt: str, quality: int = 92) -> tuple[bytes, str]:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        Image.fromarray(np.ascontiguousarray(img)).save(buf, format="JPEG", quality=quality)
+        return buf.getvalue(), "image/jpeg"
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue(), "image/png"
+
+
+def _parts(model: HeadModel, config: ExportConfig) -> list[_Part]:
+    has = set(model.group_names)
+    parts = [_Part("Head", skin_groups(model), ["HeadSkin"] * len(skin_groups(model)))]
+    for side in ("Left", "Right"):
+        g = [x for x in (f"M_Sclera{side}", f"M_Iris{side}") if x in has]
+        if g:
+            parts.append(_Part(f"Eye{side}", g, [f"Eye{side}_{x[2:-len(side)]}" for x in g]))
+    g = [x for x in ("M_Teeth", "M_GumsTongue") if x in has]
+    if g:
+        parts.append(_Part("Teeth", g, [{"M_Teeth": "Teeth", "M_GumsTongue": "Mouth"}[x]
+                                        for x in g]))
+    if config.include_eyelashes and "M_EyeLashes" in has:
+        parts.append(_Part("Eyelashes", ["M_EyeLashes"], ["Eyelashes"]))
+    return parts
+
+
+def _rotation(axis: str, deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    c, s = np.cos(a), np.sin(a)
+    if axis == "x":
+        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def eye_look_rotation(name: str, side: str, deg: dict) -> np.ndarray | None:
+    """Rotation (head frame) of the `side` eyeball for ARKit target `name`, or None when the
+    target does not rotate that eye. Up: gaze toward +Y; Out: away from the nose (+X for
+    the subject's left eye); In: toward the nose."""
+    if not (name.startswith("eyeLook") and name.endswith(side)):
+        return None
+    direction = name[len("eyeLook"):-len(side)]
+    if direction == "Up":
+        return _rotation("x", -deg["Up"])
+    if direction == "Down":
+        return _rotation("x", deg["Down"])
+    toward_plus_x = (direction == "Out") == (side == "Left")
+    return _rotation("y", deg[direction] if toward_plus_x else -deg[direction])
+
+
+def _material_for(b: GltfBuilder, name: str, asset: HeadAsset, config: ExportConfig,
+                  group: str, cache: dict) -> int:
+    if name in cache:
+        return cache[name]
+    if name == "HeadSkin":
+        data, mime = _encode_image(asset.skin_texture, config.skin_image_format,
+                                   config.jpeg_quality)
+        tex = b.texture(b.image(data, mime, "HeadSkin_baseColor"))
+        idx = b.material(name, texture=tex, roughness=0.55)
+    elif group in asset.eye_textures:
+        data, mime = _encode_image(asset.eye_textures[group], "png")
+        tex = b.texture(b.image(data, mime, f"{name}_baseColor"))
+        idx = b.material(name, texture=tex, roughness=0.08 if "Sclera" in name else 0.3)
+    elif name == "Teeth":
+        idx = b.material(name, base_color=(0.92, 0.88, 0.78, 1.0), roughness=0.3)
+    elif name == "Mouth":
+        idx = b.material(name, base_color=(0.62, 0.26, 0.26, 1.0), roughness=0.4)
+    elif name == "Eyelashes":
+        idx = b.material(name, base_color=(0.05, 0.04, 0.035, 1.0), roughness=0.6)
+    else:
+        idx = b.material(name, base_color=(0.8, 0.8, 0.8, 1.0))
+    cache[name] = idx
+    return idx
+
+
+_TOPOLOGY_CACHE: dict = {}
+
+
+def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> list[dict]:
+    """Per part: vertices split where UVs differ (glTF needs one UV per vertex), their glTF
+    UVs, triangles in the split numbering. Depends only on the model; cached."""
+    key = (id(model), layout.tile_offset, layout.n_tiles, config.include_eyelashes)
+    hit = _TOPOLOGY_CACHE.get(key)
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    out = []
+    for part in _parts(model, config):
+        mask = model.polygon_mask(*part.groups)
+        tv, tu, tp = model.triangles(mask)
+        if not len(tv):
+            continue
+        # UVs: the skin atlas for Head, each group's own tile elsewhere; then glTF's v flip.
+        uv = model.uvs[tu].astype(np.float64)                       # (T, 3, 2)
+        if part.name == "Head":
+            uv = layout.atlas_uv(uv)
+        else:
+            uv[..., 0] -= np.floor(uv[..., 0].mean(1, keepdims=True) + 1e-6)
+        corner_key = tv.ravel().astype(np.int64) * (len(model.uvs) + 1) + tu.ravel()
+        _, first, inverse = np.unique(corner_key, return_index=True, return_inverse=True)
+        vid = tv.ravel()[first].astype(np.int64)
+        vuv = uv.reshape(-1, 2)[first].copy()
+        vuv[:, 1] = 1.0 - vuv[:, 1]
+        out.append({"part": part, "vid": vid, "vuv": vuv, "faces": inverse.reshape(-1, 3),
+                    "tv": tv, "tp": tp})
+    if len(_TOPOLOGY_CACHE) > 4:
+        _TOPOLOGY_CACHE.clear()
+    _TOPOLOGY_CACHE[key] = (model, out)
+    return out
+
+
+def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> bytes:
+    """The GLB bytes of `asset` (see the module docstring for the layout)."""
+    config = config or ExportConfig()
+    model = asset.model
+    base = np.asarray(asset.base_vertices, np.float64)
+    if base.shape != model.vertices.shape:
+        raise ValueError(f"base_vertices {base.shape} do not match the model")
+    weights = np.clip(np.asarray(asset.expression_weights, np.float64), 0.0, 1.0)
+    if weights.shape != (model.n_expressions,):
+        weights = np.zeros(model.n_expressions) if weights.size == 0 else np.resize(
+            weights, model.n_expressions)
+    b = GltfBuilder(extras={"frame": HEAD_FRAME_DOC, **asset.extras})
+    mats: dict = {}
+    for topo in _topology(model, asset.skin_layout, config):
+        part, vid, vuv, faces, tv, tp = (topo[k] for k in ("part", "vid", "vuv", "faces", "tv",
+                                                           "tp"))
+        pos = base[vid]
+        nrm = vertex_normals(base, tv)[vid]
+        bad = np.linalg.norm(nrm, axis=1) < 0.5
+        nrm[bad] = (0.0, 0.0, 1.0)
+        idx_t = np.uint16 if len(pos) <= 65535 else np.uint32
+        a_pos = b.accessor(pos.astype(np.float32), ARRAY_BUFFER, minmax=True)
+        a_nrm = b.accessor(nrm.astype(np.float32), ARRAY_BUFFER)
+        a_uv = b.accessor(vuv.astype(np.float32), ARRAY_BUFFER)
+
+        # Morph targets
+        names, target_acc, tweights = [], [], []
+        eye = eyeball(base, model, part.name[3:]) if part.name.startswith("Eye") else None
+        for e, ename in enumerate(model.expression_names):
+            d = model.expression_basis[e][vid].astype(np.float64)
+            if eye is not None:
+                rot = eye_look_rotation(ename, part.name[3:], config.eye_look_deg)
+                if rot is not None:
+                    d = d + (pos - eye.centre) @ rot.T + eye.centre - pos
+            moving = np.abs(d).max(1) > config.morph_epsilon
+            if part.name != "Head" and (not moving.any()
+                                        or np.abs(d).max() < config.min_target_motion):
+                continue
+            d[~moving] = 0.0
+            nz = np.flatnonzero(moving)
+            if len(nz) < 0.6 * len(pos):
+                acc = b.sparse_vec3_accessor(len(pos), nz, d[nz])
+            else:
+                acc = b.accessor(d.astype(np.float32), ARRAY_BUFFER, minmax=True)
+            names.append(ename)
+            target_acc.append({"POSITION": acc})
+            tweights.append(float(weights[e]))
+
+        prims = []
+        for g, mname in zip(part.groups, part.materials):
+            sel = model.polygon_groups[tp] == model.group_index(g)
+            if not sel.any():
+                continue
+            ind = b.accessor(faces[sel].ravel().astype(idx_t), ELEMENT_ARRAY_BUFFER)
+            prim = {"attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "TEXCOORD_0": a_uv},
+                    "indices": ind, "material": _material_for(b, mname, asset, config, g, mats),
+                    "mode": 4}
+            if target_acc:
+                prim["targets"] = target_acc
+            prims.append(prim)
+        mesh = b.mesh(part.name, prims, names, tweights)
+        b.node(part.name, mesh)
+    return b.to_glb()

@@ -1,0 +1,301 @@
+"""Fit a morphable head (pose, focal length, identity, expression) to 2D face landmarks.
+
+Model: landmark l sits at p_l = sum_k b_lk (mean + identity_basis . alpha + expression_basis .
+beta)[tri_lk] on the head (head frame, metres); the camera is OpenCV pinhole with square pixels
+and the principal point at the image centre: q = R p + t, (u, v) = f q_xy / q_z + (cx, cy).
+
+Solver: Levenberg-Marquardt in numpy with an analytic Jacobian, iteratively re-weighted for a
+Huber loss on each landmark's reprojection distance, with
+- a N(0, 1) prior on the identity coefficients (first K of the model's modes),
+- an L2 + L1 (sparsity) prior on the expression weights, kept in [0, 1] (projected steps),
+- a weak log-normal prior on the focal length around a field of view of `fov_prior_deg`,
+- contour (face-oval) landmarks re-picked each iteration on the model's silhouette
+  (`contour.py`), far-side ones down-weighted as the head turns away.
+Rotations are updated on the manifold (R <- exp(dw) R). Residuals are measured in units of the
+expected landmark noise (`landmark_sigma` times the face size), so the priors weigh the same
+against the landmarks at any photo resolution.
+
+Outputs (`FitResult`): posed vertices in the HEAD frame (not camera space), OpenCV w2c whose
+world is the head frame, pixel intrinsics of the original photo.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import scipy.linalg
+
+from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from .contour import ContourLines, build_contour_lines, pick_silhouette
+from .correspondence import ICT_CORRESPONDENCE, LandmarkMapping, load_mapping
+
+
+@dataclass
+class FitConfig:
+    n_identity: int = 60               # identity coefficients fitted (first K modes)
+    fit_expression: bool = True
+    pose_iterations: int = 8           # stage 1: pose + focal, neutral shape
+    iterations: int = 30               # stage 2: everything
+    identity_prior: float = 1.0        # weight of |alpha|^2 (coefficients ~ N(0, 1))
+    expression_l2: float = 0.3         # weight of |beta|^2
+    expression_l1: float = 0.02        # weight of sum(beta) (sparsity; beta >= 0)
+    fov_prior_deg: float = 30.0        # horizontal field of view the focal prior centres on
+    focal_prior: float = 0.05          # weight of (log f - log f0)^2
+    landmark_sigma: float = 0.01       # expected landmark noise, as a fraction of the face size
+    huber_sigmas: float = 2.0          # Huber threshold, in units of landmark_sigma
+    contour_weight: float = 0.5        # weight of face-oval landmarks
+    iris_weight: float = 0.3           # weight of the 10 iris landmarks
+    far_contour_zero_deg: float = 50.0  # far-side contour weight reaches ~0 at this yaw
+    mapping_path: str | None = None    # correspondence file (default: the ICT one)
+
+
+@dataclass
+class FitResult:
+    vertices: np.ndarray               # (N, 3) float32 posed head, metres, head frame
+    identity: np.ndarray               # (K,) float32
+    expression: np.ndarray             # (E,) float32 in [0, 1]
+    expression_names: list[str]
+    w2c: np.ndarray                    # (4, 4) float64 OpenCV world(head frame)-to-camera
+    intrinsics: dict                   # width, height, fx, fy, cx, cy (original photo pixels)
+    landmark_error_px: float           # mean reprojection distance over the 478 landmarks
+    landmark_error_median_px: float
+    residuals_px: np.ndarray           # (478, 2) projected - detected, pixels
+    projected: np.ndarray              # (478, 2) projected landmarks, pixels
+    iterations: int
+    time_s: float
+    info: dict = field(default_factory=dict)
+
+    def coefficients(self) -> dict:
+        return {"identity": [float(x) for x in self.identity],
+                "expression": {n: float(x) for n, x in zip(self.expression_names, self.expression)}}
+
+
+def so3_exp(w: np.ndarray) -> np.ndarray:
+    return cv2.Rodrigues(np.asarray(w, np.float64).reshape(3, 1))[0]
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(n, 3) -> (n, 3, 3) cross-product matrices."""
+    z = np.zeros(len(v))
+    return np.stack([np.stack([z, -v[:, 2], v[:, 1]], -1),
+                     np.stack([v[:, 2], z, -v[:, 0]], -1),
+                     np.stack([-v[:, 1], v[:, 0], z], -1)], 1)
+
+
+def yaw_of(rot: np.ndarray) -> float:
+    """Signed yaw (degrees) of the head seen by the camera: the angle of the head's forward
+    (+Z) axis from the direction back to the camera, about the camera's vertical; positive
+    when the camera sees more of the subject's left (+X) side."""
+    fwd = rot[:, 2]                        # head +Z in camera coordinates
+    return float(np.degrees(np.arctan2(-fwd[0], -fwd[2])))
+
+
+class HeadFitter:
+    """Fits `HeadModel` to a `FaceAnalysis` (or raw landmarks). Build once, fit many photos:
+    the landmark bases are precomputed here. Not thread-safe only in the sense that `fit` is a
+    pure function of its inputs plus this read-only state: concurrent fits are fine."""
+
+    def __init__(self, head_model, config: FitConfig | None = None,
+                 mapping: LandmarkMapping | None = None):
+        self.model = head_model
+        self.config = cfg = config or FitConfig()
+        self.mapping = mapping or load_mapping(cfg.mapping_path or ICT_CORRESPONDENCE)
+        if self.mapping.n_vertices != head_model.n_vertices:
+            raise ValueError(f"landmark mapping is for a {self.mapping.n_vertices}-vertex "
+                             f"{self.mapping.head_model}, the head model has "
+                             f"{head_model.n_vertices} vertices")
+        m = self.mapping
+        self.k = min(cfg.n_identity, head_model.n_identity)
+        self.e = head_model.n_expressions if cfg.fit_expression else 0
+        # Landmark bases: mean (L, 3), identity (L, 3, K), expression (L, 3, E).
+        self.l_mean = m.points(head_model.vertices.astype(np.float64))
+        self.l_id = np.moveaxis(m.points(head_model.identity_basis[:self.k].astype(np.float64)), 0, -1)
+        self.l_ex = np.moveaxis(m.points(head_model.expression_basis[:self.e].astype(np.float64)), 0, -1)
+        face = head_model.vertices_of_groups("M_Face")
+        rows = np.nonzero(m.contour)[0]
+        self.lines: ContourLines = build_contour_lines(
+            head_model.vertices.astype(np.float64), face, self.l_mean[rows], rows)
+        vs = self.lines.vertex_set
+        self.c_mean = head_model.vertices[vs].astype(np.float64)
+        self.c_id = np.moveaxis(head_model.identity_basis[:self.k, vs].astype(np.float64), 0, -1)
+        self.c_ex = np.moveaxis(head_model.expression_basis[:self.e, vs].astype(np.float64), 0, -1)
+        self.vs_index = {int(v): i for i, v in enumerate(vs)}
+        self.expression_names = list(head_model.expression_names[:self.e])
+
+    # ---------------------------------------------------------------------------------------
+    def fit(self, analysis, sink: ProgressSink | None = None,
+            cancel: CancelToken | None = None) -> FitResult:
+        """Fit to a FaceAnalysis (landmarks (478, 2) photo pixels, image_size (w, h))."""
+        return self.fit_landmarks(analysis.landmarks, analysis.image_size, sink, cancel)
+
+    def fit_landmarks(self, landmarks: np.ndarray, image_size: tuple[int, int],
+                      sink: ProgressSink | None = None,
+                      cancel: CancelToken | None = None) -> FitResult:
+        t0 = time.perf_counter()
+        sink = sink or NullSink()
+        cancel = cancel or CancelToken()
+        cfg, m = self.config, self.mapping
+        obs_all = np.asarray(landmarks, np.float64)
+        if obs_all.ndim != 2 or obs_all.shape[1] != 2 or len(obs_all) <= m.landmark_ids.max():
+            raise PipelineError("BAD_REQUEST", f"expected (478, 2) landmarks, got {obs_all.shape}")
+        if not np.isfinite(obs_all).all():
+            raise PipelineError("BAD_REQUEST", "landmarks contain NaN or infinite values")
+        obs = obs_all[m.landmark_ids]
+        w_img, h_img = int(image_size[0]), int(image_size[1])
+        cx, cy = w_img / 2.0, h_img / 2.0
+        face_size = float(np.ptp(obs[~m.iris], axis=0).max())
+        if face_size <= 1.0:
+            raise PipelineError("NO_FACE", "the landmarks span less than a pixel")
+        scale = 1.0 / (cfg.landmark_sigma * face_size)
+        f0 = 0.5 * w_img / np.tan(np.radians(cfg.fov_prior_deg) / 2)
+        base_w = np.ones(len(m))
+        base_w[m.contour] = cfg.contour_weight
+        base_w[m.iris] = cfg.iris_weight
+
+        # Initial pose: PnP on the neutral shape's fixed (non-contour) landmarks.
+        sel = ~m.contour & ~m.iris
+        kmat = np.array([[f0, 0, cx], [0, f0, cy], [0, 0, 1.0]])
+        ok, rvec, tvec = cv2.solvePnP(self.l_mean[sel], obs[sel], kmat, None,
+                                      flags=cv2.SOLVEPNP_SQPNP)
+        rot = so3_exp(rvec.ravel()) if ok else np.diag([1.0, -1.0, -1.0])
+        trans = tvec.ravel() if ok and tvec.ravel()[2] > 0 else np.array([0, 0, 0.6])
+        log_f = np.log(f0)
+        alpha = np.zeros(self.k)
+        beta = np.zeros(self.e)
+
+        huber = cfg.huber_sigmas
+
+        def landmark_geometry(alpha, beta, rot, trans, focal):
+            """Landmark 3D points and their bases with contour rows re-picked."""
+            p_mean, p_id, p_ex = self.l_mean.copy(), self.l_id.copy(), self.l_ex.copy()
+            if len(self.lines.rows):
+                posed = self.c_mean + self.c_id @ alpha + (self.c_ex @ beta if self.e else 0)
+                picked = pick_silhouette(self.lines, posed, rot, trans, focal, cx, cy)
+                li = np.array([self.vs_index[int(v)] for v in picked])
+                r = self.lines.rows
+                p_mean[r], p_id[r], p_ex[r] = self.c_mean[li], self.c_id[li], self.c_ex[li]
+            return p_mean, p_id, p_ex
+
+        def evaluate(state, geom, weights, with_jac, free_shape):
+            rot, trans, log_f, alpha, beta = state
+            p_mean, p_id, p_ex = geom
+            p = p_mean + p_id @ alpha + (p_ex @ beta if self.e else 0)
+            rp = p @ rot.T
+            q = rp + trans
+            f = np.exp(log_f)
+            z = q[:, 2:3]
+            uv = f * q[:, :2] / z + np.array([cx, cy])
+            sw = np.sqrt(weights)[:, None]
+            r_lm = (sw * (uv - obs) * scale).ravel()
+            d_id = alpha * np.sqrt(cfg.identity_prior)
+            d_ex = beta * np.sqrt(cfg.expression_l2)
+            d_f = np.array([(log_f - np.log(f0)) * np.sqrt(cfg.focal_prior)])
+            res = np.concatenate([r_lm, d_id, d_ex, d_f])
+            cost = 0.5 * res @ res + cfg.expression_l1 * beta.sum()
+            if not with_jac:
+                return cost, res, uv, None
+            n = len(q)
+            # d(uv)/dq: (n, 2, 3)
+            duv_dq = np.zeros((n, 2, 3))
+            duv_dq[:, 0, 0] = f / z[:, 0]
+            duv_dq[:, 1, 1] = f / z[:, 0]
+            duv_dq[:, 0, 2] = -f * q[:, 0] / z[:, 0] ** 2
+            duv_dq[:, 1, 2] = -f * q[:, 1] / z[:, 0] ** 2
+            cols = [duv_dq @ -_skew(rp), duv_dq, (uv - np.array([cx, cy]))[:, :, None]]
+            if free_shape:
+                cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_id))
+                if self.e:
+                    cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_ex))
+            j_lm = np.concatenate(cols, axis=2) * (sw[:, :, None] * scale)
+            j_lm = j_lm.reshape(2 * n, -1)
+            npar = j_lm.shape[1]
+            j_prior = np.zeros((len(res) - 2 * n, npar))
+            if free_shape:
+                j_prior[np.arange(self.k), 7 + np.arange(self.k)] = np.sqrt(cfg.identity_prior)
+                j_prior[self.k + np.arange(self.e), 7 + self.k + np.arange(self.e)] = \
+                    np.sqrt(cfg.expression_l2)
+            j_prior[-1, 6] = np.sqrt(cfg.focal_prior)
+            return cost, res, uv, np.concatenate([j_lm, j_prior])
+
+        def robust_weights(uv, rot):
+            d = np.hypot(*((uv - obs) * scale).T)
+            w = base_w * np.where(d <= huber, 1.0, huber / np.maximum(d, 1e-12))
+            # Far-side contour landmarks are guesses once the head turns away: fade them out.
+            yaw = yaw_of(rot)
+            if len(self.lines.rows):
+                r = self.lines.rows
+                far = self.lines.side * np.sign(yaw) < 0
+                fade = np.clip(1 - abs(yaw) / cfg.far_contour_zero_deg, 0.05, 1.0)
+                w[r[far]] *= fade
+            return w
+
+        def apply_step(state, step, free_shape):
+            rot, trans, log_f, alpha, beta = state
+            rot = so3_exp(step[:3]) @ rot
+            trans = trans + step[3:6]
+            log_f = log_f + step[6]
+            if free_shape:
+                alpha = alpha + step[7:7 + self.k]
+                beta = np.clip(beta + step[7 + self.k:], 0.0, 1.0)
+            return rot, trans, log_f, alpha, beta
+
+        state = (rot, trans, log_f, alpha, beta)
+        mu = 1e-3
+        total = cfg.pose_iterations + cfg.iterations
+        it = 0
+        misses = 0
+        for it in range(total):
+            cancel.raise_if_cancelled()
+            free_shape = it >= cfg.pose_iterations
+            rot, trans, log_f, alpha, beta = state
+            geom = landmark_geometry(alpha, beta, rot, trans, np.exp(log_f))
+            _, _, uv, _ = evaluate(state, geom, base_w, False, free_shape)
+            weights = robust_weights(uv, rot)
+            cost, res, uv, jac = evaluate(state, geom, weights, True, free_shape)
+            grad = jac.T @ res
+            if free_shape and self.e:
+                grad[7 + self.k:] += cfg.expression_l1
+            hess = jac.T @ jac
+            accepted = False
+            for _ in range(8):
+                a = hess + mu * np.diag(np.diag(hess) + 1e-9)
+                step = -scipy.linalg.solve(a, grad, assume_a="pos", check_finite=False)
+                cand = apply_step(state, step, free_shape)
+                if cand[1][2] <= 1e-3:
+                    mu *= 10
+                    continue
+                c_cost = evaluate(cand, geom, weights, False, free_shape)[0]
+                if c_cost < cost:
+                    state, mu, accepted = cand, max(mu / 3, 1e-7), True
+                    break
+                mu *= 10
+            sink.progress("fit", (it + 1) / total, f"iteration {it + 1}/{total}")
+            misses = 0 if accepted else misses + 1
+            if misses >= 2 and free_shape:
+                break
+
+        rot, trans, log_f, alpha, beta = state
+        f = float(np.exp(log_f))
+        geom = landmark_geometry(alpha, beta, rot, trans, f)
+        _, _, uv_rows, _ = evaluate(state, geom, base_w, False, True)
+        projected = np.full((len(obs_all), 2), np.nan)
+        projected[m.landmark_ids] = uv_rows
+        resid = projected - obs_all
+        dist = np.hypot(*resid[m.landmark_ids].T)
+        full_alpha = np.zeros(self.k)
+        full_alpha[:] = alpha
+        vertices = self.model.posed(full_alpha, beta if self.e else None)
+        w2c = np.eye(4)
+        w2c[:3, :3], w2c[:3, 3] = rot, trans
+        return FitResult(
+            vertices=vertices, identity=alpha.astype(np.float32),
+            expression=np.asarray(beta, np.float32), expression_names=self.expression_names,
+            w2c=w2c, intrinsics={"width": w_img, "height": h_img, "fx": f, "fy": f,
+                                 "cx": cx, "cy": cy},
+            landmark_error_px=float(dist.mean()), landmark_error_median_px=float(np.median(dist)),
+            residuals_px=resid, projected=projected, iterations=it + 1,
+            time_s=time.perf_counter() - t0,
+            info={"yaw_deg": yaw_of(rot), "face_size_px": face_size,
+                  "distance_m": float(np.linalg.norm(trans))})

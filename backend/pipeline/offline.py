@@ -1,0 +1,273 @@
+"""The stages of one job (see pipeline.py for the API and the stage list).
+
+Arrays: photo HxWx3 uint8 RGB rows top-to-bottom; mask HxW float32 [0, 1]; landmarks (478, 2)
+photo pixels (corner origin); vertices (N, 3) metres in the head frame.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .events import CancelToken, PipelineError, ProgressSink
+
+QUALITY_FIT = {"draft": dict(n_identity=40, iterations=15),
+               "standard": dict(),
+               "high": dict(n_identity=100, iterations=45)}
+
+
+def load_head_model(assets_dir=None):
+    """(HeadModel or None, FoundAsset or None): the installed head model that the offline path
+    can fit. ICT-FaceKit is preferred; FLAME loads but is fitted only when a landmark mapping
+    for it exists (none is shipped yet)."""
+    from ..assets import find_head_model_file
+    from ..headmodel.ict import load_ict_npz
+
+    found = find_head_model_file(assets_dir)
+    if found is None:
+        return None, None
+    if found.kind == "ict_facekit":
+        try:
+            return load_ict_npz(found.path), found
+        except Exception as e:
+            raise PipelineError("INTERNAL", f"the installed ICT-FaceKit model at {found.path} "
+                                f"could not be read ({e}); reinstall it with "
+                                "`gen3dface assets fetch`") from None
+    return None, found
+
+
+def make_fitter(model, quality: str):
+    from ..fitting.fitter import FitConfig, HeadFitter
+
+    return HeadFitter(model, FitConfig(**QUALITY_FIT.get(quality, {})))
+
+
+@contextmanager
+def _stage(timings: dict, name: str, sink: ProgressSink, cancel: CancelToken, message=""):
+    cancel.raise_if_cancelled()
+    sink.progress(name, 0.0, message)
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 4)
+    sink.progress(name, 1.0, "")
+    cancel.raise_if_cancelled()
+
+
+def landmark_overlay(rgb: np.ndarray, landmarks: np.ndarray, projected=None,
+                     max_side: int = 512) -> np.ndarray:
+    """Preview: the photo (downscaled) with detected landmarks (green) and, if given, the fitted
+    model's projected landmarks (red)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    img = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
+                     interpolation=cv2.INTER_AREA) if s < 1 else rgb.copy()
+    for pts, col in ((landmarks, (0, 220, 0)), (projected, (230, 30, 30))):
+        if pts is None:
+            continue
+        for u, v in np.asarray(pts)[:, :2] * s:
+            cv2.circle(img, (int(u), int(v)), 1, col, -1, lineType=cv2.LINE_AA)
+    return img
+
+
+def _preview_png(rgb: np.ndarray, max_side: int = 512) -> bytes:
+    import io
+
+    import cv2
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1:
+        rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
+                         interpolation=cv2.INTER_AREA)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def bake_resolution(face_px: float, size: int) -> int:
+    """Texels per tile worth baking for a face `face_px` photo pixels across: about two texels
+    per photo pixel over the face tile (more would only interpolate the photo), at least 256,
+    at most the requested size; the result is upsampled to `size`."""
+    need = 2.0 * max(float(face_px), 1.0)
+    work = 256
+    while work < need and work < size:
+        work *= 2
+    return min(work, size)
+
+
+class _Intr:
+    def __init__(self, d: dict):
+        self.width, self.height = int(d["width"]), int(d["height"])
+        self.fx, self.fy, self.cx, self.cy = (float(d[k]) for k in ("fx", "fy", "cx", "cy"))
+
+
+def _camera_record(w2c: np.ndarray, intr: dict, rig) -> dict:
+    """The photo's camera in the backend convention and in the wire convention."""
+    from ...protocol import cameras
+
+    rec = {"convention": "OpenCV w2c, world = head frame (metres)",
+           "w2c": np.asarray(w2c, float).round(7).tolist(),
+           "intrinsics": {k: float(v) if k not in ("width", "height") else int(v)
+                          for k, v in intr.items()}}
+    try:
+        i = cameras.Intrinsics(width=int(intr["width"]), height=int(intr["height"]),
+                               fx=float(intr["fx"]), fy=float(intr["fy"]),
+                               cx=float(intr["cx"]), cy=float(intr["cy"]))
+        r = rig if rig is not None else cameras.Rig(cameras=(), head_to_world=cameras.HEAD_TO_BLENDER)
+        cam = cameras.camera_from_opencv_w2c_in_head(np.asarray(w2c).tolist(), i, r, name="photo")
+        rec["blender_cam_to_world"] = [list(map(float, row)) for row in cam.cam_to_world]
+    except Exception as e:   # the wire form is a convenience; never fail a job over it
+        rec["blender_cam_to_world_error"] = str(e)
+    return rec
+
+
+def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
+    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, write_head_glb
+    from ..images import decode_image
+    from ..texture.bake import BakeView
+    from ..texture.eyes import bake_eye_textures, iris_color_from_photo
+    from .pipeline import SIDECAR_FORMAT, PipelineResult
+
+    t_job = time.perf_counter()
+    timings: dict = {}
+    fallbacks: list[str] = []
+    warnings: list[str] = []
+    gen_name, gen_fallbacks = pipe.resolve_generator(options)
+    fallbacks += gen_fallbacks
+
+    with _stage(timings, "decode", sink, cancel):
+        if not isinstance(image, (bytes, bytearray, memoryview)):
+            raise PipelineError("BAD_REQUEST", "the image must be bytes (PNG, JPEG or WebP)")
+        rgb = decode_image(bytes(image))
+
+    with _stage(timings, "face", sink, cancel, "finding the face"):
+        analysis = pipe._face_analyzer().analyze(rgb)
+        warnings += list(analysis.warnings)
+        sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
+
+    with _stage(timings, "fit", sink, cancel, "fitting the head model"):
+        model, found = pipe._head_model()
+        if model is None:
+            from ..headmodel.mediapipe_mesh import face_mesh_model
+
+            why = ("no head model installed" if found is None else
+                   f"the installed {found.kind} model has no landmark mapping yet")
+            fallbacks.append(f"head_model: mediapipe face mesh ({why}; run `gen3dface assets "
+                             "fetch` for a full head with blendshapes)")
+            warnings.append("front of the face only, no blendshapes: " + why)
+            pm = face_mesh_model(analysis.landmarks, analysis.landmarks_z, analysis.image_size)
+            model = pm.model
+            fit = None
+            vertices, w2c, intr = pm.model.vertices, pm.w2c, pm.intrinsics
+            identity = np.zeros(0)
+            expression = np.zeros(0)
+            lm_err = None
+            lm_err_med = None
+        else:
+            fit = pipe._fitter(model, options.quality).fit(analysis, sink, cancel)
+            vertices, w2c, intr = fit.vertices, fit.w2c, fit.intrinsics
+            identity = np.asarray(fit.identity, np.float64)
+            expression = np.asarray(fit.expression, np.float64)
+            lm_err, lm_err_med = float(fit.landmark_error_px), float(fit.landmark_error_median_px)
+            sink.preview("fit", _preview_png(landmark_overlay(rgb, analysis.landmarks,
+                                                              fit.projected)))
+
+    with _stage(timings, "generate", sink, cancel):
+        generated = pipe.make_generator(gen_name).generate(rgb, analysis, fit, rig, options,
+                                                           sink, cancel)
+        if generated.vertices is not None:
+            vertices = np.asarray(generated.vertices, np.float32)
+
+    with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
+        from ..texture.bake import TextureBaker, TextureConfig
+
+        if model.name == "mediapipe_face":
+            baker = TextureBaker(model, TextureConfig(size=options.texture_size,
+                                                      mirror_fill=False))
+        else:
+            face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
+                                analysis.face_box[3] - analysis.face_box[1]))
+            work = (options.texture_size if generated.views else
+                    bake_resolution(face_px, options.texture_size))
+            baker = pipe._baker(model, work)
+        views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), analysis.mask, 1.0)]
+        views += list(generated.views)
+        baked = baker.bake(vertices, views)
+        if baked.texture.shape[0] != options.texture_size:
+            import cv2
+
+            n = baked.layout.n_tiles
+            baked.texture = cv2.resize(baked.texture, (n * options.texture_size,
+                                                       options.texture_size),
+                                       interpolation=cv2.INTER_CUBIC)
+        sink.progress("texture", 0.8, "eyes")
+        iris = iris_color_from_photo(rgb, analysis.landmarks)
+        base = (model.posed(identity, None) if len(identity) else
+                np.asarray(vertices, np.float32))
+        eyes = bake_eye_textures(model, base, iris_rgb=iris) if iris else \
+            bake_eye_textures(model, base)
+        sink.preview("texture", _preview_png(baked.texture))
+
+    with _stage(timings, "export", sink, cancel, "writing the GLB"):
+        if options.output_kind != "rigged" and gen_name == "offline":
+            warnings.append(f"output_kind={options.output_kind!r} needs the learned generator; "
+                            "wrote the rigged head")
+        names = list(model.expression_names)
+        asset = HeadAsset(model=model, base_vertices=base, expression_weights=expression,
+                          skin_texture=baked.texture, skin_layout=baked.layout,
+                          eye_textures=eyes,
+                          extras={"generator": gen_name, "head_model": model.name})
+        cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
+        glb = write_head_glb(asset, cfg)
+
+    timings["total"] = round(time.perf_counter() - t_job, 4)
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "generator": gen_name,
+        "head_model": {"name": model.name, "source": model.source,
+                       "n_vertices": int(model.n_vertices),
+                       "limitations": model.extras.get("limitations")},
+        "fallbacks": fallbacks,
+        "warnings": warnings,
+        "options": options.to_dict(),
+        "n_faces": int(analysis.n_faces),
+        "face_box": [float(x) for x in analysis.face_box],
+        "camera": _camera_record(w2c, intr, rig),
+        "coefficients": {"identity": [round(float(x), 5) for x in identity],
+                         "expression": {n: round(float(x), 5) for n, x in zip(names, expression)}},
+        "landmark_error_px": lm_err,
+        "landmark_error_median_px": lm_err_med,
+        "fit": dict(fit.info) if fit is not None and isinstance(fit.info, dict) else {},
+        "texture": {"tile_size": int(options.texture_size), "n_tiles": baked.layout.n_tiles,
+                    "baked_tile_size": int(baker.config.size),
+                    "seen_fraction": round(baked.seen_fraction, 4),
+                    "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
+                    "iris_rgb": [round(c, 4) for c in iris] if iris else None},
+        "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC,
+                "meshes": ["Head", "EyeLeft", "EyeRight", "Teeth"] if model.name == "ict_facekit"
+                else ["Head"],
+                "morph_targets": names},
+        "generated": generated.info,
+        "timings_s": timings,
+    }
+    return PipelineResult(glb=glb, sidecar=_jsonable(sidecar))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x

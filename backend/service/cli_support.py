@@ -1,0 +1,98 @@
+"""What the `run`, `submit` and `serve` commands share: exit codes, progress display, the
+JSON summary, reading a rig file.
+
+Exit codes (documented in README and `gen3dface --help`):
+    0  success: the GLB (and --json summary) were written
+    1  internal error (a bug: please report it with the log)
+    2  usage error (bad arguments, missing file, no key and no --insecure)
+    3  input error: the photo or rig was refused (BAD_IMAGE, BAD_REQUEST, NO_FACE, FACE_TOO_SMALL)
+    4  server or connection error (unreachable, timed out, AUTH, QUEUE_FULL, OUT_OF_MEMORY,
+       NOT_AVAILABLE, NOT_FOUND)
+    5  cancelled
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_SERVER, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
+
+INPUT_CODES = {"BAD_IMAGE", "BAD_REQUEST", "NO_FACE", "FACE_TOO_SMALL"}
+SERVER_CODES = {"AUTH", "QUEUE_FULL", "OUT_OF_MEMORY", "NOT_AVAILABLE", "NOT_FOUND", "TIMEOUT",
+                "CONNECTION", "INTERRUPTED", "SERVER_GONE"}
+
+EXIT_CODES_HELP = ("exit codes: 0 ok, 1 internal error, 2 usage error, 3 input refused (photo, rig, "
+                   "no face), 4 server/connection error, 5 cancelled")
+
+
+def exit_code_for(code: str | None) -> int:
+    if code is None:
+        return EXIT_OK
+    if code == "CANCELLED":
+        return EXIT_CANCELLED
+    if code in INPUT_CODES:
+        return EXIT_INPUT
+    if code in SERVER_CODES:
+        return EXIT_SERVER
+    return EXIT_INTERNAL
+
+
+class ProgressDisplay:
+    """A one-line progress bar on a terminal; on a pipe or log, one quiet line per stage."""
+
+    def __init__(self, stream: TextIO | None = None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = width
+        self._stage = None
+        self._t0 = time.monotonic()
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        if self.tty:
+            filled = int(round(self.width * max(0.0, min(1.0, fraction))))
+            bar = "#" * filled + "-" * (self.width - filled)
+            line = f"\r{stage:<12} [{bar}] {fraction * 100:5.1f}% {message[:40]:<40}"
+            self.stream.write(line)
+            self.stream.flush()
+        elif stage != self._stage:
+            self.stream.write(f"[{time.monotonic() - self._t0:7.1f}s] {stage}\n")
+            self.stream.flush()
+        self._stage = stage
+
+    def done(self, message: str) -> None:
+        if self.tty and self._stage is not None:
+            self.stream.write("\n")
+        self.stream.write(message + "\n")
+        self.stream.flush()
+
+
+def write_json_summary(path: str | os.PathLike, summary: dict) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, p)
+
+
+def write_output(path: str | os.PathLike, data: bytes) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)
+
+
+def sidecar_path_for(glb_path: str | os.PathLike) -> Path:
+    """OUT.glb -> OUT.sidecar.json (the pipeline's JSON sidecar, beside the GLB)."""
+    p = Path(glb_path)
+    return p.with_name(p.stem + ".sidecar.json")
+
+
+def read_rig_file(path: str | os.PathLike):
+    """A rig JSON file (the wire convention, protocol/SPEC.md 'Rig') -> (dict, Rig)."""
+    from ...protocol.cameras import Rig
+
+    d = json.loads(Path(path).read_text())
+    return d, Rig.from_dict(d)

@@ -1,0 +1,310 @@
+"""Job records, idempotency keys and kept results.
+
+A job is created by a SUBMIT and identified by a server-made `job_id` (32 hex digits). The
+client may give an `idempotency_key` (any short string): a second submit with the same key
+returns the same job instead of a new one, also after the server restarted, so a client that
+lost its connection can resubmit safely and the work is done once.
+
+Persistence (when the store has a state folder):
+    <state>/jobs.jsonl       one JSON object per line, a full snapshot of a job record after
+                             each state change; the last line of a job wins; rewritten
+                             (compacted) at start-up.
+    <state>/results/<job_id>.glb, <job_id>.json
+                             the result of a finished job, kept `keep_results_s` seconds.
+Lines are written with one write() each and flushed (they survive a SIGKILL of the server;
+they are not fsync'ed, so a power cut may lose the last ones). Paths are only ever made from
+job ids this module generated and checked against JOB_ID_RE; nothing a client sends becomes a
+path. A job that was queued or running when the server died is loaded as INTERRUPTED: it has
+no result, and a resubmission with its key runs it again under the same job id.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.events import CancelToken, PipelineError
+
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MAX_IDEMPOTENCY_KEY = 200
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"   # the server stopped while the job was queued or running
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+
+
+@dataclass
+class Job:
+    job_id: str
+    idempotency_key: str | None
+    request_digest: str                 # SHA-256 over image, rig and options (see checks.py)
+    state: JobState = JobState.QUEUED
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished_at: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    result_sha256: str | None = None
+    result_size: int | None = None
+    runs: int = 0                       # how many times the worker started it
+    stage: str = ""
+    fraction: float = 0.0
+    # not persisted:
+    owner: bytes | None = None          # ROUTER routing id that gets the job's events
+    owner_key: tuple | None = None      # the client (session) it belongs to
+    attach_msg_id: str | None = None    # msg_id of the submit/fetch_result that attached it
+    image: bytes | None = None
+    rig: Any = None
+    options: Any = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    PERSISTED = ("job_id", "idempotency_key", "request_digest", "state", "created", "started",
+                 "finished_at", "error_code", "error_message", "result_sha256", "result_size",
+                 "runs", "stage", "fraction")
+
+    def record(self) -> dict:
+        d = {k: getattr(self, k) for k in self.PERSISTED}
+        d["state"] = self.state.value
+        return d
+
+    @classmethod
+    def from_record(cls, d: dict) -> "Job":
+        kw = {k: d.get(k) for k in cls.PERSISTED if k in d}
+        kw["state"] = JobState(kw["state"])
+        kw["runs"] = int(kw.get("runs") or 0)
+        kw["fraction"] = float(kw.get("fraction") or 0.0)
+        kw["stage"] = kw.get("stage") or ""
+        return cls(**kw)
+
+    def status(self) -> dict:
+        """What a STATUS reply says about the job."""
+        return {"job_id": self.job_id, "state": self.state.value, "stage": self.stage,
+                "fraction": round(self.fraction, 4), "created": self.created,
+                "started": self.started, "finished": self.finished_at,
+                "error": ({"code": self.error_code, "message": self.error_message}
+                          if self.error_code else None),
+                "result_available": self.state is JobState.DONE,
+                "result_sha256": self.result_sha256, "result_size": self.result_size}
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ResultStore:
+    """GLB bytes + sidecar dict per job id: on disk under a folder, or in memory (folder None)."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self._mem: dict[str, tuple[bytes, dict]] = {}
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            for p in folder.glob("*.tmp"):
+                p.unlink(missing_ok=True)
+
+    def _paths(self, job_id: str) -> tuple[Path, Path]:
+        if not JOB_ID_RE.match(job_id):          # only ids this server made reach here
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.folder / f"{job_id}.glb", self.folder / f"{job_id}.json"
+
+    def put(self, job_id: str, glb: bytes, sidecar: dict) -> None:
+        if self.folder is None:
+            self._mem[job_id] = (glb, sidecar)
+            return
+        glb_path, json_path = self._paths(job_id)
+        for path, data in ((glb_path, glb), (json_path, json.dumps(sidecar).encode())):
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+
+    def get(self, job_id: str) -> tuple[bytes, dict] | None:
+        if self.folder is None:
+            return self._mem.get(job_id)
+        glb_path, json_path = self._paths(job_id)
+        try:
+            return glb_path.read_bytes(), json.loads(json_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def delete(self, job_id: str) -> None:
+        if self.folder is None:
+            self._mem.pop(job_id, None)
+            return
+        for p in self._paths(job_id):
+            p.unlink(missing_ok=True)
+
+    def known_ids(self) -> set[str]:
+        if self.folder is None:
+            return set(self._mem)
+        return {p.stem for p in self.folder.glob("*.glb") if JOB_ID_RE.match(p.stem)}
+
+
+class JobStore:
+    """All jobs the server knows, by id and by idempotency key; thread-safe.
+
+    `keep_s`: finished jobs (and their results) are forgotten this long after they finished;
+    `keep_bytes`: and the oldest finished ones go first when results exceed this many bytes.
+    """
+
+    def __init__(self, state_dir: Path | None, keep_s: float = 3600.0, keep_bytes: int = 4 << 30):
+        self.state_dir = state_dir
+        self.keep_s = keep_s
+        self.keep_bytes = keep_bytes
+        self._lock = threading.RLock()
+        self.jobs: dict[str, Job] = {}
+        self.by_key: dict[str, str] = {}
+        self._journal = None
+        self.results = ResultStore(state_dir / "results" if state_dir is not None else None)
+        if state_dir is not None:
+            self._load()
+
+    # ---- persistence ---------------------------------------------------------------
+    def _load(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "jobs.jsonl"
+        if path.exists():
+            with open(path, "rb") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        if rec.get("forget"):
+                            self.jobs.pop(rec.get("job_id"), None)
+                            continue
+                        job = Job.from_record(rec)
+                    except (ValueError, KeyError, TypeError):
+                        continue          # a torn last line after a crash
+                    if not JOB_ID_RE.match(job.job_id or ""):
+                        continue
+                    self.jobs[job.job_id] = job
+        have = self.results.known_ids()
+        for job in self.jobs.values():
+            if job.state in (JobState.QUEUED, JobState.RUNNING):
+                job.state, job.finished_at = JobState.INTERRUPTED, time.time()
+                job.error_code, job.error_message = "INTERRUPTED", "the server stopped during the job"
+            if job.state is JobState.DONE and job.job_id not in have:
+                job.state = JobState.INTERRUPTED     # result file lost: run again on resubmit
+            if job.idempotency_key:
+                self.by_key[job.idempotency_key] = job.job_id
+        for orphan in have - set(self.jobs):
+            self.results.delete(orphan)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            for job in self.jobs.values():
+                f.write(json.dumps(job.record()) + "\n")
+        os.replace(tmp, path)
+        self._journal = open(path, "a", buffering=1)
+
+    def save(self, job: Job) -> None:
+        """Append the job's current record to the journal (call after every state change)."""
+        if self._journal is not None:
+            with self._lock:
+                self._journal.write(json.dumps(job.record()) + "\n")
+                self._journal.flush()
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    # ---- lookups and changes ---------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id) if isinstance(job_id, str) else None
+
+    def submit(self, key: str | None, digest: str) -> tuple[Job, str]:
+        """The job for this submit and what happened: "new", "existing" or "rerun".
+
+        "rerun": the key names a job that was interrupted (server restart): the same job
+        goes back to QUEUED. A key reused for a DIFFERENT request is a BAD_REQUEST.
+        """
+        with self._lock:
+            if key is not None:
+                job = self.jobs.get(self.by_key.get(key, ""))
+                if job is not None:
+                    if job.request_digest != digest:
+                        raise PipelineError("BAD_REQUEST", "this idempotency_key was already used "
+                                            "for a different request (image, rig or options "
+                                            "differ); use a new key for a new job")
+                    if job.state is JobState.INTERRUPTED:
+                        job.state, job.cancel = JobState.QUEUED, CancelToken()
+                        job.error_code = job.error_message = job.finished_at = None
+                        job.stage, job.fraction, job.created = "", 0.0, time.time()
+                        self.save(job)
+                        return job, "rerun"
+                    return job, "existing"
+            job = Job(job_id=new_job_id(), idempotency_key=key, request_digest=digest)
+            self.jobs[job.job_id] = job
+            if key is not None:
+                self.by_key[key] = job.job_id
+            self.save(job)
+            return job, "new"
+
+    def forget(self, job_id: str) -> None:
+        """Drop a job that never got going (e.g. refused because the queue was full)."""
+        with self._lock:
+            job = self.jobs.pop(job_id, None)
+            if job is not None and job.idempotency_key and self.by_key.get(job.idempotency_key) == job_id:
+                del self.by_key[job.idempotency_key]
+            if job is not None and self._journal is not None:
+                self._journal.write(json.dumps({"job_id": job_id, "forget": True}) + "\n")
+                self._journal.flush()
+
+    def set_state(self, job: Job, state: JobState, code: str | None = None, message: str | None = None) -> None:
+        with self._lock:
+            job.state = state
+            now = time.time()
+            if state is JobState.RUNNING:
+                job.started = now
+                job.runs += 1
+            if state.finished:
+                job.finished_at = now
+                job.image = None                 # free the input as soon as it is no longer needed
+                job.error_code, job.error_message = code, message
+            self.save(job)
+
+    def store_result(self, job: Job, glb: bytes, sidecar: dict, sha256: str) -> None:
+        self.results.put(job.job_id, glb, sidecar)
+        job.result_sha256, job.result_size = sha256, len(glb)
+        self.set_state(job, JobState.DONE)
+
+    def result(self, job_id: str) -> tuple[bytes, dict] | None:
+        job = self.get(job_id)
+        if job is None or job.state is not JobState.DONE:
+            return None
+        return self.results.get(job.job_id)
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Forget finished jobs past their retention (time, then total bytes); returns their ids."""
+        now = time.time() if now is None else now
+        with self._lock:
+            finished = sorted((j for j in self.jobs.values() if j.state.finished and j.finished_at),
+                              key=lambda j: j.finished_at)
+            gone = [j for j in finished if now - j.finished_at > self.keep_s]
+            total = sum(j.result_size or 0 for j in finished if j not in gone and j.state is JobState.DONE)
+            for j in finished:
+                if total <= self.keep_bytes:
+                    break
+                if j not in gone and j.state is JobState.DONE:
+                    gone.append(j)
+                    total -= j.result_size or 0
+            for j in gone:
+                self.results.delete(j.job_id)
+                self.forget(j.job_id)
+            return [j.job_id for j in gone]

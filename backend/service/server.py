@@ -1,0 +1,467 @@
+"""The backend service: one ROUTER socket, a bounded job queue, one worker thread.
+
+    clients (DEALER) ──► ROUTER ── socket loop (main thread) ──► JobQueue ──► Worker thread
+                                         ▲                                        │
+                                         └──── inproc wake-up ◄── Outbox ◄────────┘
+
+The socket loop never runs a job: it checks and queues submits, answers hello/status/ping/
+fetch_result/cancel at once and forwards what the worker reports (progress, previews,
+results, errors) to the client attached to the job. All socket calls happen in the loop's
+thread. Every incoming message is decoded and validated by the protocol package (limits,
+signature, replay window, schema); whatever fails gets an `error` reply, and nothing a client
+sends can stop the loop: each message is handled inside its own try/except.
+
+Clients and heartbeats (protocol/SPEC.md, section 8): a client is known by its header
+`session` (or its routing id when it sends none), so a client that reconnects with a new
+socket is the same client and its jobs' events follow its newest routing id. Clients ping
+every beat; any valid message is a sign of life. The server also pings every client attached
+to a live job each `heartbeat_s`. A client silent for 3 x its heartbeat (or one that sent
+`bye`, or whose routing id became unreachable) is lost: with `on_client_lost="cancel"` its
+queued and running jobs are cancelled; with "keep" (default) they run on and their results
+wait for `fetch_result` or a duplicate `submit`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import logging
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from ...protocol.errors import ERROR_CODES
+from ..images import MAX_PIXELS
+from ..pipeline.events import PipelineError
+from . import checks, wire
+from .config import ServiceConfig
+from .jobqueue import JobQueue, QueueFull
+from .jobs import Job, JobState, JobStore
+from .worker import Outbox, Worker
+from .workload import WorkloadFactory
+
+log = logging.getLogger("gen3dface.service")
+
+SERVER_VERSION = "0.1.0"
+load_key = wire.load_key          # key file -> bytes (owner-only permissions; protocol/SPEC.md)
+INTERRUPTED_MESSAGE = ("the server stopped during this job; resubmit with the same "
+                       "idempotency_key to run it again")
+
+
+def wire_state(state: JobState) -> str:
+    """Job state as the protocol names it (an interrupted job is 'failed' until resubmitted)."""
+    return "failed" if state is JobState.INTERRUPTED else state.value
+
+
+def wire_code(code: str | None) -> str | None:
+    return code if code is None or code in ERROR_CODES else "INTERNAL"
+
+
+class StateDirLocked(RuntimeError):
+    pass
+
+
+def lock_state_dir(state_dir: Path):
+    """Hold an exclusive lock on <state>/lock for the server's lifetime (one server per folder)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    f = open(state_dir / "lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise StateDirLocked(f"another gen3dface server uses the state folder {state_dir}; "
+                             "stop it or give this one its own --state-dir") from None
+    return f
+
+
+@dataclasses.dataclass
+class ClientInfo:
+    routing: bytes
+    last_seen: float
+    timeout_s: float
+
+
+class Server:
+    def __init__(self, config: ServiceConfig, workload_factory: WorkloadFactory):
+        self.config = config
+        self._lock_file = lock_state_dir(config.state_dir) if config.state_dir else None
+        self.workload = workload_factory()
+        self.capabilities = dict(self.workload.capabilities())
+        self.store = JobStore(config.state_dir, config.keep_results_s, config.keep_results_bytes)
+        self.queue = JobQueue(config.queue_size)
+        limits = wire.Limits.for_server()
+        if config.max_part_bytes is not None:
+            limits = dataclasses.replace(limits, max_part_bytes=int(config.max_part_bytes),
+                                         max_total_bytes=min(limits.max_total_bytes,
+                                                             4 * int(config.max_part_bytes)))
+        self.codec = wire.make_codec(config.key, limits)
+        self.ctx = zmq.Context.instance()
+        self.sock: zmq.Socket | None = None
+        self.endpoint: str | None = None
+        self._wake_addr = f"inproc://gen3dface-wake-{id(self)}"
+        self._wake_lock = threading.Lock()
+        self._wake_tx: zmq.Socket | None = None
+        self.outbox = Outbox(self._wake)
+        self.worker = Worker(self.workload, self.queue, self.store, self.outbox)
+        self.clients: dict[tuple, ClientInfo] = {}    # ("s", session) | ("r", routing id)
+        self._stop = threading.Event()
+        self._last_beat = 0.0
+        self._last_sweep = 0.0
+        self.counters = {"received": 0, "rejected": 0, "submitted": 0, "sent": 0, "dropped": 0,
+                         "lost_clients": 0}
+
+    # ---- life cycle --------------------------------------------------------------------
+    def start(self) -> str:
+        """Bind and start the worker; returns the bound endpoint (port 0 -> the real port)."""
+        checks.warm_up()
+        self.sock = wire.make_router_socket(self.ctx, self.codec.limits)
+        self.sock.bind(self.config.bind)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._wake_rx = self.ctx.socket(zmq.PULL)
+        self._wake_rx.bind(self._wake_addr)
+        self._wake_tx = self.ctx.socket(zmq.PUSH)
+        self._wake_tx.setsockopt(zmq.SNDHWM, 1)
+        self._wake_tx.setsockopt(zmq.LINGER, 0)
+        self._wake_tx.connect(self._wake_addr)
+        self.worker.start()
+        return self.endpoint
+
+    def _wake(self) -> None:
+        with self._wake_lock:
+            if self._wake_tx is not None:
+                try:
+                    self._wake_tx.send(b"", zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass                       # a wake-up is already pending
+
+    def stop(self) -> None:
+        """Ask the loop to finish (thread-safe; also from a signal handler)."""
+        self._stop.set()
+        self._wake()
+
+    def serve_forever(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._wake_rx, zmq.POLLIN)
+        timeout_ms = int(self.config.housekeeping_s * 1000)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(timeout_ms))
+                if self._wake_rx in ready:
+                    while True:
+                        try:
+                            self._wake_rx.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                self._forward_events()
+                if self.sock in ready:
+                    for _ in range(100):          # bounded: events and housekeeping get a turn
+                        try:
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._on_frames(frames)
+                self._housekeeping()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.worker.stop()
+        self.worker.join(timeout=5)
+        self._forward_events()
+        with self._wake_lock:
+            self._wake_tx.close(0)
+            self._wake_tx = None
+        self._wake_rx.close(0)
+        self.sock.close(0)
+        self.store.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    # ---- sending -----------------------------------------------------------------------
+    def _send(self, routing: bytes | None, msg_type: str, content: dict, buffers=(),
+              parent_id: str | None = None, digests=None) -> bool:
+        if routing is None:
+            return False
+        msg = wire.Message(msg_type, content, list(buffers), parent_id=parent_id,
+                           routing=[routing], digests=digests)
+        try:
+            frames = self.codec.encode(msg)
+            self.sock.send_multipart(frames, zmq.NOBLOCK, copy=len(buffers) == 0)
+            self.counters["sent"] += 1
+            return True
+        except zmq.ZMQError as e:
+            self.counters["dropped"] += 1
+            if e.errno == errno.EHOSTUNREACH:   # ROUTER_MANDATORY: that client is gone
+                self._routing_unreachable(routing)
+            else:                               # EAGAIN: its send queue is full; results stay kept
+                log.warning("could not send %s to a client: %s", msg_type, e)
+            return False
+
+    def _error(self, routing, code: str, message: str, parent_id=None, job_id=None, **extra) -> None:
+        content = {"code": wire_code(code), "message": message[:4000], "job_id": job_id, **extra}
+        self._send(routing, "error", content, parent_id=parent_id)
+
+    # ---- receiving ---------------------------------------------------------------------
+    def _on_frames(self, frames) -> None:
+        self.counters["received"] += 1
+        try:
+            msg = self.codec.decode(frames, router=True)
+            content = wire.messages.validate(msg, "to_server")
+        except wire.ProtocolError as e:
+            self.counters["rejected"] += 1
+            routing = getattr(e, "routing", None) or ([frames[0].bytes] if len(frames) > 1 else [])
+            header = e.header if isinstance(e.header, dict) else {}
+            parent = header.get("msg_id") if isinstance(header.get("msg_id"), str) else None
+            if routing:
+                self._error(routing[0], e.code, e.message, parent_id=parent, job_id=e.job_id)
+            return
+        except Exception as e:                  # a codec bug must not stop the server
+            self.counters["rejected"] += 1
+            log.exception("decode failed")
+            if len(frames) > 1:
+                self._error(frames[0].bytes, "INTERNAL", f"could not read the message ({type(e).__name__})")
+            return
+        msg.content = content
+        routing = msg.routing[0]
+        client = self._seen(msg, routing)
+        handler = self._handlers.get(msg.msg_type)
+        try:
+            if handler is not None:
+                handler(self, routing, client, msg)
+        except PipelineError as e:
+            extra = {"retry_after_s": 5.0} if e.code == "QUEUE_FULL" else {}
+            self._error(routing, e.code, e.message, parent_id=msg.msg_id,
+                        job_id=content.get("job_id"), **extra)
+        except Exception as e:
+            log.exception("handling %s failed", msg.msg_type)
+            self._error(routing, "INTERNAL", f"internal error ({type(e).__name__}: {e})"[:300],
+                        parent_id=msg.msg_id)
+
+    def _seen(self, msg, routing: bytes) -> tuple:
+        """Record a sign of life; returns the client's key. A session that comes back on a new
+        routing id takes its live jobs' events along."""
+        key = ("s", msg.session) if msg.session else ("r", routing)
+        now = time.monotonic()
+        info = self.clients.get(key)
+        hb = msg.content.get("heartbeat_s") if msg.msg_type in ("hello", "ping", "pong") else None
+        if info is None:
+            info = self.clients[key] = ClientInfo(routing, now, self.config.client_timeout_s)
+        elif info.routing != routing:
+            info.routing = routing
+            for job in self.store.jobs.values():
+                if job.owner_key == key and not job.state.finished:
+                    job.owner = routing
+        info.last_seen = now
+        if isinstance(hb, (int, float)) and hb > 0:
+            info.timeout_s = 3.0 * float(hb)
+        return key
+
+    def _attach(self, job: Job, routing: bytes, client: tuple, msg) -> None:
+        job.owner, job.owner_key, job.attach_msg_id = routing, client, msg.msg_id
+
+    def _on_hello(self, routing, client, msg) -> None:
+        self._send(routing, "capabilities", {
+            "server": f"gen3dface/{SERVER_VERSION}", "protocol_version": wire.PROTOCOL_VERSION,
+            "heartbeat_s": self.config.heartbeat_s, "pipeline": self.capabilities,
+            "limits": {**self.codec.limits.to_dict(), "max_image_pixels": MAX_PIXELS,
+                       "max_cameras": checks.MAX_CAMERAS},
+            "queue": {"length": len(self.queue), "max": self.config.queue_size,
+                      "running": int(self.worker.current is not None)},
+            "keep_results_s": self.config.keep_results_s, "insecure": self.config.insecure,
+            "on_client_lost": self.config.on_client_lost}, parent_id=msg.msg_id)
+
+    def _on_ping(self, routing, client, msg) -> None:
+        self._send(routing, "pong", {"heartbeat_s": self.config.heartbeat_s}, parent_id=msg.msg_id)
+
+    def _on_pong(self, routing, client, msg) -> None:
+        pass                                    # a sign of life, already recorded
+
+    def _on_bye(self, routing, client, msg) -> None:
+        self._client_lost(client)
+
+    def _on_submit(self, routing, client, msg) -> None:
+        c = msg.content
+        image = msg.buffers[0]
+        key = checks.check_idempotency_key(c.get("idempotency_key"))
+        rig_dict = c.get("rig")
+        options_dict = c.get("options") or {}
+        digest = checks.request_digest(image, rig_dict, options_dict)
+        known = self.store.get(self.store.by_key.get(key, ""))
+        if known is not None and known.state is not JobState.INTERRUPTED:
+            job, how = self.store.submit(key, digest)          # "existing" (or BAD_REQUEST)
+        else:
+            checks.check_image(image, (c.get("image") or {}).get("media_type"))
+            rig = checks.check_rig(rig_dict)
+            options = self.workload.parse_options(options_dict)
+            job, how = self.store.submit(key, digest)
+        if how == "existing":
+            self._attach(job, routing, client, msg)
+            self._send(routing, "accepted", self._accepted(job, duplicate=True), parent_id=msg.msg_id)
+            if job.state.finished:
+                self._send_outcome(routing, job, parent_id=msg.msg_id)
+            return
+        self._attach(job, routing, client, msg)
+        job.image, job.rig, job.options = image, rig, options
+        try:
+            self.queue.put(job)
+        except QueueFull as e:
+            if how == "new":
+                self.store.forget(job.job_id)
+            else:
+                self.store.set_state(job, JobState.INTERRUPTED, "INTERRUPTED", INTERRUPTED_MESSAGE)
+            raise PipelineError("QUEUE_FULL", f"{e}; try again later") from None
+        self.counters["submitted"] += 1
+        self._send(routing, "accepted", {**self._accepted(job, duplicate=False), "rerun": how == "rerun"},
+                   parent_id=msg.msg_id)
+
+    def _accepted(self, job: Job, duplicate: bool) -> dict:
+        return {"job_id": job.job_id, "idempotency_key": job.idempotency_key,
+                "state": wire_state(job.state), "duplicate": duplicate,
+                "queue_position": self.queue.position(job.job_id) if job.state is JobState.QUEUED else None}
+
+    def _send_outcome(self, routing, job: Job, parent_id=None) -> None:
+        """The terminal event of a finished job: `result`, or `error` (CANCELLED, the failure)."""
+        if job.state is JobState.DONE:
+            res = self.store.result(job.job_id)
+            if res is None:
+                self._error(routing, "NOT_FOUND", "the result is no longer kept; resubmit",
+                            parent_id, job.job_id)
+                return
+            self._send_result(routing, job, res[0], res[1], parent_id)
+        elif job.state is JobState.INTERRUPTED:
+            self._error(routing, "INTERNAL", INTERRUPTED_MESSAGE, parent_id, job.job_id)
+        else:
+            self._error(routing, job.error_code or "INTERNAL", job.error_message or "the job failed",
+                        parent_id, job.job_id)
+
+    def _send_result(self, routing, job: Job, glb: bytes, sidecar: dict, parent_id=None) -> bool:
+        digests = [bytes.fromhex(job.result_sha256)] if job.result_sha256 else None
+        return self._send(routing, "result", {"job_id": job.job_id, "sidecar": sidecar,
+                                              "sha256": job.result_sha256,
+                                              "media_type": "model/gltf-binary"},
+                          [glb], parent_id=parent_id, digests=digests)
+
+    def _job(self, msg) -> tuple[str, Job | None]:
+        job_id = msg.content.get("job_id")
+        return job_id, self.store.get(job_id)
+
+    def _on_cancel(self, routing, client, msg) -> None:
+        job_id, job = self._job(msg)
+        if job is None or job.state.finished:     # unknown or finished: a harmless no-op
+            self._send(routing, "cancel_reply", {"job_id": job_id, "known": job is not None,
+                                                 "state": wire_state(job.state) if job else "unknown"},
+                       parent_id=msg.msg_id)
+            return
+        job.cancel.cancel()
+        if self.queue.remove(job_id) is not None:  # queued: gone at once
+            self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
+            self._send(routing, "cancel_reply", {"job_id": job_id, "state": "cancelled", "known": True},
+                       parent_id=msg.msg_id)
+            self._error(job.owner, "CANCELLED", "cancelled by request", job.attach_msg_id, job_id)
+            return
+        # running: the worker stops at its next check and then reports error CANCELLED
+        self._send(routing, "cancel_reply", {"job_id": job_id, "state": wire_state(job.state),
+                                             "known": True, "cancelling": True}, parent_id=msg.msg_id)
+
+    def _on_status(self, routing, client, msg) -> None:
+        job_id, job = self._job(msg)
+        server = {"queue_length": len(self.queue), "queue_max": self.config.queue_size,
+                  "running": int(self.worker.current is not None), "jobs_kept": len(self.store.jobs)}
+        if job_id is None:
+            content = {"job_id": None, "server": server}
+        elif job is None:
+            content = {"job_id": job_id, "state": "unknown", "server": server}
+        else:
+            content = {**self._status_content(job), "server": server}
+        self._send(routing, "status_reply", content, parent_id=msg.msg_id)
+
+    def _status_content(self, job: Job) -> dict:
+        c = {"job_id": job.job_id, "state": wire_state(job.state), "stage": job.stage or None,
+             "fraction": job.fraction, "result_available": job.state is JobState.DONE,
+             "queue_position": self.queue.position(job.job_id) if job.state is JobState.QUEUED else None,
+             "error": ({"code": wire_code(job.error_code), "message": job.error_message}
+                       if job.error_code and job.state is not JobState.DONE else None),
+             "sha256": job.result_sha256, "runs": job.runs}
+        if job.finished_at and job.state.finished:
+            c["expires_in_s"] = max(0.0, job.finished_at + self.config.keep_results_s - time.time())
+        return c
+
+    def _on_fetch_result(self, routing, client, msg) -> None:
+        """Attach the sender to the job like a duplicate submit: accepted, then its events."""
+        job_id, job = self._job(msg)
+        if job is None:
+            raise PipelineError("NOT_FOUND", "no such job (unknown, or its result is no longer kept)")
+        self._attach(job, routing, client, msg)
+        self._send(routing, "accepted", self._accepted(job, duplicate=True), parent_id=msg.msg_id)
+        if job.state.finished:
+            self._send_outcome(routing, job, parent_id=msg.msg_id)
+
+    _handlers = {"hello": _on_hello, "ping": _on_ping, "pong": _on_pong, "bye": _on_bye,
+                 "submit": _on_submit, "cancel": _on_cancel, "status": _on_status,
+                 "fetch_result": _on_fetch_result}
+
+    # ---- worker events and housekeeping ------------------------------------------------
+    def _forward_events(self) -> None:
+        for event in self.outbox.drain():
+            kind, job = event[0], event[1]
+            to, parent = job.owner, job.attach_msg_id
+            try:
+                if kind == "started":
+                    self._send(to, "progress", {"job_id": job.job_id, "stage": "queue",
+                                                "fraction": 1.0, "message": "started"}, parent_id=parent)
+                elif kind == "progress":
+                    self._send(to, "progress", {"job_id": job.job_id, "stage": event[2],
+                                                "fraction": event[3], "message": event[4]},
+                               parent_id=parent)
+                elif kind == "preview":
+                    self._send(to, "preview", {"job_id": job.job_id, "name": event[2],
+                                               "media_type": "image/png", "stage": job.stage or None},
+                               [event[3]], parent_id=parent)
+                elif kind == "result":
+                    self._send_result(to, job, event[2], event[3], parent_id=parent)
+                elif kind == "cancelled":
+                    self._error(to, "CANCELLED", "cancelled by request", parent, job.job_id)
+                elif kind == "failed":
+                    self._error(to, event[2], event[3], parent, job.job_id)
+            except Exception:
+                log.exception("forwarding %s failed", kind)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= self.config.heartbeat_s:
+            self._last_beat = now
+            live = [j for j in self.store.jobs.values() if not j.state.finished]
+            for routing in {j.owner for j in live if j.owner is not None}:
+                self._send(routing, "ping", {"heartbeat_s": self.config.heartbeat_s})
+            for key, info in list(self.clients.items()):
+                if now - info.last_seen > info.timeout_s:
+                    self._client_lost(key)
+        if now - self._last_sweep >= 1.0:
+            self._last_sweep = now
+            self.store.sweep()
+
+    def _routing_unreachable(self, routing: bytes) -> None:
+        for key, info in list(self.clients.items()):
+            if info.routing == routing:
+                self._client_lost(key)
+        for job in self.store.jobs.values():
+            if job.owner == routing:
+                job.owner = None               # nothing more is sent there; results stay kept
+
+    def _client_lost(self, key: tuple) -> None:
+        info = self.clients.pop(key, None)
+        if info is None:
+            return
+        self.counters["lost_clients"] += 1
+        for job in list(self.store.jobs.values()):
+            if job.owner_key != key or job.state.finished:
+                continue
+            if self.config.on_client_lost == "cancel":
+                log.info("client lost: cancelling job %s", job.job_id)
+                job.cancel.cancel()
+                if self.queue.remove(job.job_id) is not None:
+                    self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "the client went away")
+            job.owner = None

@@ -1,0 +1,136 @@
+"""The worker thread: takes jobs from the queue, runs the workload, reports through an outbox.
+
+Why a thread and not a process: torch, numpy, PIL and zlib release the GIL in their heavy
+calls, so the socket loop in the main thread keeps answering pings, status, cancel and new
+submits while a job runs (the tests measure this); results (tens of MB) need no copy between
+processes; and a CUDA context lives in one process. What a thread cannot do is kill a stage
+that never returns: stages check their CancelToken between steps, which bounds cancellation
+by the longest step. A job that crashes the interpreter (a segfault in native code) takes the
+server down; the job journal (jobs.py) makes the client's resubmission after a restart safe.
+
+Events (tuples) go into `Outbox`; the socket loop drains it after a wake-up:
+    ("started", job)                       ("progress", job, stage, fraction, message)
+    ("preview", job, name, png_bytes)      ("result", job, glb_bytes, sidecar_dict)
+    ("failed", job, code, message)         ("cancelled", job)
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from ..pipeline.events import JobCancelled, PipelineError
+from .jobqueue import JobQueue
+from .jobs import Job, JobState, JobStore
+from .workload import Workload, free_memory, is_out_of_memory
+
+log = logging.getLogger("gen3dface.service")
+
+MAX_PREVIEW_BYTES = 8 << 20
+
+
+class Outbox:
+    """Thread-safe event list plus a wake-up callback (the loop's inproc socket)."""
+
+    def __init__(self, wake: Callable[[], None] = lambda: None):
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.wake = wake
+
+    def put(self, *event) -> None:
+        self._q.put(event)
+        self.wake()
+
+    def drain(self, limit: int = 1000) -> list[tuple]:
+        out = []
+        while len(out) < limit:
+            try:
+                out.append(self._q.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+
+class _JobSink:
+    def __init__(self, job: Job, outbox: Outbox):
+        self.job, self.outbox = job, outbox
+
+    def progress(self, stage: str, fraction: float, message: str = "") -> None:
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self.job.stage, self.job.fraction = str(stage), fraction
+        self.outbox.put("progress", self.job, str(stage), fraction, str(message)[:500])
+
+    def preview(self, name: str, png: bytes) -> None:
+        if isinstance(png, (bytes, bytearray)) and len(png) <= MAX_PREVIEW_BYTES:
+            self.outbox.put("preview", self.job, str(name)[:100], bytes(png))
+
+
+class Worker(threading.Thread):
+    def __init__(self, workload: Workload, jobs: JobQueue, store: JobStore, outbox: Outbox):
+        super().__init__(name="gen3dface-worker", daemon=True)
+        self.workload, self.jobs, self.store, self.outbox = workload, jobs, store, outbox
+        self.current: Job | None = None
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.jobs.close()
+        job = self.current
+        if job is not None:
+            job.cancel.cancel()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            job = self.jobs.take(timeout=0.5)
+            if job is None:
+                continue
+            self.current = job
+            try:
+                self.run_job(job)
+            finally:
+                self.current = None
+
+    def run_job(self, job: Job) -> None:
+        if job.cancel.cancelled:
+            self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled before it started")
+            self.outbox.put("cancelled", job)
+            return
+        self.store.set_state(job, JobState.RUNNING)
+        self.outbox.put("started", job)
+        t0 = time.perf_counter()
+        outcome: tuple = ()
+        try:
+            result = self.workload.run(job.image, job.rig, job.options, _JobSink(job, self.outbox),
+                                       job.cancel)
+            glb, sidecar = bytes(result.glb), dict(result.sidecar)
+            del result
+            sha = hashlib.sha256(glb).hexdigest()
+            self.store.store_result(job, glb, sidecar, sha)
+            outcome = ("result", job, glb, sidecar)
+        except JobCancelled:
+            outcome = ("cancelled", job)
+        except PipelineError as e:
+            outcome = ("failed", job, e.code, e.message)
+        except BaseException as e:                     # noqa: BLE001 - the server must survive
+            if is_out_of_memory(e):
+                kind = "GPU" if "cuda" in str(e).lower() or type(e).__name__ == "OutOfMemoryError" else "host"
+                outcome = ("failed", job, "OUT_OF_MEMORY",
+                           f"the job ran out of {kind} memory; try a smaller texture size or "
+                           "draft quality, or run fewer jobs at once")
+            elif isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            else:
+                log.exception("job %s failed", job.job_id)
+                outcome = ("failed", job, "INTERNAL", f"internal error ({type(e).__name__}); "
+                           "see the server log")
+            e.__traceback__ = None                     # drop the frames that hold big tensors
+            del e
+            free_memory()
+        if outcome[0] == "cancelled":
+            self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
+        elif outcome[0] == "failed":
+            self.store.set_state(job, JobState.FAILED, outcome[2], outcome[3])
+        log.info("job %s %s in %.2f s", job.job_id, outcome[0], time.perf_counter() - t0)
+        self.outbox.put(*outcome)

@@ -1,0 +1,303 @@
+"""Bake photos into a head model's skin UV atlas.
+
+Array layouts: images HxWx3 uint8 RGB, rows top-to-bottom; masks HxW float32 in [0, 1]; the
+atlas is (size, n_tiles * size, 3) uint8, rows top-to-bottom (see raster.py for how UVs map
+to texels). Cameras: OpenCV world-to-camera 4x4 `w2c` whose world is the head frame (metres),
+pixel intrinsics fx, fy, cx, cy (pixel (i, j) centred at (i + 0.5, j + 0.5)).
+
+The baker takes N views, so the same code bakes the offline path (one photo) and multi-view
+results (the photo plus generated or captured views): pass a list of `BakeView`s. For each
+texel of the atlas it finds the surface point and normal on the posed mesh, and for each view
+ - projects the point into the image and samples the colour (bilinear),
+ - tests visibility by casting a ray from the point toward the camera (trimesh + embreex),
+ - weights the sample by the viewing angle (cos^p of normal vs. direction to the camera), the
+   view's foreground mask and the view's own weight.
+Texels the views do not see are filled, in order, from the mirror image of the face (the
+point mirrored across x = 0 in the head frame, which ICT-FaceKit's topology maps vertex to
+vertex) and then from a smooth fill solved on the mesh (observed colours diffused over the
+vertex graph and pulled toward the median skin tone), so there are no holes or hard seams.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..headmodel.model import HeadModel
+from .fill import mesh_fill_colors, nearest_fill_outside
+from .layout import SkinLayout, eye_groups
+from .raster import UVRaster, rasterize_uv
+from .sampling import bilinear as _bilinear
+
+
+@dataclass
+class BakeView:
+    image: np.ndarray                  # HxWx3 uint8 RGB
+    w2c: np.ndarray                    # (4, 4) OpenCV world(head frame)-to-camera
+    intrinsics: Any                    # has fx, fy, cx, cy (width/height from the image)
+    mask: np.ndarray | None = None     # HxW float32 foreground mask in [0, 1]
+    weight: float = 1.0                # relative trust in this view (photo 1, generated < 1)
+
+    def __post_init__(self):
+        img = np.asarray(self.image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"BakeView.image must be HxWx3 uint8, got {img.shape} {img.dtype}")
+        w2c = np.asarray(self.w2c, np.float64)
+        if w2c.shape != (4, 4) or not np.isfinite(w2c).all():
+            raise ValueError("BakeView.w2c must be a finite 4x4 matrix")
+        self.w2c = w2c
+        if self.mask is not None:
+            m = np.asarray(self.mask, np.float32)
+            if m.shape != img.shape[:2]:
+                raise ValueError(f"mask {m.shape} does not match image {img.shape[:2]}")
+            self.mask = m
+
+
+@dataclass
+class TextureConfig:
+    size: int = 1024                  # texels per UV tile side (1024 default, 2048 for "high")
+    mirror_fill: bool = True          # fill unseen texels from the mirrored side of the face
+    mirror_weight: float = 0.6        # trust in a mirrored sample relative to a direct one
+    min_cos: float = 0.05             # surfaces seen more obliquely than this get no colour
+    angle_power: float = 2.0          # weight = cos(angle) ** angle_power
+    full_confidence: float = 0.3      # accumulated weight at which the photo replaces the fill
+    fill_data_weight: float = 20.0    # how firmly seen vertices keep their colour in the fill
+    fill_prior_weight: float = 0.02   # how fast unseen colour relaxes to the skin tone
+    ray_offset: float = 5e-4          # metres: ray start offset off the surface
+
+    def __post_init__(self):
+        if self.size not in (256, 512, 1024, 2048, 4096):
+            raise ValueError(f"texture size must be 256, 512, 1024, 2048 or 4096, got {self.size}")
+
+
+@dataclass
+class BakeResult:
+    texture: np.ndarray               # (size, n_tiles*size, 3) uint8
+    confidence: np.ndarray            # (size, n_tiles*size) float32 in [0, 1]: 1 = seen directly
+    layout: SkinLayout
+    seen_fraction: float              # share of atlas texels with any direct or mirrored colour
+    skin_rgb: tuple[float, float, float]
+    timings_s: dict = field(default_factory=dict)
+
+
+def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals (N, 3) (zero for vertices of no triangle)."""
+    v = np.asarray(vertices, np.float64)
+    t = np.asarray(triangles, np.int64)
+    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, t[:, k], fn)
+    ln = np.linalg.norm(n, axis=1, keepdims=True)
+    return np.divide(n, ln, out=np.zeros_like(n), where=ln > 0)
+
+
+def mirror_vertex_map(vertices: np.ndarray, candidates: np.ndarray | None = None,
+                      tolerance: float = 2e-3) -> np.ndarray | None:
+    """For a template symmetric about x = 0: index of each vertex's mirror twin (N,) among
+    `candidates` (default all), or None when the template is not symmetric within tolerance."""
+    from scipy.spatial import cKDTree
+
+    v = np.asarray(vertices, np.float64)
+    cand = np.arange(len(v)) if candidates is None else np.asarray(candidates)
+    tree = cKDTree(v[cand])
+    d, j = tree.query(v * np.array([-1.0, 1.0, 1.0]))
+    if np.median(d[cand]) > tolerance:
+        return None
+    return cand[j]
+
+
+def _interpolate(values: np.ndarray, tri_vertices: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation of per-vertex values (N, C) over (M, 3) corners -> (M, C)."""
+    out = values[tri_vertices[:, 0]] * bary[:, 0:1]
+    out += values[tri_vertices[:, 1]] * bary[:, 1:2]
+    out += values[tri_vertices[:, 2]] * bary[:, 2:3]
+    return out
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.sqrt((v * v).sum(1, keepdims=True)), 1e-12)
+
+
+class _Occluder:
+    """Ray-cast visibility against a triangle mesh (embree through trimesh when available)."""
+
+    def __init__(self, vertices: np.ndarray, triangles: np.ndarray):
+        import trimesh
+
+        self.mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(triangles),
+                                    process=False)
+
+    def blocked(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        if not len(origins):
+            return np.zeros(0, bool)
+        return np.asarray(self.mesh.ray.intersects_any(origins, directions), bool)
+
+
+def sample_views(views: Sequence[BakeView], points: np.ndarray, normals: np.ndarray,
+                 occluder: _Occluder, cfg: TextureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted average colour (M, 3) float32 in [0, 1] and total weight (M,) of surface
+    samples over the views (weight 0: seen by no view)."""
+    m = len(points)
+    acc = np.zeros((m, 3), np.float64)
+    wsum = np.zeros(m, np.float64)
+    for view in views:
+        r, t = view.w2c[:3, :3], view.w2c[:3, 3]
+        k = view.intrinsics
+        h, w = view.image.shape[:2]
+        centre = -r.T @ t
+        pc = points @ r.T.astype(np.float32) + t.astype(np.float32)
+        z = pc[:, 2]
+        to_cam = _normalize(centre.astype(np.float32) - points)
+        cos = (normals * to_cam).sum(1)
+        ok = (z > 1e-6) & (cos > cfg.min_cos)
+        zz = np.where(ok, z, 1.0)
+        u = float(k.fx) * pc[:, 0] / zz + float(k.cx)
+        v = float(k.fy) * pc[:, 1] / zz + float(k.cy)
+        ok &= (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        idx = np.flatnonzero(ok)
+        if not len(idx):
+            continue
+        weight = ((cos[idx] - cfg.min_cos) / (1 - cfg.min_cos)) ** cfg.angle_power
+        if view.mask is not None:
+            weight = weight * _bilinear(view.mask, u[idx], v[idx])
+        keep = weight > 1e-4
+        idx, weight = idx[keep], weight[keep]
+        blocked = occluder.blocked(points[idx] + to_cam[idx] * cfg.ray_offset, to_cam[idx])
+        idx, weight = idx[~blocked], weight[~blocked] * float(view.weight)
+        if not len(idx):
+            continue
+        col = _bilinear(view.image, u[idx], v[idx]) / 255.0
+        acc[idx] += col * weight[:, None]
+        wsum[idx] += weight
+    colors = np.divide(acc, wsum[:, None], out=np.zeros_like(acc), where=wsum[:, None] > 0)
+    return colors.astype(np.float32), wsum
+
+
+class TextureBaker:
+    """Bakes views into one head model's skin atlas. Build once per model and texture size
+    (the UV rasterisation is cached); call `bake` per result."""
+
+    def __init__(self, model: HeadModel, config: TextureConfig | None = None):
+        self.model = model
+        self.config = config or TextureConfig()
+        self.layout = SkinLayout.of(model)
+        t0 = time.perf_counter()
+        self.raster: UVRaster = rasterize_uv(self.layout.tri_uvs, self.config.size,
+                                             self.layout.n_tiles)
+        self.raster_s = time.perf_counter() - t0
+        cov = self.raster.covered
+        self.texel_rc = np.nonzero(cov)
+        self.texel_tri = self.raster.tri[cov].astype(np.int64)
+        self.texel_bary = self.raster.bary[cov]                    # (M, 3) float32
+        self.skin_vertices = np.unique(self.layout.tri_vertices)
+        # Occluders: skin plus eyeballs (so eyelid texels behind an eyeball are not painted).
+        eye_mask = model.polygon_mask(*eye_groups(model))
+        eye_tris = model.triangles(eye_mask)[0] if eye_mask.any() else np.zeros((0, 3), int)
+        self.occluder_tris = np.concatenate([self.layout.tri_vertices, eye_tris]).astype(np.int64)
+        self.mirror = (mirror_vertex_map(model.vertices, self.skin_vertices)
+                       if self.config.mirror_fill else None)
+        self.vertex_region_priors = model.extras.get("vertex_region_colors", {})
+
+    def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
+                 texels: np.ndarray):
+        tv = self.layout.tri_vertices[self.texel_tri[texels]]
+        if vmap is not None:
+            tv = vmap[tv]
+        b = self.texel_bary[texels]
+        return _interpolate(vertices, tv, b), _normalize(_interpolate(normals, tv, b))
+
+    def _facing(self, vertices, normals, views, vmap=None) -> np.ndarray:
+        """(T,) bool: skin triangles that some view may see (front-facing, in front of the
+        camera, inside the image, with margins); texels of other triangles are skipped."""
+        tv = self.layout.tri_vertices if vmap is None else vmap[self.layout.tri_vertices]
+        c = vertices[tv].mean(1)
+        n = normals[tv].sum(1)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        out = np.zeros(len(tv), bool)
+        for view in views:
+            r, t = view.w2c[:3, :3], view.w2c[:3, 3]
+            centre = -r.T @ t
+            d = centre - c
+            d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            pc = c @ r.T + t
+            z = np.maximum(pc[:, 2], 1e-6)
+            k = view.intrinsics
+            h, w = view.image.shape[:2]
+            u = float(k.fx) * pc[:, 0] / z + float(k.cx)
+            v = float(k.fy) * pc[:, 1] / z + float(k.cy)
+            m = 0.1 * max(w, h)
+            out |= ((np.einsum("ij,ij->i", n, d) > self.config.min_cos - 0.35) & (pc[:, 2] > 0)
+                    & (u > -m) & (u < w + m) & (v > -m) & (v < h + m))
+        return out
+
+    def bake(self, vertices: np.ndarray, views: Sequence[BakeView]) -> BakeResult:
+        """Bake `views` onto the model posed as `vertices` (N, 3) metres, head frame."""
+        cfg = self.config
+        times = {}
+        t0 = time.perf_counter()
+        verts = np.asarray(vertices, np.float64)
+        if verts.shape != self.model.vertices.shape:
+            raise ValueError(f"vertices {verts.shape} do not match the model "
+                             f"{self.model.vertices.shape}")
+        if not len(views):
+            raise ValueError("bake needs at least one view")
+        normals = vertex_normals(verts, self.layout.tri_vertices).astype(np.float32)
+        occ = _Occluder(verts, self.occluder_tris)
+        verts = verts.astype(np.float32)
+        n_tex = len(self.texel_tri)
+        col = np.zeros((n_tex, 3), np.float32)
+        w = np.zeros(n_tex, np.float64)
+        cand = np.flatnonzero(self._facing(verts, normals, views)[self.texel_tri])
+        pts, nrm = self._surface(verts, normals, None, cand)
+        times["setup"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        col[cand], w[cand] = sample_views(views, pts, nrm, occ, cfg)
+        sv = self.skin_vertices
+        vcol, vw = sample_views(views, verts[sv], normals[sv], occ, cfg)
+        if self.mirror is not None:
+            facing_m = self._facing(verts, normals, views, self.mirror)[self.texel_tri]
+            need = np.flatnonzero((w < cfg.full_confidence) & facing_m)
+            mpts, mnrm = self._surface(verts, normals, self.mirror, need)
+            mc, mw = sample_views(views, mpts, mnrm, occ, cfg)
+            mw *= cfg.mirror_weight
+            wn = w[need]
+            tot = wn + mw
+            col[need] = np.divide(col[need] * wn[:, None] + mc * mw[:, None], tot[:, None],
+                                  out=col[need], where=tot[:, None] > 0)
+            w[need] = tot
+            mv = self.mirror[sv]
+            vneed = vw < cfg.full_confidence
+            mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg)
+            mvw *= cfg.mirror_weight
+            tot = vw[vneed] + mvw
+            vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
+                                    tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
+            vw[vneed] = tot
+        times["project"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        vconf = np.clip(vw / cfg.full_confidence, 0.0, 1.0)
+        fill, skin = mesh_fill_colors(sv, self.layout.tri_vertices, vcol, vconf,
+                                      len(verts), cfg.fill_data_weight, cfg.fill_prior_weight,
+                                      self.vertex_region_priors)
+        tv = self.layout.tri_vertices[self.texel_tri]
+        out = _interpolate(fill.astype(np.float32), tv, self.texel_bary)
+        conf = np.clip(w / cfg.full_confidence, 0.0, 1.0).astype(np.float32)
+        conf = conf * conf * (3 - 2 * conf)                       # smoothstep: soft blend
+        out += conf[:, None] * (col - out)
+        h, wid = self.raster.shape
+        tex = np.zeros((h, wid, 3), np.float32)
+        tex[self.texel_rc] = out
+        conf_img = np.zeros((h, wid), np.float32)
+        conf_img[self.texel_rc] = conf
+        tex = nearest_fill_outside(tex, self.raster.covered)
+        times["fill"] = time.perf_counter() - t0
+        return BakeResult(
+            texture=np.clip(tex * 255.0 + 0.5, 0, 255).astype(np.uint8),
+            confidence=conf_img, layout=self.layout,
+            seen_fraction=float((w > 0).mean()) if len(w) else 0.0,
+            skin_rgb=tuple(float(c) for c in skin), timings_s=times)

@@ -1,0 +1,96 @@
+"""Filling what no view saw: a smooth colour field on the mesh, and padding around UV islands.
+
+Colours here are float RGB in [0, 1]; textures (H, W, 3) float32, rows top-to-bottom.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_SKIN = (0.78, 0.60, 0.50)
+
+
+def robust_skin_tone(colors: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Skin tone (3,) from observed vertex colours: the mid-luminance band of confidently
+    seen samples (drops dark hair/brows/shadow and bright highlights/background)."""
+    good = confidence > 0.8
+    if good.sum() < 20:
+        return np.array(DEFAULT_SKIN)
+    c = colors[good]
+    lum = c @ np.array([0.299, 0.587, 0.114])
+    lo, hi = np.percentile(lum, [35, 85])
+    band = c[(lum >= lo) & (lum <= hi)]
+    return band.mean(0) if len(band) else c.mean(0)
+
+
+def _laplacian(n: int, triangles: np.ndarray):
+    import scipy.sparse as sp
+
+    t = np.asarray(triangles, np.int64)
+    i = np.concatenate([t[:, 0], t[:, 1], t[:, 2], t[:, 1], t[:, 2], t[:, 0]])
+    j = np.concatenate([t[:, 1], t[:, 2], t[:, 0], t[:, 0], t[:, 1], t[:, 2]])
+    a = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    a.data[:] = 1.0                                   # unweighted adjacency (duplicates merged)
+    deg = np.asarray(a.sum(1)).ravel()
+    return sp.diags(deg) - a
+
+
+def mesh_fill_colors(skin_vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray,
+                     confidence: np.ndarray, n_vertices: int, data_weight: float,
+                     prior_weight: float, region_priors: dict | None = None):
+    """Solve a screened smoothness problem on the skin's vertex graph:
+        minimise  sum_edges |x_i - x_j|^2 + sum_i a_i |x_i - obs_i|^2 + b_i |x_i - prior_i|^2
+    with a_i = data_weight * confidence_i, b_i = prior_weight * (1 - confidence_i) (raised for
+    vertices of `region_priors`, e.g. the mouth socket, which get their own prior colour).
+    Seen vertices keep their colour; unseen ones blend from their seen neighbours into the
+    skin tone with distance. Returns (colours (n_vertices, 3), skin tone (3,))."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    sv = np.asarray(skin_vertices, np.int64)
+    local = np.full(n_vertices, -1, np.int64)
+    local[sv] = np.arange(len(sv))
+    tri = local[np.asarray(triangles, np.int64)]
+    tri = tri[(tri >= 0).all(1)]
+    lap = _laplacian(len(sv), tri)
+    skin = robust_skin_tone(colors, confidence)
+    prior = np.tile(skin, (len(sv), 1))
+    b = prior_weight * (1.0 - confidence)
+    for rng, rgb in (region_priors or {}).values():
+        ids = local[np.arange(*rng)] if isinstance(rng, tuple) else local[np.asarray(rng)]
+        ids = ids[ids >= 0]
+        prior[ids] = rgb
+        b[ids] = np.maximum(b[ids], 2.0 * (1.0 - confidence[ids]))
+    a = data_weight * confidence
+    system = (lap + sp.diags(a + b + 1e-6)).tocsc()
+    rhs = a[:, None] * colors + b[:, None] * prior + 1e-6 * skin
+    x = spsolve(system, rhs)
+    out = np.zeros((n_vertices, 3), np.float64)
+    out[sv] = np.clip(x, 0.0, 1.0)
+    return out, skin
+
+
+def nearest_fill_outside(texture: np.ndarray, covered: np.ndarray, pad: int = 8) -> np.ndarray:
+    """Pad the UV islands: texels outside them take the average colour of covered texels
+    within `pad` texels (grown ring by ring), the rest the islands' mean colour, so bilinear
+    filtering and mipmaps never bleed black into island borders."""
+    import cv2
+
+    if covered.all() or not covered.any():
+        return texture
+    w = covered.astype(np.float32)
+    acc = texture.astype(np.float32) * w[..., None]
+    out = texture.astype(np.float32).copy()
+    have = covered.copy()
+    kernel = np.ones((3, 3), np.float32)
+    for _ in range(pad):
+        acc_b = cv2.filter2D(acc, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+        w_b = cv2.filter2D(w, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+        new = (~have) & (w_b > 0)
+        if not new.any():
+            break
+        out[new] = acc_b[new] / w_b[new][:, None]
+        have |= new
+        w = have.astype(np.float32)
+        acc = out * w[..., None]
+    out[~have] = texture[covered].mean(0)
+    return out

@@ -1,0 +1,264 @@
+"""Batch from Blender's command line, shared by both entry points:
+
+    blender -b -c gen3dface PHOTO_OR_FOLDER... [options]                (Blender >= 4.2)
+    blender -b --python scripts/blender_batch.py -- PHOTO_OR_FOLDER... [options]
+
+Pure Python: the argument parser, photo discovery, the grid layout of heads, the loop over
+photos, the JSON summary and the exit code. The bpy layer supplies two callables: `generate`
+(the protocol client's BLOCKING mode with deadlines; bpy.app.timers do not fire in
+`blender -b` while a script runs) and `place` (imports one GLB at one grid cell).
+
+Exit codes: 0 every photo gave a head; 1 at least one photo failed (the summary says which
+and why); 2 bad arguments or no photos found.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .messages import BAD_INPUT, UNREACHABLE, user_error
+from .settings import (GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES, ConnectionSettings,
+                       GenerateOptions, RingSettings)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+class JobError(Exception):
+    """A job that did not give a head: a protocol/pipeline code and the backend's message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class JobOutput:
+    """What one successful job gives back."""
+
+    glb: bytes
+    sidecar: dict
+
+
+@dataclass
+class PhotoOutcome:
+    photo: str
+    ok: bool
+    code: str = ""
+    message: str = ""
+    advice: str = ""
+    glb_path: str = ""
+    objects: list = field(default_factory=list)
+    cell: tuple = ()
+    seconds: float = 0.0
+    generator: str = ""
+    warnings: list = field(default_factory=list)
+
+
+@dataclass
+class BatchSummary:
+    address: str
+    outputs: dict = field(default_factory=dict)         # {"blend": path, "glb_dir": path}
+    items: list = field(default_factory=list)            # PhotoOutcome, in photo order
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list:
+        return [i for i in self.items if not i.ok]
+
+    def exit_code(self) -> int:
+        if not self.items:
+            return EXIT_USAGE
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    def to_dict(self) -> dict:
+        return {"address": self.address, "outputs": self.outputs,
+                "photos": len(self.items), "succeeded": len(self.items) - len(self.failed),
+                "failed": [{"photo": i.photo, "code": i.code, "message": i.message,
+                            "advice": i.advice} for i in self.failed],
+                "exit_code": self.exit_code(), "seconds": round(self.seconds, 3),
+                "items": [asdict(i) for i in self.items]}
+
+    def write_json(self, path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="Gen3D-Face batch: photos of faces -> heads in a .blend and/or "
+        "GLB files, with a JSON summary. Exit code 0 when every photo gave a head, 1 when any "
+        "failed (see the summary), 2 on bad arguments.")
+    p.add_argument("photos", nargs="*", help="photo files and/or folders of photos")
+    p.add_argument("--list", dest="list_file", help="a text file with one photo path per line")
+    p.add_argument("--address", default=ConnectionSettings.address, help="backend address")
+    p.add_argument("--key-file", default="", help="the backend's key file")
+    p.add_argument("--connect-timeout", type=float, default=ConnectionSettings.connect_timeout_s)
+    p.add_argument("--job-timeout", type=float, default=ConnectionSettings.job_timeout_s)
+    p.add_argument("--generator", choices=GENERATORS, default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quality", choices=QUALITIES, default="standard")
+    p.add_argument("--texture-size", type=int, choices=TEXTURE_SIZES, default=1024)
+    p.add_argument("--output-kind", choices=OUTPUT_KINDS, default="rigged")
+    p.add_argument("--cameras", type=int, default=0,
+                   help="send a default ring of N cameras around each head (0: no rig)")
+    p.add_argument("--spacing", type=float, default=0.5,
+                   help="grid spacing between heads in metres (default 0.5)")
+    p.add_argument("--blend", help="save the scene with all heads to this .blend")
+    p.add_argument("--glb-dir", help="write each head as <photo stem>.glb (+ .json sidecar)")
+    p.add_argument("--summary", help="write the JSON summary here (default: print it)")
+    return p
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    photos: tuple
+    connection: ConnectionSettings
+    options: GenerateOptions
+    ring: RingSettings | None
+    spacing_m: float
+    blend: str
+    glb_dir: str
+    summary: str
+
+
+class UsageError(ValueError):
+    pass
+
+
+def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSettings:
+    """Parse and validate; UsageError (exit code 2) with a message on anything unusable."""
+    parser = build_parser(prog)
+    try:
+        a = parser.parse_args(list(argv))
+    except SystemExit as e:          # argparse printed its message already
+        raise UsageError("bad arguments (see above)") from e
+    inputs = list(a.photos)
+    if a.list_file:
+        try:
+            lines = Path(a.list_file).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise UsageError(f"cannot read the photo list {a.list_file}: {e}") from None
+        inputs += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    photos = collect_photos(inputs)
+    if not a.blend and not a.glb_dir:
+        raise UsageError("say where the heads go: --blend OUT.blend and/or --glb-dir DIR")
+    if not (a.spacing > 0 and math.isfinite(a.spacing)):
+        raise UsageError("--spacing must be a positive number of metres")
+    try:
+        conn = ConnectionSettings(a.address, a.key_file, a.connect_timeout, a.job_timeout)
+        opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind)
+        ring = RingSettings(n_cameras=a.cameras) if a.cameras > 0 else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return BatchSettings(tuple(photos), conn, opts, ring, a.spacing, a.blend or "",
+                         a.glb_dir or "", a.summary or "")
+
+
+def collect_photos(inputs: Sequence[str]) -> list[Path]:
+    """Files as given (any suffix: the backend judges the content) and, for each folder, its
+    photo files (PHOTO_SUFFIXES, not recursive) sorted by name. Duplicates are dropped."""
+    if not inputs:
+        raise UsageError("no photos given: pass photo files or folders (or --list FILE)")
+    out, seen = [], set()
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir()
+                           if q.is_file() and q.suffix.lower() in PHOTO_SUFFIXES)
+            if not found:
+                raise UsageError(f"folder {p} holds no {'/'.join(PHOTO_SUFFIXES)} photos")
+        elif p.is_file():
+            found = [p]
+        else:
+            raise UsageError(f"no such photo or folder: {p}")
+        for q in found:
+            key = q.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(q)
+    return out
+
+
+def grid_cells(n: int, spacing: float) -> list[tuple[float, float, float]]:
+    """Rig centres (metres, Blender world, Z up) for n heads, like a wall of portraits seen
+    from Blender's front view: heads face -Y (the head frame's +Z maps to Blender -Y), columns
+    run along X centred on x = 0, rows go up in Z with the first row on top."""
+    if n <= 0:
+        return []
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        out.append(((c - (cols - 1) / 2.0) * spacing, 0.0, (rows - 1 - r) * spacing))
+    return out
+
+
+def safe_stem(photo: Path, used: set) -> str:
+    stem = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in photo.stem) or "photo"
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name
+
+
+def run_batch(settings: BatchSettings,
+              generate: Callable[[Path, tuple], JobOutput],
+              place: Callable[[str, JobOutput, tuple], list],
+              log: Callable[[str], None] = print,
+              clock: Callable[[], float] = time.monotonic) -> BatchSummary:
+    """Process every photo in order.
+
+    generate(photo, cell) -> JobOutput or raises JobError (the blocking client with its
+    deadlines); place(name, output, cell) -> names of the objects it made (None when there is
+    no .blend to build). When the backend is unreachable, the remaining photos fail at once
+    with the same reason instead of each waiting out the connect timeout."""
+    t0 = clock()
+    summary = BatchSummary(settings.connection.address,
+                           {k: v for k, v in (("blend", settings.blend),
+                                              ("glb_dir", settings.glb_dir)) if v})
+    cells = grid_cells(len(settings.photos), settings.spacing_m)
+    used: set = set()
+    unreachable = None
+    if settings.glb_dir:
+        Path(settings.glb_dir).mkdir(parents=True, exist_ok=True)
+    for k, (photo, cell) in enumerate(zip(settings.photos, cells), 1):
+        name = safe_stem(Path(photo), used)
+        item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
+        t = clock()
+        try:
+            if unreachable is not None:
+                raise JobError(unreachable.code, unreachable.message)
+            out = generate(Path(photo), cell)
+            item.generator = str(out.sidecar.get("generator", ""))
+            item.warnings = [str(w) for w in out.sidecar.get("warnings", [])]
+            if settings.glb_dir:
+                glb_path = Path(settings.glb_dir) / f"{name}.glb"
+                glb_path.write_bytes(out.glb)
+                glb_path.with_suffix(".json").write_text(
+                    json.dumps(out.sidecar, indent=2, default=str) + "\n", encoding="utf-8")
+                item.glb_path = str(glb_path)
+            item.objects = list(place(name, out, cell) or [])
+            item.ok = True
+        except JobError as e:
+            err = user_error(e.code, e.message)
+            item.code, item.message, item.advice = err.code, err.message, err.advice
+            if e.code == UNREACHABLE:
+                unreachable = e
+        except OSError as e:
+            err = user_error(BAD_INPUT, f"{photo}: {e}")
+            item.code, item.message, item.advice = err.code, err.message, err.advice
+        item.seconds = round(clock() - t, 3)
+        summary.items.append(item)
+        status = "ok" if item.ok else f"FAILED {item.code}: {item.message}"
+        log(f"[{k}/{len(settings.photos)}] {photo}: {status} ({item.seconds:.1f} s)")
+    summary.seconds = clock() - t0
+    return summary

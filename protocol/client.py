@@ -1,0 +1,603 @@
+"""The one client library used by the Blender add-on, the CLI and batch jobs.
+
+Two ways to use it, both on ONE thread (ZeroMQ sockets are not thread-safe):
+
+Non-blocking (Blender timers; nothing here ever waits when timeout_s == 0):
+
+    client = Client("tcp://127.0.0.1:5555", key_file="~/.config/gen3dface/key")
+    job = client.submit(photo_bytes, rig=rig, options={"seed": 1})
+    # in a bpy.app.timers callback, every ~0.1 s:
+    for ev in client.poll():          # drains what has arrived; returns at once
+        if ev.kind == "progress": ...  # ev.job.stage, ev.job.fraction, ev.data["message"]
+        elif ev.kind == "result": ...  # ev.job.glb, ev.job.sidecar (dict)
+        elif ev.kind in ("error", "cancelled"): ...   # ev.data["code"], ev.data["message"]
+
+Blocking with deadlines (batch, `blender -b`, CLI):
+
+    with Client(endpoint, key=key) as client:
+        result = client.run_job(photo_bytes, options=..., on_progress=print, deadline_s=600)
+
+Binary data in events and handles (job.glb, previews, ev.data["image"]) is bytes-like: a
+read-only memoryview over the received ZeroMQ frame, not copied (len, ==, slicing, hashing,
+file.write and io.BytesIO all work; call bytes() where real bytes are needed). run_job()
+returns real bytes.
+
+Event kinds: connected, disconnected, reconnected, accepted, progress, preview, result,
+error, cancelled, status, cancel_reply. Heartbeats, reconnection (a new socket after three
+missed beats) and resubmission with the same idempotency key are automatic: SPEC.md
+section 8.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from . import messages as M
+from .cameras import Rig
+from .envelope import Codec, Limits, Message, PROTOCOL_VERSION
+from .errors import ERROR_CODES, ProtocolError
+from .images import MAX_PIXELS, check_image
+from .signing import ReplayGuard, Signer, load_key
+from .transport import DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, make_dealer
+
+CLIENT_NAME = "gen3dface-client"
+
+
+@dataclass
+class ClientConfig:
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S   # ping interval
+    liveness_beats: int = LIVENESS_BEATS       # server presumed gone after this many silent beats
+    backoff_initial_s: float = 1.0             # reconnect back-off: 1, 2, 4, ... capped
+    backoff_max_s: float = 8.0
+    job_silence_s: float = 30.0                # probe a silent accepted job with `status`
+    max_messages_per_poll: int = 200           # bounds the time one poll() may take
+    client_name: str = CLIENT_NAME
+    limits: Limits = field(default_factory=Limits.for_client)   # what we accept
+    server_limits: Limits = field(default_factory=Limits.for_server)  # updated by capabilities
+    max_image_pixels: int = MAX_PIXELS
+
+
+class JobError(ProtocolError):
+    """A job ended without a result (code from the server, or TIMEOUT/DISCONNECTED/AUTH)."""
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    glb: bytes
+    sidecar: dict
+
+
+class JobHandle:
+    """Client-side view of one job. Updated by Client.poll(); read it, don't write it."""
+
+    def __init__(self, idempotency_key: str, image: bytes | None, media_type: str | None,
+                 options: dict, rig: dict | None, name: str):
+        self.idempotency_key = idempotency_key
+        self.job_id: str | None = None
+        self.state = "submitting"      # submitting | queued | running | done | failed | cancelled
+        self.stage: str | None = None
+        self.fraction = 0.0
+        self.overall: float | None = None
+        self.message = ""
+        self.queue_position: int | None = None
+        self.glb: bytes | memoryview | None = None   # zero-copy view of the received frame
+        self.sidecar: dict | None = None
+        self.error: JobError | None = None
+        self.previews: dict[str, tuple[str, Any]] = {}   # name -> (media_type, bytes-like)
+        self.last_event = time.monotonic()
+        self.cancel_requested = False
+        self._image, self._media_type, self._options = image, media_type, options
+        self._rig, self._name = rig, name
+        self._probe_sent = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.state in M.TERMINAL_STATES
+
+    def __repr__(self) -> str:
+        return (f"JobHandle(key={self.idempotency_key!r}, job_id={self.job_id!r}, "
+                f"state={self.state!r}, stage={self.stage!r}, fraction={self.fraction:.2f})")
+
+
+@dataclass
+class Event:
+    kind: str
+    job: JobHandle | None = None
+    data: dict = field(default_factory=dict)
+
+
+class Client:
+    """Talks to one backend. See the module docstring. Not thread-safe."""
+
+    def __init__(self, endpoint: str, key: bytes | None = None, *, key_file: str | None = None,
+                 insecure: bool = False, config: ClientConfig | None = None,
+                 context: zmq.Context | None = None, clock=time.time):
+        if key is None and key_file is not None:
+            key = load_key(key_file)
+        if key is None and not insecure:
+            raise ValueError("a key (or key_file) is required; pass insecure=True only for "
+                             "a development server on loopback started with --insecure")
+        if key is not None and insecure:
+            raise ValueError("give either a key or insecure=True, not both")
+        self.endpoint = endpoint
+        # a private copy: capabilities update its server limits
+        self.config = dataclasses.replace(config) if config else ClientConfig()
+        self.session = uuid.uuid4().hex
+        self.capabilities: dict | None = None
+        self.jobs: dict[str, JobHandle] = {}                # idempotency key -> handle
+        self._by_job_id: dict[str, JobHandle] = {}
+        self._by_request: dict[str, JobHandle] = {}         # submit/fetch msg_id -> handle
+        self._replies: dict[str, Message | ProtocolError] = {}   # blocking requests
+        self._waiting: set[str] = set()
+        self._events: collections.deque[Event] = collections.deque()
+        self._outbox: collections.deque[Message] = collections.deque()
+        self._own_ctx = context is None
+        self._ctx = context or zmq.Context()
+        self._codec = Codec(Signer(key), self.config.limits, ReplayGuard(clock=clock), clock)
+        self._chan: Channel | None = None
+        self.state = "connecting"          # connecting | connected | disconnected | closed
+        self._ever_connected = False
+        self._backoff = self.config.backoff_initial_s
+        self._next_reconnect = 0.0
+        self._open_socket()
+
+    # ---- connection management -----------------------------------------------------------
+    @property
+    def _heartbeat(self) -> float:
+        server = (self.capabilities or {}).get("heartbeat_s") or 0.0
+        return max(self.config.heartbeat_s, float(server))
+
+    def _open_socket(self) -> None:
+        now = time.monotonic()
+        self._chan = Channel(make_dealer(self._ctx, self.endpoint, self.config.limits,
+                                         self.config.heartbeat_s), self._codec)
+        self._last_seen = now
+        self._next_ping = now + self.config.heartbeat_s
+        self._outbox.clear()
+        self._send(M.hello(self.config.client_name, self.config.heartbeat_s, self.session))
+
+    def _close_socket(self) -> None:
+        if self._chan is not None:
+            self._chan.close()
+            self._chan = None
+
+    def _lost(self, now: float) -> None:
+        """No sign of life for `liveness_beats` beats: drop the socket, schedule a new one."""
+        self._close_socket()
+        if self.state in ("connected", "connecting"):
+            self._events.append(Event("disconnected", data={
+                "was_connected": self.state == "connected",
+                "message": f"no answer from {self.endpoint} for "
+                           f"{self.config.liveness_beats * self._heartbeat:.1f} s"}))
+        self.state = "disconnected"
+        self._next_reconnect = now + self._backoff
+        self._backoff = min(self._backoff * 2, self.config.backoff_max_s)
+
+    def _resubmit_all(self) -> None:
+        for h in self.jobs.values():
+            if h.done:
+                continue
+            if h._image is not None:
+                self._send_submit(h)
+            elif h.job_id is not None:
+                self._send_request(h, M.job_request("fetch_result", h.job_id, self.session))
+
+    def close(self) -> None:
+        """Say bye (best effort), close the socket, and the context if this client made it."""
+        if self.state == "closed":
+            return
+        if self._chan is not None:
+            try:
+                self._chan.send(Message("bye", {}, session=self.session))
+            except zmq.ZMQError:
+                pass
+        self._close_socket()
+        self.state = "closed"
+        if self._own_ctx:
+            self._ctx.term()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- sending ---------------------------------------------------------------------------
+    def _send(self, msg: Message) -> None:
+        if msg.session is None:
+            msg.session = self.session
+        self._outbox.append(msg)
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._outbox and self._chan is not None:
+            if not self._chan.send(self._outbox[0]):
+                return          # send queue full: retried on the next poll()
+            self._outbox.popleft()
+
+    def _send_request(self, h: JobHandle, msg: Message) -> None:
+        self._by_request[msg.msg_id] = h
+        self._send(msg)
+
+    def _send_submit(self, h: JobHandle) -> None:
+        self._send_request(h, M.submit(h._image, h._media_type, h.idempotency_key,
+                                       h._options, h._rig, h._name, self.session))
+
+    # ---- non-blocking API ------------------------------------------------------------------
+    def submit(self, image: bytes, rig: Rig | dict | None = None, options: dict | None = None,
+               idempotency_key: str | None = None, name: str = "") -> JobHandle:
+        """Queue a job; returns at once. The photo is checked here first (format, declared
+        pixels, size against the server's limits): ProtocolError BAD_IMAGE / TOO_LARGE /
+        BAD_REQUEST before anything is sent. A known idempotency_key returns its handle."""
+        if self.state == "closed":
+            raise ProtocolError("BAD_REQUEST", "the client is closed")
+        key = idempotency_key or uuid.uuid4().hex
+        if not M.KEY_RE.match(key):
+            raise ProtocolError("BAD_REQUEST", "idempotency_key must be 1-128 characters of "
+                                "[A-Za-z0-9._:-]")
+        if key in self.jobs:
+            return self.jobs[key]
+        image = bytes(image)
+        info = check_image(image, self.config.max_image_pixels)
+        lim = self.config.server_limits
+        if len(image) > lim.max_part_bytes:
+            raise ProtocolError("TOO_LARGE", f"the photo is {len(image)} bytes; the server "
+                                f"accepts at most {lim.max_part_bytes}")
+        rig_d = rig.to_dict() if isinstance(rig, Rig) else rig
+        if rig_d is not None:
+            Rig.from_dict(rig_d)    # CameraError (a ValueError) for a bad rig, before sending
+        h = JobHandle(key, image, info.media_type, dict(options or {}), rig_d, name)
+        self.jobs[key] = h
+        if self._chan is not None:
+            self._send_submit(h)    # else: sent by _resubmit_all once reconnected
+        return h
+
+    def fetch_result(self, job_id: str) -> JobHandle:
+        """Attach to an existing job by id (e.g. after the client restarted)."""
+        for h in self.jobs.values():
+            if h.job_id == job_id:
+                return h
+        h = JobHandle(f"fetch-{job_id}"[:128], None, None, {}, None, "")
+        h.job_id = job_id
+        self.jobs[h.idempotency_key] = h
+        self._by_job_id[job_id] = h
+        if self._chan is not None:
+            self._send_request(h, M.job_request("fetch_result", job_id, self.session))
+        return h
+
+    def cancel(self, job: JobHandle | str) -> None:
+        """Ask the server to cancel; the job then ends with a `cancelled` event. A job not yet
+        accepted is cancelled as soon as its job id is known."""
+        h = job if isinstance(job, JobHandle) else self._by_job_id.get(job)
+        if h is None:
+            self._send(M.job_request("cancel", str(job), self.session))
+            return
+        if h.done:
+            return
+        h.cancel_requested = True
+        if h.job_id is not None:
+            self._send(M.job_request("cancel", h.job_id, self.session))
+
+    def request_status(self, job_id: str | None = None) -> str:
+        """Send `status`; the answer comes back as a `status` event. Returns the msg_id."""
+        msg = M.job_request("status", job_id, self.session)
+        self._send(msg)
+        return msg.msg_id
+
+    def forget(self, job: JobHandle) -> None:
+        """Drop a finished job's handle (and its GLB bytes) from the client."""
+        self.jobs.pop(job.idempotency_key, None)
+        if job.job_id:
+            self._by_job_id.pop(job.job_id, None)
+        for k in [k for k, v in self._by_request.items() if v is job]:
+            del self._by_request[k]
+
+    def poll(self, timeout_s: float = 0.0) -> list[Event]:
+        """Handle heartbeats/reconnection and drain arrived messages; return the new events.
+        With timeout_s == 0 it never waits; otherwise it waits at most timeout_s for a first
+        event."""
+        if self.state == "closed":
+            return []
+        end = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            now = time.monotonic()
+            self._housekeeping(now)
+            self._drain()
+            if self._events or now >= end:
+                break
+            wait = min(end - now, max(0.0, self._next_ping - now), 0.25)
+            if self._chan is not None:
+                self._chan.readable(wait)
+            else:
+                time.sleep(min(wait, max(0.0, self._next_reconnect - now)) or 0.001)
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    # ---- internals -------------------------------------------------------------------------
+    def _housekeeping(self, now: float) -> None:
+        if self._chan is None:
+            if now >= self._next_reconnect:
+                self._open_socket()
+                self._resubmit_all()
+            return
+        self._flush()
+        if now >= self._next_ping:
+            self._chan.send(M.ping(self.config.heartbeat_s, self.session))
+            self._next_ping = now + self.config.heartbeat_s
+        if now - self._last_seen > self.config.liveness_beats * self._heartbeat:
+            self._lost(now)
+            return
+        if self.state != "connected":
+            return
+        for h in self.jobs.values():   # probe jobs that went silent (lost event?)
+            if (not h.done and h.job_id is not None
+                    and now - h.last_event > self.config.job_silence_s
+                    and now - h._probe_sent > self.config.job_silence_s):
+                h._probe_sent = now
+                self._send(M.job_request("status", h.job_id, self.session))
+
+    def _drain(self) -> None:
+        for _ in range(self.config.max_messages_per_poll):
+            if self._chan is None:
+                return
+            try:
+                msg = self._chan.recv()
+            except ProtocolError as e:
+                self._on_bad_message(e)
+                continue
+            if msg is None:
+                return
+            try:
+                content = M.validate(msg, "to_client")
+            except ProtocolError as e:
+                self._on_bad_message(e)
+                continue
+            self._on_message(msg, content)
+
+    def _on_bad_message(self, e: ProtocolError) -> None:
+        if e.code == "AUTH":
+            msg = (f"a message from the server failed verification ({e.message}); the client "
+                   "and the server probably use different keys")
+        else:
+            msg = f"the server sent an invalid message: {e.message}"
+        ev = {"code": e.code, "message": msg}
+        parent = (e.header or {}).get("parent_id")
+        h = self._by_request.get(parent) if isinstance(parent, str) else None
+        if h is not None and e.code == "AUTH" and h.job_id is None:
+            self._fail(h, e.code, msg)      # our submit was probably refused for its signature
+            return
+        self._events.append(Event("error", None, ev))
+
+    def _alive(self, mark_connected: bool = True) -> None:
+        self._last_seen = time.monotonic()
+        self._backoff = self.config.backoff_initial_s
+        if self.state != "connected" and mark_connected:
+            # (unfinished jobs were already resubmitted when the new socket was opened)
+            kind = "reconnected" if self._ever_connected else "connected"
+            self.state = "connected"
+            self._ever_connected = True
+            self._events.append(Event(kind, None, {"capabilities": self.capabilities}))
+
+    def _on_message(self, msg: Message, c: dict) -> None:
+        t = msg.msg_type
+        if t == "capabilities":
+            self.capabilities = c
+            self._update_server_limits(c.get("limits") or {})
+        refused = t == "error" and c["code"] in ("AUTH", "UNSUPPORTED_VERSION")
+        self._alive(mark_connected=not refused)
+        if msg.parent_id in self._waiting:
+            self._replies[msg.parent_id] = msg
+        if t == "ping":
+            self._send(msg.reply("pong", {"heartbeat_s": self.config.heartbeat_s},
+                                 session=self.session))
+            return
+        if t in ("pong", "capabilities"):
+            return
+        if t == "status_reply":
+            h = self._by_job_id.get(c.get("job_id") or "")
+            if h is not None and not h.done and c.get("result_available"):
+                self._send_request(h, M.job_request("fetch_result", h.job_id, self.session))
+            if h is not None and c.get("state") == "unknown" and not h.done and h._image:
+                self._send_submit(h)          # server forgot the job (restart): run it again
+            self._events.append(Event("status", h, c))
+            return
+        if t == "cancel_reply":
+            self._events.append(Event("cancel_reply", self._by_job_id.get(c["job_id"]), c))
+            return
+        h = self._job_for(msg, c)
+        if h is None:
+            if t == "error":
+                self._events.append(Event("error", None, c))
+            return          # an event for a job we no longer track: ignore
+        h.last_event = time.monotonic()
+        if h.done:
+            return          # duplicate terminal event after a re-attach
+        if t == "accepted":
+            self._on_accepted(h, c)
+        elif t == "progress":
+            h.state = "running"
+            h.stage, h.fraction, h.message = c["stage"], float(c["fraction"]), c["message"]
+            h.overall = c.get("overall")
+            self._events.append(Event("progress", h, c))
+        elif t == "preview":
+            h.previews[c["name"]] = (c["media_type"], msg.buffers[0])
+            self._events.append(Event("preview", h, dict(c, image=msg.buffers[0])))
+        elif t == "result":
+            self._on_result(h, msg, c)
+        elif t == "error":
+            self._fail(h, c["code"], c["message"], c)
+
+    def _job_for(self, msg: Message, c: dict) -> JobHandle | None:
+        job_id = c.get("job_id")
+        if isinstance(job_id, str) and job_id in self._by_job_id:
+            return self._by_job_id[job_id]
+        h = self._by_request.get(msg.parent_id or "")
+        if h is not None and isinstance(job_id, str):
+            h.job_id = job_id
+            self._by_job_id[job_id] = h
+        return h
+
+    def _on_accepted(self, h: JobHandle, c: dict) -> None:
+        h.state = c["state"] if c["state"] in ("queued", "running") else h.state
+        h.queue_position = c.get("queue_position")
+        if h.state == "submitting":
+            h.state = "queued"
+        self._events.append(Event("accepted", h, c))
+        if h.cancel_requested:
+            self._send(M.job_request("cancel", h.job_id, self.session))
+
+    def _on_result(self, h: JobHandle, msg: Message, c: dict) -> None:
+        glb = msg.buffers[0]
+        want = c.get("sha256")
+        if want:
+            got = (msg.digests[0] if msg.digests else hashlib.sha256(glb).digest()).hex()
+            if got != want.lower():
+                self._fail(h, "INTERNAL", "the result GLB failed its SHA-256 check "
+                           "(corrupted in transit)")
+                return
+        h.glb, h.sidecar = glb, c["sidecar"]
+        h.state, h.fraction = "done", 1.0
+        h._image = None
+        self._events.append(Event("result", h, c))
+
+    def _fail(self, h: JobHandle, code: str, message: str, c: dict | None = None) -> None:
+        code = code if code in ERROR_CODES else "INTERNAL"
+        h.error = JobError(code, message, job_id=h.job_id)
+        h.state = "cancelled" if code == "CANCELLED" else "failed"
+        h._image = None
+        data = dict(c or {}, code=code, message=message)
+        self._events.append(Event("cancelled" if code == "CANCELLED" else "error", h, data))
+
+    def _update_server_limits(self, lim: dict) -> None:
+        cur = self.config.server_limits.to_dict()
+        for k in cur:
+            v = lim.get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                cur[k] = v
+        self.config.server_limits = Limits(**cur)
+        px = lim.get("max_image_pixels")
+        if isinstance(px, int) and not isinstance(px, bool) and px > 0:
+            self.config.max_image_pixels = px
+
+    # ---- blocking API ----------------------------------------------------------------------
+    def _park(self, parked: list) -> None:
+        """Put events seen by a blocking call back in front of the queue for poll()."""
+        if parked:
+            self._events = collections.deque(parked + list(self._events))
+
+    def wait_connected(self, timeout_s: float = 10.0) -> dict:
+        """Block until the server has answered `hello`; returns its capabilities.
+        JobError(DISCONNECTED) when it does not answer in time, JobError(AUTH) when it
+        refuses our signature (or we cannot verify its messages)."""
+        end = time.monotonic() + timeout_s
+        parked: list[Event] = []
+        try:
+            while self.state != "connected":
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise JobError("DISCONNECTED", f"no answer from the server at "
+                                   f"{self.endpoint} within {timeout_s:.1f} s (is `gen3dface "
+                                   "serve` running there, with the same key?)")
+                for ev in self.poll(min(left, 0.25)):
+                    if ev.kind == "error" and ev.job is None and ev.data.get("code") in (
+                            "AUTH", "UNSUPPORTED_VERSION"):
+                        raise JobError(ev.data["code"], ev.data["message"])
+                    if ev.kind not in ("connected", "reconnected", "disconnected"):
+                        parked.append(ev)
+        finally:
+            self._park(parked)
+        return self.capabilities or {}
+
+    def request(self, msg: Message, timeout_s: float = 10.0) -> Message:
+        """Send a request and block until its direct reply (parent_id == msg_id) arrives;
+        events seen meanwhile are kept for the next poll(). An `error` reply raises JobError."""
+        self._waiting.add(msg.msg_id)
+        parked: list[Event] = []
+        try:
+            self._send(msg)
+            end = time.monotonic() + timeout_s
+            while msg.msg_id not in self._replies:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise JobError("TIMEOUT", f"no reply to {msg.msg_type} within "
+                                   f"{timeout_s:.1f} s")
+                parked.extend(self.poll(min(left, 0.25)))
+            reply = self._replies.pop(msg.msg_id)
+        finally:
+            self._waiting.discard(msg.msg_id)
+            self._replies.pop(msg.msg_id, None)
+            self._park(parked)
+        if reply.msg_type == "error":
+            raise JobError(reply.content.get("code", "INTERNAL"),
+                           reply.content.get("message", ""))
+        return reply
+
+    def status(self, job_id: str | None = None, timeout_s: float = 10.0) -> dict:
+        """Blocking `status`: the status_reply content."""
+        reply = self.request(M.job_request("status", job_id, self.session), timeout_s)
+        return M.validate(reply, "to_client")
+
+    def run_job(self, image: bytes, rig: Rig | dict | None = None,
+                options: dict | None = None,
+                on_progress: Callable[[str, float, str], None] | None = None,
+                on_preview: Callable[[str, bytes], None] | None = None,
+                deadline_s: float | None = 3600.0, idempotency_key: str | None = None,
+                on_event: Callable[[Event], None] | None = None,
+                give_up_disconnected_s: float | None = None, name: str = "") -> JobResult:
+        """Submit and block until the result. Heartbeats, reconnection and resubmission run
+        meanwhile. Raises JobError with the server's code (NO_FACE, BAD_IMAGE, ...),
+        CANCELLED, TIMEOUT (deadline passed; the job is cancelled on the server) or
+        DISCONNECTED (server gone for longer than give_up_disconnected_s, if given)."""
+        h = self.submit(image, rig, options, idempotency_key, name)
+        end = math.inf if deadline_s is None else time.monotonic() + deadline_s
+        lost_since: float | None = None
+        try:
+            while not h.done:
+                now = time.monotonic()
+                if now >= end:
+                    self.cancel(h)
+                    self.poll(0)
+                    raise JobError("TIMEOUT", f"the job did not finish within {deadline_s:.0f} s "
+                                   f"(last stage: {h.stage or 'none'})", job_id=h.job_id)
+                for ev in self.poll(min(end - now, 0.25)):
+                    if on_event:
+                        on_event(ev)
+                    if ev.kind == "disconnected":
+                        lost_since = lost_since or time.monotonic()
+                    elif ev.kind in ("connected", "reconnected"):
+                        lost_since = None
+                    elif ev.job is not h:
+                        if ev.kind == "error" and ev.job is None and h.job_id is None \
+                                and ev.data.get("code") == "AUTH":
+                            raise JobError("AUTH", ev.data["message"])
+                        continue
+                    elif ev.kind == "progress" and on_progress:
+                        on_progress(h.stage or "", h.fraction, h.message)
+                    elif ev.kind == "preview" and on_preview:
+                        on_preview(ev.data["name"], ev.data["image"])
+                if (lost_since is not None and give_up_disconnected_s is not None
+                        and time.monotonic() - lost_since > give_up_disconnected_s):
+                    raise JobError("DISCONNECTED", f"the server at {self.endpoint} has not "
+                                   f"answered for {give_up_disconnected_s:.0f} s",
+                                   job_id=h.job_id)
+        except BaseException:
+            self.forget(h)      # later events of this job are ignored
+            raise
+        if h.state != "done":
+            raise h.error or JobError("INTERNAL", "the job ended without a result")
+        self.forget(h)
+        return JobResult(h.job_id or "", bytes(h.glb or b""), h.sidecar or {})
+
+
+__all__ = ["Client", "ClientConfig", "JobHandle", "JobResult", "JobError", "Event",
+           "PROTOCOL_VERSION"]

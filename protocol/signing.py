@@ -1,0 +1,190 @@
+"""Message signing (HMAC-SHA256 over the JSON frames AND the SHA-256 of every binary frame),
+replay protection (timestamp window + nonce cache), and shared-key files.
+
+Signed bytes (SPEC.md, "Signature"), with u64/u32 big-endian lengths:
+
+    b"G3F1" | u64(len(header)) | header | u64(len(content)) | content
+            | u32(n_buffers) | sha256(buffer_0) | ... | sha256(buffer_n-1)
+
+The signature frame is the lowercase hex HMAC-SHA256 of those bytes under the shared key
+(64 ASCII bytes), or empty in insecure mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import struct
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import AuthError, ProtocolError
+
+MAGIC = b"G3F1"
+KEY_MIN_CHARS = 32
+KEY_MAX_CHARS = 4096
+DEFAULT_WINDOW_S = 300.0
+DEFAULT_MAX_NONCES = 200_000
+
+
+def buffer_digest(buf) -> bytes:
+    """SHA-256 of one binary frame (bytes, bytearray, memoryview or zmq.Frame buffer)."""
+    return hashlib.sha256(buf).digest()
+
+
+def signing_input(header: bytes, content: bytes, digests: Sequence[bytes]) -> bytes:
+    """The exact bytes the HMAC covers (see module docstring)."""
+    parts = [MAGIC, struct.pack(">Q", len(header)), header, struct.pack(">Q", len(content)),
+             content, struct.pack(">I", len(digests))]
+    for d in digests:
+        if len(d) != 32:
+            raise ValueError("each buffer digest must be 32 bytes (SHA-256)")
+        parts.append(bytes(d))
+    return b"".join(parts)
+
+
+class Signer:
+    """Signs and verifies messages with one shared key; key None = insecure mode (messages
+    carry an empty signature and nothing is checked: loopback development only)."""
+
+    def __init__(self, key: bytes | None):
+        if key is not None:
+            if not isinstance(key, (bytes, bytearray)) or len(key) < KEY_MIN_CHARS:
+                raise ValueError(f"the key must be at least {KEY_MIN_CHARS} bytes")
+            key = bytes(key)
+        self.key = key
+
+    @property
+    def insecure(self) -> bool:
+        return self.key is None
+
+    def sign(self, header: bytes, content: bytes, digests: Sequence[bytes]) -> bytes:
+        if self.key is None:
+            return b""
+        return hmac.new(self.key, signing_input(header, content, digests),
+                        hashlib.sha256).hexdigest().encode("ascii")
+
+    def verify(self, signature: bytes, header: bytes, content: bytes,
+               digests: Sequence[bytes]) -> None:
+        """AuthError unless `signature` is right (constant-time compare). Insecure: no check."""
+        if self.key is None:
+            return
+        if not signature:
+            raise AuthError("the message is unsigned, but this side requires signed messages "
+                            "(is the other side running with --insecure, or without a key?)")
+        expected = self.sign(header, content, digests)
+        if not hmac.compare_digest(bytes(signature), expected):
+            raise AuthError("bad signature: the message was signed with a different key, or a "
+                            "frame (JSON or binary) was altered in transit")
+
+
+class ReplayGuard:
+    """Rejects messages whose timestamp is outside +-window_s of now, and nonces already seen
+    inside the window. Memory is bounded: when more than max_nonces are remembered, the oldest
+    are forgotten and every timestamp at or before the newest forgotten one is refused from
+    then on (so a forgotten nonce can never be replayed)."""
+
+    def __init__(self, window_s: float = DEFAULT_WINDOW_S, max_nonces: int = DEFAULT_MAX_NONCES,
+                 clock=time.time):
+        self.window_s = float(window_s)
+        self.max_nonces = int(max_nonces)
+        self.clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()   # nonce -> timestamp, by arrival
+        self._floor = -float("inf")
+
+    def check(self, timestamp: float, nonce: str) -> None:
+        now = self.clock()
+        if not (now - self.window_s <= timestamp <= now + self.window_s):
+            raise AuthError(f"stale or future timestamp ({timestamp - now:+.1f} s from this "
+                            f"host's clock; the window is +-{self.window_s:.0f} s): a replay, or "
+                            "the two hosts' clocks disagree (run NTP)")
+        if timestamp <= self._floor:
+            raise AuthError("timestamp too old for the replay cache; resend a fresh message")
+        if nonce in self._seen:
+            raise AuthError("replayed message (this nonce was already used)")
+        self._expire(now)
+        self._seen[nonce] = timestamp
+        while len(self._seen) > self.max_nonces:
+            _, ts = self._seen.popitem(last=False)
+            self._floor = max(self._floor, ts)
+
+    def _expire(self, now: float) -> None:
+        # Entries arrive roughly in time order; drop from the front while expired.
+        limit = now - self.window_s
+        while self._seen:
+            nonce, ts = next(iter(self._seen.items()))
+            if ts >= limit:
+                break
+            self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+# --------------------------------------------------------------------------------------------
+# Key files
+# --------------------------------------------------------------------------------------------
+
+def check_key_file_permissions(path: Path) -> None:
+    """ProtocolError(AUTH) unless the key file is a regular file owned by this user and
+    readable by nobody else (mode 0600 or stricter). Skipped on Windows (NTFS ACLs)."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ProtocolError("AUTH", f"key file {path} is not a regular file")
+    if sys.platform == "win32":
+        return
+    if st.st_mode & 0o077:
+        raise ProtocolError(
+            "AUTH", f"key file {path} is readable or writable by other users (mode "
+            f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` and try again")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise ProtocolError("AUTH", f"key file {path} belongs to another user (uid {st.st_uid})")
+
+
+def load_key(path: str | os.PathLike) -> bytes:
+    """The shared key from a key file: its text with surrounding whitespace stripped, UTF-8,
+    at least KEY_MIN_CHARS characters. Refuses group/world-accessible files."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ProtocolError("AUTH", f"key file {p} does not exist; create one with "
+                            "`gen3dface serve --new-key-file PATH` (or "
+                            "gen3dface.protocol.signing.generate_key_file)")
+    check_key_file_permissions(p)
+    raw = p.read_bytes()[: KEY_MAX_CHARS + 64]
+    key = raw.strip()
+    if len(key) < KEY_MIN_CHARS:
+        raise ProtocolError("AUTH", f"key file {p} holds {len(key)} characters; at least "
+                            f"{KEY_MIN_CHARS} are needed (generate_key_file makes 64 hex)")
+    if len(key) > KEY_MAX_CHARS:
+        raise ProtocolError("AUTH", f"key file {p} is too long (over {KEY_MAX_CHARS} chars)")
+    return key
+
+
+def generate_key_file(path: str | os.PathLike, overwrite: bool = False) -> bytes:
+    """Write a new random key (64 hex characters = 256 bits) to `path` with mode 0600 and
+    return it. Refuses to overwrite an existing file unless `overwrite`."""
+    p = Path(path).expanduser()
+    key = secrets.token_hex(32).encode("ascii")
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(p, flags, 0o600)
+    except FileExistsError:
+        raise ProtocolError("AUTH", f"key file {p} already exists; not overwriting it") from None
+    with os.fdopen(fd, "wb") as f:
+        if sys.platform != "win32":
+            os.fchmod(f.fileno(), 0o600)
+        f.write(key + b"\n")
+    return key
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def iter_digests(buffers: Iterable) -> list[bytes]:
+    return [buffer_digest(b) for b in buffers]

@@ -1,0 +1,121 @@
+"""Batch logic shared by `blender -b -c gen3dface` and scripts/blender_batch.py (pure)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from gen3dface.blender_addon.core import batch
+from gen3dface.blender_addon.core.messages import UNREACHABLE
+
+
+def make_photos(tmp_path, names=("a.jpg", "b.png", "c.webp")):
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    return tmp_path
+
+
+def test_collect_photos_expands_folders_sorted_and_drops_duplicates(tmp_path):
+    d = make_photos(tmp_path)
+    got = batch.collect_photos([str(d), str(d / "a.jpg")])
+    assert [p.name for p in got] == ["a.jpg", "b.png", "c.webp"]
+
+
+def test_collect_photos_refuses_missing_and_empty(tmp_path):
+    with pytest.raises(batch.UsageError, match="no such photo"):
+        batch.collect_photos([str(tmp_path / "nope.jpg")])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(batch.UsageError, match="holds no"):
+        batch.collect_photos([str(empty)])
+    with pytest.raises(batch.UsageError, match="no photos"):
+        batch.collect_photos([])
+
+
+def test_settings_from_args_requires_an_output_and_reads_lists(tmp_path):
+    d = make_photos(tmp_path)
+    with pytest.raises(batch.UsageError, match="--blend"):
+        batch.settings_from_args([str(d)])
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# photos\n{d / 'b.png'}\n\n{d / 'a.jpg'}\n")
+    s = batch.settings_from_args(["--list", str(lst), "--glb-dir", str(tmp_path / "out"),
+                                  "--quality", "draft", "--cameras", "8", "--seed", "7"])
+    assert [p.name for p in s.photos] == ["b.png", "a.jpg"]
+    assert s.options.to_dict() == {"generator": "auto", "seed": 7, "quality": "draft",
+                                   "texture_size": 1024, "output_kind": "rigged"}
+    assert s.ring.n_cameras == 8
+    with pytest.raises(batch.UsageError):
+        batch.settings_from_args([str(d), "--glb-dir", "x", "--job-timeout", "-1"])
+    with pytest.raises(batch.UsageError):
+        batch.settings_from_args([str(d), "--glb-dir", "x", "--quality", "ultra"])
+
+
+def test_grid_cells_are_distinct_centred_rows():
+    cells = batch.grid_cells(5, 0.5)
+    assert len(set(cells)) == 5
+    # 3 columns, 2 rows, first row on top
+    assert cells[0] == (-0.5, 0.0, 0.5) and cells[3] == (-0.5, 0.0, 0.0)
+    assert sorted({c[0] for c in cells}) == [-0.5, 0.0, 0.5]
+    assert batch.grid_cells(4, 1.0) == [(-0.5, 0.0, 1.0), (0.5, 0.0, 1.0),
+                                        (-0.5, 0.0, 0.0), (0.5, 0.0, 0.0)]
+    assert batch.grid_cells(0, 1.0) == []
+
+
+def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
+    (tmp_path / "in").mkdir()
+    d = make_photos(tmp_path / "in")
+    out = tmp_path / "glbs"
+    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--spacing", "1"])
+
+    def generate(photo, cell):
+        if photo.name == "b.png":
+            raise batch.JobError("NO_FACE", "no face was found in the photo")
+        return batch.JobOutput(glb=b"glTF" + photo.name.encode(),
+                               sidecar={"generator": "offline", "warnings": ["w1"]})
+
+    placed = []
+    summary = batch.run_batch(s, generate, lambda name, o, cell: placed.append((name, cell))
+                              or [name], log=lambda m: None)
+    assert summary.exit_code() == batch.EXIT_FAILED
+    d_ = summary.to_dict()
+    assert d_["succeeded"] == 2 and d_["photos"] == 3
+    assert d_["failed"][0]["photo"].endswith("b.png")
+    assert d_["failed"][0]["code"] == "NO_FACE" and "one face" in d_["failed"][0]["advice"]
+    assert (out / "a.glb").read_bytes() == b"glTFa.jpg"
+    assert json.loads((out / "a.json").read_text())["generator"] == "offline"
+    assert not (out / "b.glb").exists()
+    assert [n for n, _ in placed] == ["a", "c"]
+    assert placed[0][1] != placed[1][1]
+    summary.write_json(tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["exit_code"] == 1
+
+
+def test_run_batch_all_ok_is_zero_and_unreachable_fails_fast(tmp_path):
+    d = make_photos(tmp_path)
+    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o")])
+    ok = batch.run_batch(s, lambda p, c: batch.JobOutput(b"g", {}), lambda *a: [],
+                         log=lambda m: None)
+    assert ok.exit_code() == batch.EXIT_OK
+    calls = []
+
+    def down(photo, cell):
+        calls.append(photo)
+        raise batch.JobError(UNREACHABLE, "no backend answered at tcp://127.0.0.1:1")
+
+    bad = batch.run_batch(s, down, lambda *a: [], log=lambda m: None)
+    assert len(calls) == 1                         # the rest fail without waiting again
+    assert [i.code for i in bad.items] == [UNREACHABLE] * 3
+    assert bad.exit_code() == batch.EXIT_FAILED
+
+
+def test_same_stem_photos_get_distinct_outputs(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "x" / "face.jpg").write_bytes(b"1")
+    (tmp_path / "y" / "face.jpg").write_bytes(b"2")
+    s = batch.settings_from_args([str(tmp_path / "x"), str(tmp_path / "y"),
+                                  "--glb-dir", str(tmp_path / "o")])
+    batch.run_batch(s, lambda p, c: batch.JobOutput(p.read_bytes(), {}), lambda *a: [],
+                    log=lambda m: None)
+    assert (tmp_path / "o" / "face.glb").read_bytes() == b"1"
+    assert (tmp_path / "o" / "face_2.glb").read_bytes() == b"2"
