@@ -68,3 +68,75 @@ def find_head_model_file(assets_dir=None, prefer: str = "ict_facekit") -> FoundA
         if hit:
             return hit
     return None
+
+
+# -- installing ICT-FaceKit ------------------------------------------------------------------
+ICT_REPO_URL = "https://github.com/ICT-VGL/ICT-FaceKit"
+ICT_ZIP_URL = ICT_REPO_URL + "/archive/refs/heads/master.zip"
+
+
+def installed_assets(assets_dir=None) -> list[dict]:
+    """Every head-model file found in the search folders (for `gen3dface assets info`)."""
+    out = []
+    for origin, folder in search_folders(assets_dir):
+        for kind, rel in (("ict_facekit", ICT_RELPATH), ("flame", FLAME_RELPATH)):
+            p = folder / rel
+            out.append({"kind": kind, "path": str(p), "origin": origin, "present": p.is_file(),
+                        "bytes": p.stat().st_size if p.is_file() else None})
+    return out
+
+
+def install_ict_from(source: str | os.PathLike, dest_root: str | os.PathLike | None = None,
+                     progress=None) -> Path:
+    """Convert a local copy of ICT-FaceKit (the repository folder, its FaceXModel folder, or
+    the repository's ZIP) into <dest_root>/ict_facekit/ict_facekit_v1.npz (default: the user
+    data folder). Returns the written path."""
+    import tempfile
+    import zipfile
+
+    from .headmodel.ict_obj import convert_ict_folder
+
+    source = Path(source)
+    dest = Path(dest_root) if dest_root else user_data_dir()
+    out = dest / ICT_RELPATH
+    if source.is_file() and zipfile.is_zipfile(source):
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(source) as zf:
+            members = [m for m in zf.namelist()
+                       if "/FaceXModel/" in "/" + m and m.endswith((".obj", ".json"))]
+            if not members:
+                raise FileNotFoundError(f"{source} holds no FaceXModel/ folder")
+            for m in members:
+                target = (Path(tmp) / m).resolve()
+                if not str(target).startswith(str(Path(tmp).resolve())):
+                    raise ValueError(f"unsafe path in zip: {m}")
+                zf.extract(m, tmp)
+            folder = next(Path(tmp).rglob("FaceXModel"))
+            return convert_ict_folder(folder, out, progress)
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} is neither a folder nor a ZIP file")
+    found = [source] if (source / "generic_neutral_mesh.obj").is_file() else \
+        [p for p in source.rglob("FaceXModel") if p.is_dir()]
+    if not found:
+        raise FileNotFoundError(f"no FaceXModel folder (with generic_neutral_mesh.obj) in {source}")
+    return convert_ict_folder(found[0], out, progress)
+
+
+def download(url: str, dest: Path, timeout: float = 30.0, progress=None) -> Path:
+    """Download `url` to `dest` (raises OSError / urllib.error.URLError when offline)."""
+    import urllib.request
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0)
+        done = 0
+        while True:
+            chunk = r.read(1 << 20)
+            if not chunk:
+                break
+            f.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    tmp.replace(dest)
+    return dest

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 Mat4 = tuple  # tuple[tuple[float, float, float, float], ...]: 4 rows, row-major
 Vec3 = tuple  # tuple[float, float, float]

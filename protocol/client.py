@@ -17,10 +17,10 @@ Blocking with deadlines (batch, `blender -b`, CLI):
     with Client(endpoint, key=key) as client:
         result = client.run_job(photo_bytes, options=..., on_progress=print, deadline_s=600)
 
-Binary data in events and handles (job.glb, previews, ev.data["image"]) is bytes-like: a
-read-only memoryview over the received ZeroMQ frame, not copied (len, ==, slicing, hashing,
-file.write and io.BytesIO all work; call bytes() where real bytes are needed). run_job()
-returns real bytes.
+Binary data in events and handles (job.glb, previews, ev.data["image"]) is bytes; with
+ClientConfig(zero_copy=True) it is a read-only memoryview over the received ZeroMQ frame
+instead (one copy of a large GLB saved; len, ==, slicing, hashing, file.write and io.BytesIO
+work on it). run_job() always returns bytes.
 
 Event kinds: connected, disconnected, reconnected, accepted, progress, preview, result,
 error, cancelled, status, cancel_reply. Heartbeats, reconnection (a new socket after three
@@ -63,6 +63,7 @@ class ClientConfig:
     limits: Limits = field(default_factory=Limits.for_client)   # what we accept
     server_limits: Limits = field(default_factory=Limits.for_server)  # updated by capabilities
     max_image_pixels: int = MAX_PIXELS
+    zero_copy: bool = False                    # buffers as memoryviews (see module docstring)
 
 
 class JobError(ProtocolError):
@@ -89,7 +90,7 @@ class JobHandle:
         self.overall: float | None = None
         self.message = ""
         self.queue_position: int | None = None
-        self.glb: bytes | memoryview | None = None   # zero-copy view of the received frame
+        self.glb: bytes | memoryview | None = None   # memoryview only with zero_copy
         self.sidecar: dict | None = None
         self.error: JobError | None = None
         self.previews: dict[str, tuple[str, Any]] = {}   # name -> (media_type, bytes-like)
@@ -142,10 +143,12 @@ class Client:
         self._outbox: collections.deque[Message] = collections.deque()
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
-        self._codec = Codec(Signer(key), self.config.limits, ReplayGuard(clock=clock), clock)
+        self._codec = Codec(Signer(key), self.config.limits, ReplayGuard(clock=clock), clock,
+                            zero_copy=self.config.zero_copy)
         self._chan: Channel | None = None
         self.state = "connecting"          # connecting | connected | disconnected | closed
         self._ever_connected = False
+        self._server_instance: str | None = None
         self._backoff = self.config.backoff_initial_s
         self._next_reconnect = 0.0
         self._open_socket()
@@ -378,6 +381,20 @@ class Client:
             return
         self._events.append(Event("error", None, ev))
 
+    def _check_instance(self, instance) -> None:
+        """A server that answers with another `instance` id was restarted while we stayed
+        connected (ZeroMQ reconnects by itself): it has forgotten our jobs, so resubmit."""
+        if not isinstance(instance, str) or not instance:
+            return
+        if self._server_instance is not None and instance != self._server_instance:
+            self._events.append(Event("reconnected", None, {"restarted": True,
+                                                            "capabilities": self.capabilities}))
+            if self._chan is not None:
+                self._send(M.hello(self.config.client_name, self.config.heartbeat_s,
+                                   self.session))
+            self._resubmit_all()
+        self._server_instance = instance
+
     def _alive(self, mark_connected: bool = True) -> None:
         self._last_seen = time.monotonic()
         self._backoff = self.config.backoff_initial_s
@@ -393,6 +410,8 @@ class Client:
         if t == "capabilities":
             self.capabilities = c
             self._update_server_limits(c.get("limits") or {})
+        if t in ("capabilities", "pong", "ping"):
+            self._check_instance(c.get("instance"))
         refused = t == "error" and c["code"] in ("AUTH", "UNSUPPORTED_VERSION")
         self._alive(mark_connected=not refused)
         if msg.parent_id in self._waiting:

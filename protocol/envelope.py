@@ -143,13 +143,14 @@ def _as_bytes(buf) -> bytes:
     return buf if isinstance(buf, bytes) else bytes(buf)
 
 
-def _keep(buf):
-    """A received buffer as handed to the application: bytes stay bytes; a zero-copy view
-    (zmq.Frame received with copy=False) stays a read-only memoryview, so a 64 MB GLB is not
-    copied once more (memoryview supports len, ==, slicing, hashing, file.write, BytesIO)."""
+def _keep(buf, zero_copy: bool):
+    """A received buffer as handed to the application: bytes by default; with zero_copy, a
+    frame that is not already bytes (a zmq.Frame received with copy=False) stays a read-only
+    memoryview, so a 64 MB GLB is not copied once more (len, ==, slicing, hashing, file.write
+    and io.BytesIO work on it; bytes methods such as .startswith do not)."""
     if isinstance(buf, bytes):
         return buf
-    return memoryview(buf).toreadonly()
+    return memoryview(buf).toreadonly() if zero_copy else bytes(buf)
 
 
 def split_routing(frames: Sequence, router: bool) -> tuple[list, list]:
@@ -170,11 +171,13 @@ class Codec:
     """Encodes and decodes messages for one side of a connection.
 
     signer: Signer(key) or Signer(None) for insecure mode. replay: a ReplayGuard (created if
-    None; ignored in insecure mode). limits: what this side accepts when decoding."""
+    None; ignored in insecure mode). limits: what this side accepts when decoding.
+    zero_copy: decoded buffers of zmq.Frame input stay memoryviews instead of bytes."""
 
     def __init__(self, signer: Signer, limits: Limits | None = None,
-                 replay: ReplayGuard | None = None, clock=time.time):
+                 replay: ReplayGuard | None = None, clock=time.time, zero_copy: bool = False):
         self.signer = signer
+        self.zero_copy = zero_copy
         self.limits = limits or Limits()
         self.replay = replay if replay is not None else ReplayGuard(clock=clock)
         self.clock = clock
@@ -229,9 +232,9 @@ class Codec:
         """Frames -> Message, or ProtocolError (code BAD_REQUEST, TOO_LARGE, AUTH,
         UNSUPPORTED_VERSION) carrying .routing and, when readable, .header.
 
-        `frames` may be bytes or zmq.Frame (recv_multipart(copy=False)); in the second case the
-        message's buffers are read-only memoryviews over the received frames (no copy):
-        bytes-like, call bytes() where real bytes are needed."""
+        `frames` may be bytes or zmq.Frame (recv_multipart(copy=False)). Buffers come back as
+        bytes, or (Codec(zero_copy=True) and zmq.Frame input) as read-only memoryviews over
+        the received frames, saving one copy of large results."""
         routing: list = []
         try:
             routing, frames = split_routing(frames, router)
@@ -277,7 +280,8 @@ class Codec:
             raise
         known = {"protocol", "version", "msg_id", "msg_type", "parent_id", "session",
                  "timestamp", "nonce"}
-        return Message(h["msg_type"], content, [_keep(b) for b in buffers], h["msg_id"],
+        return Message(h["msg_type"], content, [_keep(b, self.zero_copy) for b in buffers],
+                       h["msg_id"],
                        h["parent_id"], h["session"], h["timestamp"], h["nonce"], h["version"],
                        {k: v for k, v in header.items() if k not in known}, routing, digests)
 

@@ -135,6 +135,7 @@ def _capabilities(k):
     k.obj("pipeline", False, default={})
     k.obj("limits", False, default={})
     k.obj("queue", False, default={})
+    k.string("instance", False, max_len=128, default=None)
 
 
 def _submit(k):
@@ -229,6 +230,7 @@ def _status_reply(k):
 
 def _ping(k):
     k.number("heartbeat_s", False, 0.05, 60.0, default=None)
+    k.string("instance", False, max_len=128, default=None)
 
 
 def _nothing(k):

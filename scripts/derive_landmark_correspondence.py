@@ -49,7 +49,8 @@ def vertex_colours(model, lm3d):
     v = model.vertices
     face = np.zeros(n, bool)
     face[model.vertices_of_groups("M_Face")] = True
-    lips = points_in_poly(v[:, :2], lm3d[48:60, :2]) & face & (v[:, 2] > lm3d[48:60, 2].min() - 0.01)
+    lips = (points_in_poly(v[:, :2], lm3d[48:60, :2]) & face
+            & (v[:, 2] > lm3d[48:60, 2].min() - 0.01))
     col[lips] = [0.62, 0.33, 0.32]
     for a, b in ((17, 22), (22, 27)):      # brows: a band above each Multi-PIE brow polyline
         br = lm3d[a:b]
@@ -104,7 +105,8 @@ def render(mesh, intersector, colours, w2c, k):
     jj, ii = np.mgrid[0:n, 0:n]
     uv = np.c_[ii.ravel() + 0.5, jj.ravel() + 0.5]
     o, d = pixel_rays(w2c, k, uv)
-    tri_id, ray_id, loc = intersector.intersects_id(o, d, multiple_hits=False, return_locations=True)
+    tri_id, ray_id, loc = intersector.intersects_id(o, d, multiple_hits=False,
+                                                    return_locations=True)
     img = np.full((n * n, 3), 0.35)
     bary = trimesh.triangles.points_to_barycentric(mesh.triangles[tri_id], loc)
     f = mesh.faces[tri_id]
@@ -169,7 +171,8 @@ def main(argv=None) -> int:
             dbg = img.copy()
             for u, v in uv:
                 cv2.circle(dbg, (int(u), int(v)), 1, (0, 255, 0), -1)
-            cv2.imwrite(str(args.debug / f"view_{az}_{el}.png"), cv2.cvtColor(dbg, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(args.debug / f"view_{az}_{el}.png"),
+                        cv2.cvtColor(dbg, cv2.COLOR_RGB2BGR))
         o, d = pixel_rays(w2c, k, uv)
         tri_id, ray_id, loc = intersector.intersects_id(o, d, multiple_hits=False,
                                                         return_locations=True)

@@ -1,6 +1,5 @@
 """Batch logic shared by `blender -b -c gen3dface` and scripts/blender_batch.py (pure)."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -42,7 +42,7 @@ def test_happy_path_progress_is_monotonic_and_ends_done():
 
 def test_stage_weights_sum_to_one_and_order_matches():
     assert sum(STAGE_WEIGHTS.values()) == pytest.approx(1.0)
-    assert STAGE_ORDER[:7] == ("decode", "face", "fit", "generate", "reconstruct", "texture",
+    assert STAGE_ORDER[:8] == ("queue", "decode", "face", "fit", "generate", "reconstruct", "texture",
                                "export")
 
 
@@ -101,3 +101,15 @@ def test_previews_kept_latest_per_name_until_final():
     t.preview("view_1", b"c")
     assert t.previews == {"view_0": b"b", "view_1": b"c"}
     assert t.view().previews == ("view_0", "view_1")
+
+
+def test_unknown_and_queue_stages_do_not_jump_the_bar():
+    t, _ = started()
+    t.progress("queue", 0.5)
+    assert t.overall_fraction() == 0.0
+    t.progress("fit", 1.0)
+    f = t.overall_fraction()
+    assert 0.1 < f < 0.3
+    t.progress("some_new_stage", 0.5)          # SPEC: clients must accept unknown stages
+    assert t.overall_fraction() == f
+    assert t.view().label == "Some_new_stage"

@@ -143,6 +143,20 @@ def scenario_panel(args_json: str) -> None:
         out["steps"][name] = step
         return step
 
+    # 0. online access is off in the bpy module: a remote backend is refused before any
+    #    socket exists; Test connection to the loopback backend shows what it offers
+    out["online_access"] = bool(bpy.app.online_access)
+    prefs.address = "tcp://192.0.2.10:5555"
+    props.photo_path = a["photo"]
+    try:                             # an operator's ERROR report raises in background mode
+        refused = bpy.ops.gen3dface.generate() == {"CANCELLED"}
+    except RuntimeError as e:
+        refused = "Allow Online Access" in str(e)
+    out["remote_refused"] = refused and runtime.current_job() is None
+    prefs.address = a["address"]
+    out["test_connection"] = (bpy.ops.gen3dface.test_connection() == {"FINISHED"},
+                              runtime.connection_report())
+
     # 1. no backend: a clear error within 5 s, nothing hangs
     run("Unreachable", a["photo"], f"tcp://127.0.0.1:{a['dead_port']}", timeout=10)
 
@@ -224,6 +238,12 @@ def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_di
     # (Blender installed the bundled pyzmq wheel into the user extensions' site-packages; in
     # this venv the venv's own pyzmq may come first on sys.path)
     assert res["wheel_installed"]
+
+    if not res["online_access"]:
+        assert res["remote_refused"]
+    ok, lines = res["test_connection"]
+    assert ok and any("Device: cpu" in ln for ln in lines) and "protocol 1.0" in lines[0]
+    assert any("offline" in ln for ln in lines)
 
     s = res["steps"]["Unreachable"]
     assert s["state"] == "failed" and s["error"]["code"] == "CLIENT_UNREACHABLE"

@@ -276,11 +276,10 @@ def test_config_json_round_trip_and_validation(tmp_path):
     again = MVDiffusionConfig.load(tmp_path)
     assert again.to_dict() == cfg.to_dict()
     assert again.frustum.channels == (64, 128, 256, 256)
-    with pytest.raises(ValueError):
-        MVDiffusionConfig.tiny().frustum.__class__(channels=(8,))  # fine on its own...
-        bad = MVDiffusionConfig.tiny()
-        bad.frustum.channels = (8,)
-        bad.validate()                                             # ...not with a 2-level UNet
+    bad = MVDiffusionConfig.tiny()
+    bad.frustum.channels = (8,)                  # one level, but the tiny UNet has two
+    with pytest.raises(ValueError, match="one entry per UNet level"):
+        bad.validate()
 
 
 @pytest.mark.parametrize("preset,expected", [("sd15", 859_520_964), ("sd21", 865_910_724)])

@@ -53,6 +53,7 @@ class MiniServer(threading.Thread):
         self.by_key = {}
         self.received = []       # (msg_type, content)
         self.auth_failures = 0
+        self.instance = f"inst-{id(self)}"
 
     def run(self):
         try:
@@ -80,10 +81,11 @@ class MiniServer(threading.Thread):
         if t == "hello":
             self.chan.send(msg.reply("capabilities", {
                 "server": "mini", "protocol_version": "1.0", "heartbeat_s": HB,
+                "instance": self.instance,
                 "pipeline": {}, "limits": dict(Limits.for_server().to_dict(),
                                                max_image_pixels=40_000_000)}))
         elif t == "ping" and self.answer_pings:
-            self.chan.send(msg.reply("pong", {}))
+            self.chan.send(msg.reply("pong", {"instance": self.instance}))
         elif t == "submit":
             key = c["idempotency_key"]
             if key in self.by_key:
@@ -212,7 +214,7 @@ def test_non_blocking_poll_never_waits(server):
         assert kinds[0] == "accepted" and kinds[-1] == "result"
         assert kinds.count("progress") == 3 and kinds.count("preview") == 1
         assert job.previews["crop"] == ("image/png", PHOTO)
-        assert worst < 0.1, f"poll() took {worst * 1e3:.1f} ms"
+        assert worst < 0.5, f"poll() took {worst * 1e3:.1f} ms"     # (a blocking bug: >= 1 s)
         assert c.submit(PHOTO, idempotency_key="nb-1") is job   # same key, same handle
     finally:
         c.close()
@@ -274,7 +276,8 @@ def test_client_learns_server_is_gone_within_three_beats(server):
             for ev in c.poll(0.05):
                 if ev.kind == "disconnected":
                     lost = time.monotonic() - t0
-        assert lost is not None and lost <= 3 * HB + 0.3, lost
+        # not before the third missed beat, and soon after it (slack for a loaded CI host)
+        assert lost is not None and 2 * HB <= lost <= 3 * HB + 0.5, lost
         server.paused.clear()                  # comes back: a new socket reconnects
         kinds = []
         t0 = time.monotonic()
@@ -430,3 +433,43 @@ def test_client_answers_server_pings(server):
     ("tcp://10.0.0.2:5555", False), ("tcp://example.com:1", False)])
 def test_is_loopback_endpoint(endpoint, loop):
     assert is_loopback_endpoint(endpoint) is loop
+
+
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_buffer_types(server, zero_copy):
+    with make_client(server.endpoint, zero_copy=zero_copy) as c:
+        job = c.submit(PHOTO)
+        end = time.monotonic() + 10
+        while not job.done and time.monotonic() < end:
+            c.poll(0.05)
+        assert job.glb == expected_glb()
+        assert isinstance(job.glb, memoryview if zero_copy else bytes)
+        assert isinstance(job.previews["crop"][1], memoryview if zero_copy else bytes)
+        assert isinstance(c.run_job(PHOTO, deadline_s=10).glb, bytes)
+
+
+def test_quick_restart_detected_by_instance_id():
+    """A server back before the liveness window ends: the old socket reconnects by itself and
+    the new `instance` id in its pongs makes the client resubmit at once."""
+    a = MiniServer(steps=1000, step_s=0.02)
+    a.start()
+    c = make_client(a.endpoint, job_silence_s=60.0)
+    try:
+        job = c.submit(PHOTO, idempotency_key="quick-1")
+        end = time.monotonic() + 5
+        while job.stage is None and time.monotonic() < end:
+            c.poll(0.05)
+        a.stop()
+        b = MiniServer(endpoint=a.endpoint, steps=2)
+        b.start()
+        try:
+            kinds, t0 = [], time.monotonic()
+            while not job.done and time.monotonic() - t0 < 10:
+                kinds += [(e.kind, e.data.get("restarted")) for e in c.poll(0.05)]
+            assert job.state == "done" and time.monotonic() - t0 < 5
+            assert ("reconnected", True) in kinds and ("disconnected", None) not in kinds, kinds
+            assert [cc["idempotency_key"] for t, cc in b.received if t == "submit"] == ["quick-1"]
+        finally:
+            b.stop()
+    finally:
+        c.close()

@@ -2,14 +2,12 @@
 blocking jobs, auth failures, tampering and replay, fuzzed frames, oversized parts."""
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import time
 
 import numpy as np
 import pytest
-import zmq
 
 from gen3dface.backend.images import encode_png
 from gen3dface.backend.service.harness import RawClient, ServerThread, SyntheticWorkload, expected_result

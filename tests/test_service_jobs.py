@@ -2,8 +2,6 @@
 without sockets."""
 from __future__ import annotations
 
-import json
-import threading
 import time
 
 import pytest
@@ -110,7 +108,7 @@ def _run_worker(workload, jobs_with_options):
         q.put(job)
         jobs.append(job)
     worker.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(j.state.finished for j in jobs):
         time.sleep(0.01)
     worker.stop()
@@ -119,18 +117,47 @@ def _run_worker(workload, jobs_with_options):
 
 
 def test_worker_survives_oom_and_errors_and_runs_the_next_job():
+    pytest.importorskip("torch")                 # imported here, not inside the worker's deadline
     w = SyntheticWorkload(steps=4, step_s=0.001, result_bytes=1000)
     store, jobs, events = _run_worker(w, [(b"a", {"fail": "oom"}), (b"b", {"fail": "internal"}),
-                                          (b"c", {"fail": "NO_FACE"}), (b"d", {})])
+                                          (b"c", {"fail": "NO_FACE"}), (b"e", {"fail": "cuda_oom"}),
+                                          (b"d", {})])
     failed = {e[1].job_id: e[2] for e in events if e[0] == "failed"}
     assert failed == {jobs[0].job_id: "OUT_OF_MEMORY", jobs[1].job_id: "INTERNAL",
-                      jobs[2].job_id: "NO_FACE"}
+                      jobs[2].job_id: "NO_FACE", jobs[3].job_id: "OUT_OF_MEMORY"}
+    gpu_msg = [e[3] for e in events if e[0] == "failed" and e[1] is jobs[3]][0]
+    assert "GPU" in gpu_msg
     results = [e for e in events if e[0] == "result"]
     assert len(results) == 1 and results[0][2] == expected_result(b"d", 1000)
-    assert store.result(jobs[3].job_id)[0] == expected_result(b"d", 1000)
-    assert [j.state for j in jobs] == [JobState.FAILED] * 3 + [JobState.DONE]
-    progress = [e for e in events if e[0] == "progress" and e[1] is jobs[3]]
+    assert store.result(jobs[4].job_id)[0] == expected_result(b"d", 1000)
+    assert [j.state for j in jobs] == [JobState.FAILED] * 4 + [JobState.DONE]
+    progress = [e for e in events if e[0] == "progress" and e[1] is jobs[4]]
     assert len(progress) == 4 and progress[-1][3] == 1.0
+
+
+def test_out_of_memory_is_recognised():
+    import torch
+
+    from gen3dface.backend.service.workload import is_out_of_memory
+
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert is_out_of_memory(MemoryError())
+    assert is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                                         "can't allocate memory: you tried to allocate 1 bytes"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))    # only allocator error types
+
+
+def test_a_cancel_during_the_last_step_is_honoured():
+    class LastStep(SyntheticWorkload):
+        def run(self, image, rig, options, sink, cancel):
+            res = super().run(image, rig, options, sink, cancel)
+            cancel.cancel()                       # arrives after the last check
+            return res
+
+    store, jobs, events = _run_worker(LastStep(steps=2, step_s=0, result_bytes=10), [(b"x", {})])
+    assert jobs[0].state is JobState.CANCELLED and store.result(jobs[0].job_id) is None
+    assert [e[0] for e in events][-1] == "cancelled"
 
 
 def test_worker_cancels_a_running_job_quickly():

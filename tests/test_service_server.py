@@ -196,3 +196,17 @@ def test_vanished_client_policy(policy):
         else:
             assert last.content["code"] == "CANCELLED"
         c2.close()
+
+
+def test_two_clients_attached_to_one_job_both_get_its_events(server):
+    a, b = RawClient(server.endpoint, KEY), RawClient(server.endpoint, KEY)
+    img = photo(80)
+    job_id = submit(a, img, "shared", steps=30, step_s=0.005).content["job_id"]
+    dup = submit(b, img, "shared", steps=30, step_s=0.005)
+    assert dup.content["job_id"] == job_id and dup.content["duplicate"] is True
+    for c in (a, b):
+        msgs = c.recv_until(("result",), job_id=job_id)
+        assert msgs[-1].buffers[0] == expected_result(img, 200_000)
+        assert any(m.msg_type == "progress" for m in msgs)
+    assert server.server.store.get(job_id).runs == 1
+    a.close(), b.close()

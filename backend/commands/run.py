@@ -1,7 +1,6 @@
 """`gen3dface run IMAGE -o OUT.glb`: the whole pipeline in this process, no server."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 import time

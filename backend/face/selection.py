@@ -32,5 +32,6 @@ def pick_main_face(boxes: np.ndarray, width: int, height: int) -> int:
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     size = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 0, None))
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    d = np.hypot(centre[:, 0] - width / 2, centre[:, 1] - height / 2) / (0.5 * np.hypot(width, height))
+    d = np.hypot(centre[:, 0] - width / 2, centre[:, 1] - height / 2)
+    d = d / (0.5 * np.hypot(width, height))
     return int(np.argmax(size * (1.0 - 0.5 * np.clip(d, 0, 1))))

@@ -6,9 +6,9 @@ machinery.
 """
 from .config import (BackboneConfig, CameraEncoderConfig, FrustumConfig, GeometryConfig,
                      MultiViewAttentionConfig, MVDiffusionConfig, VolumeConfig)
-from .model import Conditioning, MultiViewDiffusion, ViewCameras
+from .model import Conditioning, MultiViewDiffusion, ViewCameras, joint_cameras
 from .sampling import SamplerConfig, sample_views
 
 __all__ = ["BackboneConfig", "CameraEncoderConfig", "FrustumConfig", "GeometryConfig",
            "MultiViewAttentionConfig", "MVDiffusionConfig", "VolumeConfig", "Conditioning",
-           "MultiViewDiffusion", "ViewCameras", "SamplerConfig", "sample_views"]
+           "MultiViewDiffusion", "ViewCameras", "joint_cameras", "SamplerConfig", "sample_views"]

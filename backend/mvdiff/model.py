@@ -79,6 +79,21 @@ class ViewCameras:
                                  (b.w2c, b.K, b.input_w2c, b.is_input))))
 
 
+def joint_cameras(target_w2c: torch.Tensor, target_K: torch.Tensor, input_w2c: torch.Tensor,
+                  input_K: torch.Tensor, include_input_view: bool) -> ViewCameras:
+    """Cameras of one joint pass: target w2c (B, N, 4, 4) / K (B, N, 4), input w2c (B, 4, 4) /
+    K (B, 4); with `include_input_view` the input camera becomes view 0."""
+    B, N = target_w2c.shape[:2]
+    dev = target_w2c.device
+    w2c, K = target_w2c.float(), target_K.float()
+    is_input = torch.zeros(B, N, dtype=torch.bool, device=dev)
+    if include_input_view:
+        w2c = torch.cat([input_w2c.float()[:, None], w2c], 1)
+        K = torch.cat([input_K.float()[:, None], K], 1)
+        is_input = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=dev), is_input], 1)
+    return ViewCameras(w2c, K, input_w2c.float(), is_input)
+
+
 class CameraEncoder(nn.Module):
     """Camera features (N, 21) + sinusoidal timestep (N, T) -> UNet embedding (N, E_unet)
     (zero-initialised, added to the time embedding) and volume embedding (N, E_vol)."""

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .model import Conditioning, MultiViewDiffusion, ViewCameras
+from .model import Conditioning, MultiViewDiffusion, ViewCameras, joint_cameras
 
 SAMPLERS = ("ddim", "dpmsolver++")
 
@@ -133,13 +133,8 @@ def sample_views(model: MultiViewDiffusion, cond: Conditioning, target_w2c: torc
     x = noise.to(device, torch.float32) * sched.init_noise_sigma
     in_noise = initial_noise(int(seed) + 1_000_003, (B, c, h, w)).to(device)
 
-    w2c, K = target_w2c.float().to(device), target_K.float().to(device)
-    is_input = torch.zeros(B, N, dtype=torch.bool, device=device)
-    if include_input:
-        w2c = torch.cat([input_w2c.float().to(device)[:, None], w2c], 1)
-        K = torch.cat([input_K.float().to(device)[:, None], K], 1)
-        is_input = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=device), is_input], 1)
-    cams = ViewCameras(w2c, K, input_w2c.float().to(device), is_input)
+    cams = joint_cameras(target_w2c.to(device), target_K.to(device), input_w2c.to(device),
+                         input_K.to(device), include_input)
     guided = config.guidance > 1.0
     if guided:
         cond_all = Conditioning.cat(cond, cond.unconditional())

@@ -185,14 +185,13 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
         from ..texture.bake import TextureBaker, TextureConfig
 
+        face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
+                            analysis.face_box[3] - analysis.face_box[1]))
+        work = (options.texture_size if generated.views else
+                bake_resolution(face_px, options.texture_size))
         if model.name == "mediapipe_face":
-            baker = TextureBaker(model, TextureConfig(size=options.texture_size,
-                                                      mirror_fill=False))
+            baker = TextureBaker(model, TextureConfig(size=work, mirror_fill=False))
         else:
-            face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
-                                analysis.face_box[3] - analysis.face_box[1]))
-            work = (options.texture_size if generated.views else
-                    bake_resolution(face_px, options.texture_size))
             baker = pipe._baker(model, work)
         views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), analysis.mask, 1.0)]
         views += list(generated.views)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu
+from scipy.sparse.linalg import cg
 
 from ..headmodel.model import HeadModel
 from ..pipeline.events import CancelToken, NullSink, ProgressSink
@@ -45,22 +45,23 @@ class RegistrationConfig:
     # alignment / coefficient fit
     fit_identity: int = 60               # identity modes refined (0: keep the given shape)
     fit_expression: bool = True
-    fit_iterations: int = 10
-    similarity_only: int = 3             # first fit iterations move the similarity alone
+    fit_iterations: int = 8
+    similarity_only: int = 2             # first fit iterations move the similarity alone
     identity_prior: float = 2e-6         # weight of |identity|^2 per unit contour weight
     expression_prior: float = 4e-6
     fit_scale_m: float = 0.0015          # final robust scale of the silhouette residuals
-    hull_weight: float = 1.0
+    hull_weight: float = 0.5
+    fit_hull_tolerance_m: float = 0.001
     # per-vertex refinement
     iterations: int = 3
     smoothness: float = 3.0              # bi-Laplacian weight on the offsets
     anchor: float = 1e-4                 # pull of unobserved offsets toward 0
     sweep_range_m: tuple = (0.004, 0.0025, 0.0015)   # +- photometric sweep per iteration
-    sweep_steps: int = 17
+    sweep_steps: int = 13
     patch_radius_m: float = 0.0012
     min_views: int = 2
     max_grazing: float = 0.2             # views with n.view_dir below this are not used
-    contour_band: float = 0.25           # |n . view_dir| below this: contour vertex
+    contour_band: float = 0.12           # |n . view_dir| below this: contour vertex
     contour_weight: float = 2.0
     photo_weight: float = 1.0
     hull_tolerance_m: float = 0.0006     # how far past the hull a vertex may sit
@@ -104,7 +105,23 @@ class _Images:
     def __init__(self, views: list[View]):
         self.views = views
         self.rgb = [v.rgb.reshape(-1, 3) for v in views]
+        self.grey = [(v.rgb @ np.array([0.299, 0.587, 0.114], np.float32)).ravel()
+                     for v in views]
         self.sdf = [view_signed_distance(v.mask) for v in views]
+
+    def grey_at(self, k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Bilinear grey value (float32) at pixel coordinates u, v (any shape)."""
+        cam = self.views[k].camera
+        w, h = cam.width, cam.height
+        x = np.clip(u - 0.5, 0, w - 1.001)
+        y = np.clip(v - 0.5, 0, h - 1.001)
+        x0, y0 = x.astype(np.int32), y.astype(np.int32)
+        fx, fy = x - x0, y - y0
+        img = self.grey[k]
+        i = y0 * w + x0
+        top = img[i] + (img[i + 1] - img[i]) * fx
+        bot = img[i + w] + (img[i + w + 1] - img[i + w]) * fx
+        return top + (bot - top) * fy
 
     def bilinear(self, k: int, uv: np.ndarray, what: str = "rgb") -> np.ndarray:
         cam = self.views[k].camera
@@ -211,13 +228,15 @@ def fit_template(model: HeadModel, surf: "_SkinSurface", fit_mask: np.ndarray,
         local = base + (B2 @ coef).reshape(-1, 3)
         y = s * local @ R.T + t
         n = vertex_normals(y, surf.faces)
-        caster = RayCaster(TexturedMesh(y, surf.faces))
+        if i % 3 == 0:      # occlusion tests tolerate the few mm the mesh moves meanwhile
+            caster = RayCaster(TexturedMesh(y, surf.faces))
         vi, r, g, w = _contour_rows(y, n, fit_mask, caster, images, config.contour_band)
         scale = _anneal(i, config.fit_scale_m)
         w = w * _robust_weights(r, scale)
-        # hull: a vertex outside it is wrong (one-sided, full weight)
+        # hull: a vertex clearly outside it is wrong (one-sided, past a tolerance that
+        # covers the masks' pixel quantisation)
         fi = np.nonzero(fit_mask)[0]
-        rh = hull.sample(y[fi])
+        rh = hull.sample(y[fi]) - config.fit_hull_tolerance_m
         out = rh > 0
         if out.any():
             vi = np.concatenate([vi, fi[out]])
@@ -303,10 +322,14 @@ def _visibility(x: np.ndarray, n: np.ndarray, occluder: RayCaster, images: _Imag
 
 def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_range: float,
                    config: RegistrationConfig):
-    """Plane sweep along n0 around the current offsets d. Returns (target d, weight)."""
+    """Plane sweep along n0 around the current offsets d: for each candidate offset, the
+    variance over the views that see the vertex of the grey values at a small tangent patch
+    (centre + 4 points), averaged over the patch and the 1-ring. Returns (target d, weight);
+    the weight is 0 where fewer than `min_views` views agree or the minimum is at the edge
+    of the sweep."""
     m = len(x0)
-    steps = np.linspace(-half_range, half_range, config.sweep_steps)
-    # tangent patch: centre + 4 points at patch radius
+    D = config.sweep_steps
+    steps = np.linspace(-half_range, half_range, D)
     a = np.cross(n0, np.array([0.0, 1.0, 0.0]))
     bad = np.linalg.norm(a, axis=1) < 0.1
     a[bad] = np.cross(n0[bad], np.array([1.0, 0.0, 0.0]))
@@ -314,11 +337,12 @@ def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_ran
     b = np.cross(n0, a)
     r = config.patch_radius_m
     offs = np.stack([np.zeros_like(a), a * r, -a * r, b * r, -b * r], axis=1)   # (m, P, 3)
-    base = x0 + d[:, None] * n0
-    pts = base[:, None, None, :] + steps[None, :, None, None] * n0[:, None, None, :] \
-        + offs[:, None, :, :]                                                  # (m, D, P, 3)
-    D, P = len(steps), offs.shape[1]
-    s1 = np.zeros((m, D, P, 3), np.float32)
+    P = offs.shape[1]
+    base = (x0 + d[:, None] * n0)[:, None, :] + offs                            # (m, P, 3)
+    start = base - half_range * n0[:, None, :]
+    end = base + half_range * n0[:, None, :]
+    tt = np.linspace(0.0, 1.0, D, dtype=np.float32)[None, :, None, None]
+    s1 = np.zeros((m, D, P), np.float32)
     s2 = np.zeros((m, D, P), np.float32)
     cnt = np.zeros(m, np.float32)
     for k, (vk, _, cos) in enumerate(vis):
@@ -326,15 +350,22 @@ def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_ran
         if not use.any():
             continue
         idx = np.nonzero(use)[0]
-        uv, _ = images.views[k].camera.project(pts[idx])
-        c = images.bilinear(k, uv.astype(np.float32)).astype(np.float32)       # (u, D, P, 3)
-        s1[idx] += c
-        s2[idx] += (c * c).sum(-1)
+        cam = images.views[k].camera
+        # camera coordinates are linear along the sweep: project the two ends, lerp
+        cs = cam.to_camera(start[idx]).astype(np.float32)[:, None]               # (u, 1, P, 3)
+        ce = cam.to_camera(end[idx]).astype(np.float32)[:, None]
+        pc = cs + tt * (ce - cs)                                                 # (u, D, P, 3)
+        z = np.maximum(pc[..., 2], 1e-6)
+        u = cam.fx * pc[..., 0] / z + cam.cx
+        v = cam.fy * pc[..., 1] / z + cam.cy
+        g = images.grey_at(k, u, v)
+        s1[idx] += g
+        s2[idx] += g * g
         cnt[idx] += 1
-    ok = cnt >= config.min_views
     nn = np.maximum(cnt, 1)[:, None, None]
-    var = s2 / nn - (s1 * s1).sum(-1) / (nn * nn)                              # (m, D, P)
+    var = s2 / nn - (s1 / nn) ** 2                                              # (m, D, P)
     cost = var.mean(axis=2)
+    ok = cnt >= config.min_views
     cost = (surf.smooth_op @ cost) / surf.smooth_norm[:, None]
     j = np.argmin(cost, axis=1)
     jc = np.clip(j, 1, D - 1 - 1)
@@ -351,29 +382,17 @@ def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_ran
     return target, w
 
 
-def _contour_targets(x0, n0, d, vis, images: _Images, config: RegistrationConfig):
-    """Vertices on a view's contour generator: offset that moves their projection onto the
-    mask boundary (the view's signed distance converted to metres at their depth)."""
-    m = len(x0)
-    acc = np.zeros(m)
-    wsum = np.zeros(m)
-    x = x0 + d[:, None] * n0
-    for k, (vk, uv, cos) in enumerate(vis):
-        sel = vk & (np.abs(cos) < config.contour_band)
-        if not sel.any():
-            continue
-        cam = images.views[k].camera
-        # the vertex sits on the contour in this view when its projection is at the boundary
-        sd_px = images.bilinear(k, uv[sel], "sdf")
-        z = cam.to_camera(x[sel])[:, 2]
-        sd_m = sd_px * z / cam.fx
-        # moving along n0 moves the projection outward by about |n0 perpendicular to ray|
-        dirc = cam.center - x[sel]
-        dirc /= np.linalg.norm(dirc, axis=1, keepdims=True)
-        perp = np.sqrt(np.clip(1 - ((n0[sel] * dirc).sum(1)) ** 2, 0.05, 1))
-        w = np.exp(-(cos[sel] / (0.5 * config.contour_band)) ** 2)
-        acc[sel] += w * (d[sel] - sd_m / perp)
-        wsum[sel] += w
+def _contour_targets(x, n, n0, d, caster: RayCaster, images: _Images,
+                     config: RegistrationConfig):
+    """Rim vertices of each view (see `_contour_rows`): the offset along n0 that moves their
+    projection onto the mask boundary, averaged over views. Returns (target d, weight)."""
+    m = len(x)
+    vi, r, g, w = _contour_rows(x, n, np.ones(m, bool), caster, images, config.contour_band)
+    gn = (g * n0[vi]).sum(1)
+    ok = gn > 0.3
+    vi, r, gn, w = vi[ok], r[ok], gn[ok], w[ok]
+    acc = np.bincount(vi, w * (d[vi] - r / gn), minlength=m)
+    wsum = np.bincount(vi, w, minlength=m)
     target = np.where(wsum > 0, acc / np.maximum(wsum, 1e-12), d)
     return target, np.minimum(wsum, 3.0)
 
@@ -395,7 +414,6 @@ def refine_vertices(x0: np.ndarray, surf: _SkinSurface, occluder_extra, hull: Vi
     n0 = vertex_normals(x0, surf.faces)
     m = len(x0)
     d = np.zeros(m)
-    solver_cache = {}
     for it in range(config.iterations):
         cancel.raise_if_cancelled()
         x = x0 + d[:, None] * n0
@@ -404,7 +422,7 @@ def refine_vertices(x0: np.ndarray, surf: _SkinSurface, occluder_extra, hull: Vi
         vis = _visibility(x, n, occ, images, config)
         rng = config.sweep_range_m[min(it, len(config.sweep_range_m) - 1)]
         t_photo, w_photo = _photo_targets(x0, n0, d, vis, images, surf, rng, config)
-        t_cont, w_cont = _contour_targets(x0, n0, d, vis, images, config)
+        t_cont, w_cont = _contour_targets(x, n, n0, d, occ, images, config)
         w_photo = w_photo * config.photo_weight
         w_cont = w_cont * config.contour_weight
         # robust weights against the current solution
@@ -418,11 +436,10 @@ def refine_vertices(x0: np.ndarray, surf: _SkinSurface, occluder_extra, hull: Vi
         target = np.minimum(target, limit)
         # a vertex outside the hull is wrong whatever the photos say
         wsum = np.where(over | (limit < d), np.maximum(wsum, 1.0), wsum)
-        W = sp.diags(wsum + config.anchor)
-        key = "A"
-        A = (W + config.smoothness * surf.LtL).tocsc()
-        solver_cache[key] = splu(A)
-        d = solver_cache[key].solve(wsum * target)
+        A = (sp.diags(wsum + config.anchor) + config.smoothness * surf.LtL).tocsr()
+        diag = A.diagonal()
+        d, _ = cg(A, wsum * target, x0=d, rtol=1e-4, maxiter=150,
+                  M=sp.diags(1.0 / diag))
         sink.progress(STAGE, progress[0] + (progress[1] - progress[0]) * (it + 1)
                       / config.iterations, f"refining vertices {it + 1}/{config.iterations}")
     return x0 + d[:, None] * n0

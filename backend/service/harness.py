@@ -8,7 +8,7 @@ never offered by `gen3dface serve`; it runs only through
 
 Options it understands (in the submit's `options`; other keys are ignored):
     steps (int, default --events), step_s (float), result_bytes (int), previews (int),
-    fail ("oom" | "internal" | a protocol error code such as "NO_FACE").
+    fail ("oom" | "cuda_oom" | "internal" | a protocol error code such as "NO_FACE").
 """
 from __future__ import annotations
 
@@ -82,6 +82,10 @@ class SyntheticWorkload:
                 sink.preview(f"step{i}", _tiny_png(i))
             if i == n // 2 and o["fail"] == "oom":
                 raise MemoryError("synthetic host out-of-memory")
+            if i == n // 2 and o["fail"] == "cuda_oom":
+                import torch
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB "
+                                                  "(synthetic)")
             if i == n // 2 and o["fail"] == "internal":
                 raise RuntimeError("synthetic internal failure")
             if i == n // 2 and o["fail"]:
@@ -218,7 +222,7 @@ class RawClient:
             return None
         return self.codec.decode(self.sock.recv_multipart(copy=False))
 
-    def recv_until(self, types, timeout_s: float = 10.0, job_id=None):
+    def recv_until(self, types, timeout_s: float = 30.0, job_id=None):
         """All messages up to and including the first whose type is in `types`."""
         import time as _t
 

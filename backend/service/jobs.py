@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
+import mmap
 import os
 import re
 import threading
@@ -66,9 +67,9 @@ class Job:
     stage: str = ""
     fraction: float = 0.0
     # not persisted:
-    owner: bytes | None = None          # ROUTER routing id that gets the job's events
-    owner_key: tuple | None = None      # the client (session) it belongs to
-    attach_msg_id: str | None = None    # msg_id of the submit/fetch_result that attached it
+    # clients attached to the job's events: client key -> [routing id, msg_id of the
+    # submit/fetch_result that attached it] (a client is its session, or its routing id)
+    watchers: dict = field(default_factory=dict)
     image: bytes | None = None
     rig: Any = None
     options: Any = None
@@ -134,12 +135,20 @@ class ResultStore:
                 f.write(data)
             os.replace(tmp, path)
 
-    def get(self, job_id: str) -> tuple[bytes, dict] | None:
+    def get(self, job_id: str) -> tuple[Any, dict] | None:
+        """(GLB bytes-like, sidecar). From disk the GLB is a read-only memoryview of an mmap
+        of the file: ZeroMQ sends it straight from the page cache (no read, no copy); the
+        mapping lives as long as a reference to it (pyzmq holds one until the send is done),
+        and deleting the file meanwhile is safe."""
         if self.folder is None:
             return self._mem.get(job_id)
         glb_path, json_path = self._paths(job_id)
         try:
-            return glb_path.read_bytes(), json.loads(json_path.read_text())
+            sidecar = json.loads(json_path.read_text())
+            with open(glb_path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                glb = memoryview(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)) if size else b""
+            return glb, sidecar
         except (OSError, ValueError):
             return None
 

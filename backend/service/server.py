@@ -252,15 +252,15 @@ class Server:
         elif info.routing != routing:
             info.routing = routing
             for job in self.store.jobs.values():
-                if job.owner_key == key and not job.state.finished:
-                    job.owner = routing
+                if key in job.watchers and not job.state.finished:
+                    job.watchers[key][0] = routing
         info.last_seen = now
         if isinstance(hb, (int, float)) and hb > 0:
             info.timeout_s = 3.0 * float(hb)
         return key
 
     def _attach(self, job: Job, routing: bytes, client: tuple, msg) -> None:
-        job.owner, job.owner_key, job.attach_msg_id = routing, client, msg.msg_id
+        job.watchers[client] = [routing, msg.msg_id]
 
     def _on_hello(self, routing, client, msg) -> None:
         self._send(routing, "capabilities", {
@@ -360,7 +360,8 @@ class Server:
             self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
             self._send(routing, "cancel_reply", {"job_id": job_id, "state": "cancelled", "known": True},
                        parent_id=msg.msg_id)
-            self._error(job.owner, "CANCELLED", "cancelled by request", job.attach_msg_id, job_id)
+            for to, parent in list(job.watchers.values()):
+                self._error(to, "CANCELLED", "cancelled by request", parent, job_id)
             return
         # running: the worker stops at its next check and then reports error CANCELLED
         self._send(routing, "cancel_reply", {"job_id": job_id, "state": wire_state(job.state),
@@ -406,35 +407,37 @@ class Server:
     # ---- worker events and housekeeping ------------------------------------------------
     def _forward_events(self) -> None:
         for event in self.outbox.drain():
-            kind, job = event[0], event[1]
-            to, parent = job.owner, job.attach_msg_id
-            try:
-                if kind == "started":
-                    self._send(to, "progress", {"job_id": job.job_id, "stage": "queue",
-                                                "fraction": 1.0, "message": "started"}, parent_id=parent)
-                elif kind == "progress":
-                    self._send(to, "progress", {"job_id": job.job_id, "stage": event[2],
-                                                "fraction": event[3], "message": event[4]},
-                               parent_id=parent)
-                elif kind == "preview":
-                    self._send(to, "preview", {"job_id": job.job_id, "name": event[2],
-                                               "media_type": "image/png", "stage": job.stage or None},
-                               [event[3]], parent_id=parent)
-                elif kind == "result":
-                    self._send_result(to, job, event[2], event[3], parent_id=parent)
-                elif kind == "cancelled":
-                    self._error(to, "CANCELLED", "cancelled by request", parent, job.job_id)
-                elif kind == "failed":
-                    self._error(to, event[2], event[3], parent, job.job_id)
-            except Exception:
-                log.exception("forwarding %s failed", kind)
+            for to, parent in list(event[1].watchers.values()):
+                try:
+                    self._forward(to, parent, event)
+                except Exception:
+                    log.exception("forwarding %s failed", event[0])
+
+    def _forward(self, to: bytes, parent: str, event: tuple) -> None:
+        """One worker event to one attached client (parent_id: what attached it)."""
+        kind, job = event[0], event[1]
+        if kind == "started":
+            self._send(to, "progress", {"job_id": job.job_id, "stage": "queue", "fraction": 1.0,
+                                        "message": "started"}, parent_id=parent)
+        elif kind == "progress":
+            self._send(to, "progress", {"job_id": job.job_id, "stage": event[2], "fraction": event[3],
+                                        "message": event[4]}, parent_id=parent)
+        elif kind == "preview":
+            self._send(to, "preview", {"job_id": job.job_id, "name": event[2], "media_type": "image/png",
+                                       "stage": job.stage or None}, [event[3]], parent_id=parent)
+        elif kind == "result":
+            self._send_result(to, job, event[2], event[3], parent_id=parent)
+        elif kind == "cancelled":
+            self._error(to, "CANCELLED", "cancelled by request", parent, job.job_id)
+        elif kind == "failed":
+            self._error(to, event[2], event[3], parent, job.job_id)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_beat >= self.config.heartbeat_s:
             self._last_beat = now
             live = [j for j in self.store.jobs.values() if not j.state.finished]
-            for routing in {j.owner for j in live if j.owner is not None}:
+            for routing in {w[0] for j in live for w in j.watchers.values()}:
                 self._send(routing, "ping", {"heartbeat_s": self.config.heartbeat_s})
             for key, info in list(self.clients.items()):
                 if now - info.last_seen > info.timeout_s:
@@ -447,9 +450,9 @@ class Server:
         for key, info in list(self.clients.items()):
             if info.routing == routing:
                 self._client_lost(key)
-        for job in self.store.jobs.values():
-            if job.owner == routing:
-                job.owner = None               # nothing more is sent there; results stay kept
+        for job in self.store.jobs.values():   # nothing more is sent there; results stay kept
+            for key in [k for k, w in job.watchers.items() if w[0] == routing]:
+                del job.watchers[key]
 
     def _client_lost(self, key: tuple) -> None:
         info = self.clients.pop(key, None)
@@ -457,11 +460,10 @@ class Server:
             return
         self.counters["lost_clients"] += 1
         for job in list(self.store.jobs.values()):
-            if job.owner_key != key or job.state.finished:
+            if job.watchers.pop(key, None) is None or job.state.finished:
                 continue
-            if self.config.on_client_lost == "cancel":
+            if self.config.on_client_lost == "cancel" and not job.watchers:
                 log.info("client lost: cancelling job %s", job.job_id)
                 job.cancel.cancel()
                 if self.queue.remove(job.job_id) is not None:
                     self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "the client went away")
-            job.owner = None

@@ -104,6 +104,7 @@ class Worker(threading.Thread):
         try:
             result = self.workload.run(job.image, job.rig, job.options, _JobSink(job, self.outbox),
                                        job.cancel)
+            job.cancel.raise_if_cancelled()    # cancelled during the last step: honour it
             glb, sidecar = bytes(result.glb), dict(result.sidecar)
             del result
             sha = hashlib.sha256(glb).hexdigest()

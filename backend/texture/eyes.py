@@ -64,7 +64,7 @@ def eye_color(points: np.ndarray, eye: Eyeball, iris_rgb=DEFAULT_IRIS_RGB) -> np
     iris = np.asarray(iris_rgb, np.float64)
     t = np.clip((theta - PUPIL_DEG) / (IRIS_DEG - PUPIL_DEG), 0, 1)[:, None]
     iris_col = iris * (1.35 - 0.75 * t ** 2) * (1 + 0.10 * np.sin(phi * 37)[:, None])
-    back = np.clip((theta - 60) / 60, 0, 1)[:, None]
+    back = np.clip((theta - 75) / 60, 0, 1)[:, None]
     sclera = SCLERA_RGB * (1 - back) + SCLERA_BACK_RGB * back
     col = np.where((theta < IRIS_DEG)[:, None], iris_col, sclera)
     limb = ((theta >= IRIS_DEG) & (theta < LIMBUS_DEG))

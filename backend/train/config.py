@@ -53,7 +53,7 @@ class TrainLoopConfig:
     batch_size: int = 8                  # global batch (all processes x accumulation)
     grad_accum: int = 1
     mixed_precision: str = "bf16"        # "no" | "fp16" | "bf16"
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool = False  # True needs mvdiff hooks that survive recompute
     cond_drop_prob: float = 0.1          # image-condition dropout for classifier-free guidance
     seed: int = 0
     num_workers: int = 4
@@ -66,6 +66,10 @@ class TrainLoopConfig:
     export_every: int = 0                # 0: export an inference checkpoint only at the end
     resume: str = "auto"                 # "auto" (latest in output_dir) | "none" | a folder
     find_unused_parameters: bool = False
+    torch_threads: int = 0               # >0: torch.set_num_threads (CPU runs on busy machines)
+    eval_samples: int = 0                # >0: a fixed-draw loss on this many samples (no
+    eval_every: int = 0                  #     condition drop) at the start, every eval_every
+                                         #     steps and at the end: comparable across steps
 
 
 @dataclass

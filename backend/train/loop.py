@@ -189,6 +189,8 @@ class Trainer:
                              f"processes x grad_accum = {world * tc.grad_accum}")
         per_device = tc.batch_size // (world * tc.grad_accum)
         set_seed(tc.seed)
+        if tc.torch_threads > 0:
+            torch.set_num_threads(tc.torch_threads)
         self._ensure_data(accelerator)
 
         model = build_model(cfg.model)
@@ -212,7 +214,7 @@ class Trainer:
         raw = accelerator.unwrap_model(objective)
 
         step, epoch, skip = 0, 0, 0
-        resume = None
+        resume, batch_idx = None, 0
         if tc.resume == "auto":
             resume = latest_checkpoint(out)
         elif tc.resume != "none":
@@ -221,6 +223,7 @@ class Trainer:
             accelerator.load_state(str(resume))
             st = json.loads((resume / STATE_FILE).read_text())
             step, epoch, skip = int(st["step"]), int(st["epoch"]), int(st["batch"])
+            batch_idx = skip
             self.log(f"resumed from {resume} at step {step}")
         if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -232,6 +235,20 @@ class Trainer:
         self.log(f"training {n_params / 1e6:.2f} M parameters on {world} process(es), "
                  f"{per_device} samples per process per micro-step, {len(dataset)} samples/epoch")
 
+        eval_batch = collate([dataset[i] for i in range(min(tc.eval_samples, len(dataset)))]) \
+            if tc.eval_samples else None
+        evals: list[tuple[int, float]] = []
+
+        def evaluate():
+            if eval_batch is None or not accelerator.is_main_process:
+                return
+            val = self._eval_loss(raw, eval_batch)
+            evals.append((step, val))
+            accelerator.log({"eval_loss": val}, step=step)
+            self.log(f"step {step}: eval loss {val:.4f}")
+
+        if resume is None:
+            evaluate()
         losses: list[float] = []
         history: list[tuple[int, float]] = []
         t0, micro = time.time(), 0
@@ -275,6 +292,8 @@ class Trainer:
                     self.log(f"step {step}/{tc.max_steps} loss {mean:.4f} "
                              f"lr_unet {lrs[0]:.2e} lr_other {lrs[1]:.2e}")
                     losses, t0 = [], time.time()
+                if tc.eval_every and step % tc.eval_every == 0 and step < tc.max_steps:
+                    evaluate()
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0 \
                         and step < tc.max_steps:
                     self._checkpoint(accelerator, out, step, epoch, batch_idx)
@@ -290,10 +309,25 @@ class Trainer:
                 epoch += 1
                 continue
             break
+        evaluate()
         self._checkpoint(accelerator, out, step, epoch, batch_idx)
         self._export(accelerator, raw.model, out / "model")
         accelerator.end_training()
-        return {"step": step, "history": history, "model_dir": str(out / "model")}
+        return {"step": step, "history": history, "eval": evals, "model_dir": str(out / "model")}
+
+    @torch.no_grad()
+    def _eval_loss(self, objective, batch: dict) -> float:
+        """Loss on fixed draws (seeded timesteps spread over the schedule, noises, no drop)."""
+        was = objective.model.training
+        objective.model.eval()
+        g = torch.Generator().manual_seed(self.cfg.train.seed + 12345)
+        vals = []
+        for _ in range(4):
+            rand = objective.draw(batch, g)
+            rand["keep"][:] = True
+            vals.append(float(objective(batch, rand)))
+        objective.model.train(was)
+        return float(np.mean(vals))
 
     # ---- outputs ------------------------------------------------------------------------
     def _checkpoint(self, accelerator, out: Path, step: int, epoch: int, batch: int) -> None:

@@ -6,8 +6,6 @@ the runtime; none blocks for longer than reading the photo (Generate) or the con
 """
 from __future__ import annotations
 
-import math
-from pathlib import Path
 
 import bpy
 

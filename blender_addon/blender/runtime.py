@@ -23,7 +23,7 @@ import bpy
 
 from ..core.job import JobState, JobTracker
 from ..core.local_backend import LocalBackend
-from ..core.messages import IMPORT_FAILED, user_error
+from ..core.messages import IMPORT_FAILED
 from ..core.settings import ConnectionSettings, ImportSettings
 from ..core.worker import JobRequest, JobWorker, fetch_capabilities
 

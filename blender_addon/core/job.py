@@ -21,12 +21,12 @@ from .messages import UserError, user_error
 # Share of the whole job each pipeline stage takes (for one overall progress bar). Stages the
 # backend does not send simply never move the bar; unknown stages count as "other".
 STAGE_WEIGHTS = {
-    "decode": 0.02, "face": 0.05, "fit": 0.13, "generate": 0.40,
+    "queue": 0.0, "decode": 0.02, "face": 0.05, "fit": 0.13, "generate": 0.40,
     "reconstruct": 0.15, "texture": 0.15, "export": 0.05, "receive": 0.03, "import": 0.02,
 }
 STAGE_ORDER = tuple(STAGE_WEIGHTS)
 STAGE_LABELS = {
-    "decode": "Reading photo", "face": "Finding the face", "fit": "Fitting the head model",
+    "queue": "Waiting in the backend's queue", "decode": "Reading photo", "face": "Finding the face", "fit": "Fitting the head model",
     "generate": "Generating views", "reconstruct": "Reconstructing the surface",
     "texture": "Baking the texture", "export": "Writing the GLB",
     "receive": "Receiving the result", "import": "Importing into Blender",
@@ -83,6 +83,7 @@ class JobTracker:
     error: UserError | None = None
     previews: dict = field(default_factory=dict)     # name -> png bytes (latest per name)
     result_objects: tuple[str, ...] = ()
+    _bar: float = 0.0                                # overall fraction shown, never decreasing
     _started: float | None = None
     _ended: float | None = None
 
@@ -155,14 +156,15 @@ class JobTracker:
     def overall_fraction(self) -> float:
         if self.state is JobState.DONE:
             return 1.0
-        if not self.stage:
-            return 0.0
+        if self.stage not in STAGE_WEIGHTS:      # none yet, or a stage this add-on does not
+            return self._bar                       # know: keep the bar where it was
         done = 0.0
         for name in STAGE_ORDER:
             if name == self.stage:
-                return min(1.0, done + STAGE_WEIGHTS[name] * self.stage_fraction)
+                break
             done += STAGE_WEIGHTS[name]
-        return min(1.0, done)   # unknown stage: keep the bar where the known ones leave it
+        self._bar = max(self._bar, min(1.0, done + STAGE_WEIGHTS[self.stage] * self.stage_fraction))
+        return self._bar
 
     def view(self) -> JobView:
         end = self._ended if self._ended is not None else self.clock()

@@ -9,7 +9,6 @@ also stops anything it spawned, and never shares Blender's console input.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,28 +17,27 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..wire import load
 from .settings import LocalBackendSettings, SettingsError
 
-KEY_BYTES = 32
 
 
 def write_key_file(path: Path) -> Path:
-    """A new random key (hex text) at `path`, created with owner-only permissions (0600) before
-    any byte is written; an existing file is replaced."""
+    """A new random key at `path` (the protocol's generate_key_file: 64 hex characters, created
+    with owner-only permissions 0600 before any byte is written); an existing file is
+    replaced, so every start of the local backend gets a fresh key."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(secrets.token_hex(KEY_BYTES) + "\n")
-    if sys.platform != "win32":
-        os.chmod(path, 0o600)
+    load("signing").generate_key_file(path)
     return path
 
 
-def serve_command(settings: LocalBackendSettings, key_file: Path) -> list[str]:
-    """The command line that starts the backend on loopback."""
+def serve_command(settings: LocalBackendSettings, key_file: Path,
+                  state_dir: Path | None = None) -> list[str]:
+    """The command line that starts the backend on loopback. "auto" device: serve's default
+    (--device is passed only when set to something else, e.g. cuda)."""
     if not settings.python:
         raise SettingsError("set 'Backend Python' in the add-on preferences to the python of "
                             "the environment where gen3dface is installed")
@@ -48,6 +46,8 @@ def serve_command(settings: LocalBackendSettings, key_file: Path) -> list[str]:
                             "<venv>/bin/python (Windows: <venv>\\Scripts\\python.exe)")
     cmd = [settings.python, "-m", "gen3dface.backend.cli", "serve",
            "--bind", f"tcp://127.0.0.1:{int(settings.port)}", "--key-file", str(key_file)]
+    if state_dir is not None:
+        cmd += ["--state-dir", str(state_dir)]
     if settings.device and settings.device != "auto":
         cmd += ["--device", settings.device]
     return cmd + [str(a) for a in settings.extra_args]
@@ -76,7 +76,7 @@ class LocalBackend:
         if sys.platform != "win32":
             os.chmod(self.state_dir, 0o700)
         self.key_file = write_key_file(self.state_dir / "backend.key")
-        cmd = serve_command(self.settings, self.key_file)
+        cmd = serve_command(self.settings, self.key_file, self.state_dir / "serve")
         self.log_file = self.state_dir / "backend.log"
         log = open(self.log_file, "wb")
         kw = {}

@@ -1,0 +1,111 @@
+"""Render a result GLB (front, three-quarter, profile) next to its input photo: README's
+picture. Uses the project's own ray caster (trimesh + embreex; backend/export/raycast_render.py)
+with a soft head-light, so it runs headless anywhere.
+
+    python scripts/render_readme_picture.py [--photo PHOTO] [--glb RESULT.glb]
+                                            [--out docs/images/result.png] [--size 384]
+
+Without --glb the photo (default: skimage's astronaut) is run through the offline pipeline
+first (needs the ICT-FaceKit asset; --assets DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def glb_parts(glb: bytes):
+    """RenderParts of every mesh in a GLB, with its default morph weights applied."""
+    from PIL import Image
+
+    from gen3dface.backend.export.gltf import read_accessor, read_glb
+    from gen3dface.backend.export.raycast_render import RenderPart
+
+    doc, binary = read_glb(glb)
+    images = {}
+    parts = []
+    for mesh in doc["meshes"]:
+        weights = mesh.get("weights", [])
+        for prim in mesh["primitives"]:
+            pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+            for w, t in zip(weights, prim.get("targets", [])):
+                if w:
+                    pos = pos + w * read_accessor(doc, binary, t["POSITION"])
+            tri = read_accessor(doc, binary, prim["indices"]).reshape(-1, 3)
+            uv = read_accessor(doc, binary, prim["attributes"]["TEXCOORD_0"]).astype(np.float64)
+            uv[:, 1] = 1.0 - uv[:, 1]                       # glTF (top-left) -> OBJ/GL
+            mat = doc["materials"][prim["material"]]["pbrMetallicRoughness"]
+            tex = None
+            if "baseColorTexture" in mat:
+                src = doc["textures"][mat["baseColorTexture"]["index"]]["source"]
+                if src not in images:
+                    view = doc["bufferViews"][doc["images"][src]["bufferView"]]
+                    data = binary[view.get("byteOffset", 0): view.get("byteOffset", 0) +
+                                  view["byteLength"]]
+                    images[src] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                tex = images[src]
+            parts.append(RenderPart(pos, tri, uv[tri], tex, tuple(mat["baseColorFactor"][:3])))
+    return parts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--photo", default=None)
+    ap.add_argument("--glb", default=None)
+    ap.add_argument("--assets", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--out", default=str(REPO / "docs" / "images" / "result.png"))
+    ap.add_argument("--size", type=int, default=384)
+    args = ap.parse_args()
+
+    import cv2
+    from PIL import Image
+
+    from gen3dface.backend.export.raycast_render import render
+    from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
+
+    if args.photo:
+        photo_bytes = Path(args.photo).read_bytes()
+    else:
+        import skimage.data
+
+        b = io.BytesIO()
+        Image.fromarray(skimage.data.astronaut()).save(b, "PNG")
+        photo_bytes = b.getvalue()
+    if args.glb:
+        glb = Path(args.glb).read_bytes()
+    else:
+        from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
+
+        glb = HeadPipeline(PipelineConfig(assets_dir=args.assets)).run(
+            photo_bytes, None, JobOptions()).glb
+    parts = glb_parts(glb)
+    allv = np.concatenate([p.vertices for p in parts])
+    target = (0.0, float(allv[:, 1].mean() + 0.02), 0.0)
+    s = args.size
+    k = intrinsics_from_fov(s, s, 26)
+    tiles = []
+    photo = np.asarray(Image.open(io.BytesIO(photo_bytes)).convert("RGB"))
+    h, w = photo.shape[:2]
+    c = min(h, w)
+    photo = photo[(h - c) // 2:(h - c) // 2 + c, (w - c) // 2:(w - c) // 2 + c]
+    tiles.append(cv2.resize(photo, (s, s), interpolation=cv2.INTER_AREA))
+    for az in (0, 40, 90):
+        w2c = np.asarray(orbit_w2c_in_head(az, 5, 0.95, target))
+        img, _ = render(parts, w2c, k.fx, k.fy, k.cx, k.cy, s, s, shading=0.35,
+                        background=(0.93, 0.93, 0.93))
+        tiles.append(img)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(tiles, 1)).save(out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
