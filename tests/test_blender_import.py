@@ -22,10 +22,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# 53 = Apple's 52 ARKit blend shapes with browInnerUp split into Left/Right (as ICT-FaceKit)
+# The 53 names our heads carry: ICT-FaceKit's expression set in ARKit spelling (Apple's 52 with
+# browInnerUp and cheekPuff split into Left/Right, and no tongueOut).
 ARKIT_53 = [
     "browDownLeft", "browDownRight", "browInnerUpLeft", "browInnerUpRight", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "browOuterUpRight", "cheekPuffLeft", "cheekPuffRight", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
     "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
     "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
     "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
@@ -34,7 +35,7 @@ ARKIT_53 = [
     "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
     "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
     "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight", "tongueOut"]
+    "noseSneerLeft", "noseSneerRight"]
 assert len(ARKIT_53) == 53
 
 

@@ -178,3 +178,16 @@ def test_worker_cancels_a_running_job_quickly():
     assert job.state is JobState.CANCELLED
     worker.stop()
     worker.join(2)
+
+
+def test_journal_is_compacted_as_jobs_are_forgotten(tmp_path):
+    store = JobStore(tmp_path, keep_s=0.0)
+    for i in range(400):
+        j, _ = store.submit(f"k{i}", f"d{i}")
+        store.store_result(j, b"x", {}, "s")
+        j.finished_at = 0.0
+    store.sweep(now=10.0)
+    lines = (tmp_path / "jobs.jsonl").read_text().splitlines()
+    assert not store.jobs and len(lines) < 400       # 1200 lines written, then compacted
+    store.close()
+    assert not JobStore(tmp_path).jobs

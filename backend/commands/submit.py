@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args) -> int:
-    from ...protocol.client import Client, JobError
+    from ...protocol.client import Client, ClientConfig, JobError
     from ...protocol.errors import ProtocolError
 
     if bool(args.key_file) == bool(args.insecure):
@@ -85,7 +85,8 @@ def handle(args) -> int:
 
     code = EXIT_INTERNAL
     try:
-        with Client(args.server, key_file=args.key_file, insecure=args.insecure) as client:
+        with Client(args.server, key_file=args.key_file, insecure=args.insecure,
+                    config=ClientConfig(zero_copy=True)) as client:    # the GLB goes to a file as is
             result = client.run_job(image, rig=rig, options=options, on_progress=display,
                                     deadline_s=args.timeout, idempotency_key=key, on_event=on_event,
                                     give_up_disconnected_s=args.give_up_disconnected,

@@ -64,7 +64,8 @@ def parse_params(params: dict) -> list[dict]:
         if k.shape == (4, 4):
             k = k[:3, :3]
         if k.shape != (3, 3) or rt.shape not in ((3, 4), (4, 4)):
-            raise ValueError(f"view {i}: K must be 3x3 (or 4x4) and Rt 3x4, got {k.shape} {rt.shape}")
+            raise ValueError(f"view {i}: K must be 3x3 (or 4x4) and Rt 3x4, "
+                             f"got {k.shape} {rt.shape}")
         w2c = np.eye(4)
         w2c[:3] = rt[:3]
         views.append({"index": i, "K": k, "w2c": w2c,
@@ -160,7 +161,8 @@ def convert_expression(folder: Path, mesh_path: Path | None, cfg: FaceScapeReade
         cz = -(w2c[:3, :3].T @ w2c[:3, 3])
         az = np.degrees(np.arctan2(cz[0], cz[2]))
         views.append(ViewData(f"view_{c['index']:03d}", rgba, w2c, intr,
-                              input_candidate=bool(abs(az) <= cfg.input_max_azimuth_deg)))
+                              input_candidate=bool(abs(az) <= cfg.input_max_azimuth_deg
+                                                   + 1e-6)))
     ref = None if head_verts is None else PriorMesh(head_verts, faces, "facescape_gt")
     return views, ref
 

@@ -385,7 +385,8 @@ def read_identity(folder: Path) -> IdentityRecord:
     if not views:
         raise DatasetFormatError(f"{folder}: no views")
     prior = doc.get("prior") or {}
-    per_view = {check_name(k, "view name"): str(v) for k, v in (prior.get("per_view") or {}).items()}
+    per_view = {check_name(k, "view name"): str(v)
+                for k, v in (prior.get("per_view") or {}).items()}
     for rel in list(per_view.values()) + ([prior["default"]] if prior.get("default") else []):
         _check_relpath(rel)
     return IdentityRecord(identity=check_name(doc.get("identity", Path(folder).name), "identity"),

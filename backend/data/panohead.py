@@ -102,6 +102,6 @@ def convert_panohead(root: str | Path, out_root: str | Path,
                 az, _ = azimuth_elevation(center)
                 name = check_name(PurePosixPath(p.name).stem, "view name")
                 views.append(ViewData(name, rgba, w2c, intr,
-                                      input_candidate=abs(az) <= cfg.input_max_azimuth_deg))
+                                      input_candidate=abs(az) <= cfg.input_max_azimuth_deg + 1e-6))
             writer.add_identity(check_name(f"ph_{seed}", "identity"), views, source=seed)
     return Path(out_root) / "dataset.json"

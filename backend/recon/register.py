@@ -44,19 +44,21 @@ class RegistrationConfig:
     hull: HullConfig = field(default_factory=HullConfig)
     # alignment / coefficient fit
     fit_identity: int = 60               # identity modes refined (0: keep the given shape)
-    fit_expression: bool = True
+    fit_expression: bool = False         # silhouettes barely constrain expressions
     fit_iterations: int = 8
     similarity_only: int = 2             # first fit iterations move the similarity alone
     identity_prior: float = 2e-6         # weight of |identity|^2 per unit contour weight
     expression_prior: float = 4e-6
     fit_scale_m: float = 0.0015          # final robust scale of the silhouette residuals
     hull_weight: float = 0.5
+    fit_skip_cranium: bool = False       # True: fit face, ears, jaw and neck only (hair)
     fit_hull_tolerance_m: float = 0.001
     # per-vertex refinement
     iterations: int = 3
     smoothness: float = 3.0              # bi-Laplacian weight on the offsets
     anchor: float = 1e-4                 # pull of unobserved offsets toward 0
     sweep_range_m: tuple = (0.004, 0.0025, 0.0015)   # +- photometric sweep per iteration
+    max_reach_m: float = 0.025           # first sweep reaches outward up to the hull, this far
     sweep_steps: int = 13
     patch_radius_m: float = 0.0012
     min_views: int = 2
@@ -321,15 +323,16 @@ def _visibility(x: np.ndarray, n: np.ndarray, occluder: RayCaster, images: _Imag
 
 
 def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_range: float,
-                   config: RegistrationConfig):
+                   config: RegistrationConfig, reach: np.ndarray | None = None):
     """Plane sweep along n0 around the current offsets d: for each candidate offset, the
     variance over the views that see the vertex of the grey values at a small tangent patch
     (centre + 4 points), averaged over the patch and the 1-ring. Returns (target d, weight);
     the weight is 0 where fewer than `min_views` views agree or the minimum is at the edge
-    of the sweep."""
+    of the sweep. `reach` (m,) extends the sweep outward per vertex (up to the hull)."""
     m = len(x0)
     D = config.sweep_steps
-    steps = np.linspace(-half_range, half_range, D)
+    lo = np.full(m, half_range)
+    hi = lo if reach is None else np.maximum(lo, reach)
     a = np.cross(n0, np.array([0.0, 1.0, 0.0]))
     bad = np.linalg.norm(a, axis=1) < 0.1
     a[bad] = np.cross(n0[bad], np.array([1.0, 0.0, 0.0]))
@@ -339,8 +342,8 @@ def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_ran
     offs = np.stack([np.zeros_like(a), a * r, -a * r, b * r, -b * r], axis=1)   # (m, P, 3)
     P = offs.shape[1]
     base = (x0 + d[:, None] * n0)[:, None, :] + offs                            # (m, P, 3)
-    start = base - half_range * n0[:, None, :]
-    end = base + half_range * n0[:, None, :]
+    start = base - lo[:, None, None] * n0[:, None, :]
+    end = base + hi[:, None, None] * n0[:, None, :]
     tt = np.linspace(0.0, 1.0, D, dtype=np.float32)[None, :, None, None]
     s1 = np.zeros((m, D, P), np.float32)
     s2 = np.zeros((m, D, P), np.float32)
@@ -373,8 +376,8 @@ def _photo_targets(x0, n0, d, vis, images: _Images, surf: _SkinSurface, half_ran
     c_l, c_m, c_r = cost[rows, jc - 1], cost[rows, jc], cost[rows, jc + 1]
     den = c_l - 2 * c_m + c_r
     sub = np.where(den > 1e-12, 0.5 * (c_l - c_r) / np.maximum(den, 1e-12), 0.0)
-    step = steps[1] - steps[0]
-    target = d + steps[jc] + np.clip(sub, -1, 1) * step
+    step = (lo + hi) / (D - 1)
+    target = d - lo + (jc + np.clip(sub, -1, 1)) * step
     mean_c = cost.mean(axis=1)
     distinct = np.clip(1.0 - cost[rows, j] / np.maximum(mean_c, 1e-12), 0.0, 1.0)
     interior = (j > 0) & (j < D - 1)
@@ -421,17 +424,19 @@ def refine_vertices(x0: np.ndarray, surf: _SkinSurface, occluder_extra, hull: Vi
         occ = RayCaster([TexturedMesh(x, surf.faces)] + occluder_extra)
         vis = _visibility(x, n, occ, images, config)
         rng = config.sweep_range_m[min(it, len(config.sweep_range_m) - 1)]
-        t_photo, w_photo = _photo_targets(x0, n0, d, vis, images, surf, rng, config)
+        limit = _hull_limit(x0, n0, d, hull, config.hull_tolerance_m)
+        reach = np.clip(limit - d, 0.0, config.max_reach_m) if it == 0 else None
+        t_photo, w_photo = _photo_targets(x0, n0, d, vis, images, surf, rng, config, reach)
         t_cont, w_cont = _contour_targets(x, n, n0, d, occ, images, config)
         w_photo = w_photo * config.photo_weight
         w_cont = w_cont * config.contour_weight
         # robust weights against the current solution
-        w_photo *= _robust_weights(t_photo - d, max(config.robust_scale_m, rng * 0.5))
+        span = rng if reach is None else np.maximum(rng, reach)
+        w_photo *= _robust_weights(t_photo - d, np.maximum(config.robust_scale_m, span * 0.5))
         w_cont *= _robust_weights(t_cont - d, config.robust_scale_m * 2)
         wsum = w_photo + w_cont
         target = np.where(wsum > 0, (w_photo * t_photo + w_cont * t_cont)
                           / np.maximum(wsum, 1e-12), d)
-        limit = _hull_limit(x0, n0, d, hull, config.hull_tolerance_m)
         over = target > limit
         target = np.minimum(target, limit)
         # a vertex outside the hull is wrong whatever the photos say
@@ -511,7 +516,7 @@ def register_template(views: list[View], model: HeadModel, init_vertices: np.nda
 
     t1 = time.perf_counter()
     surf = _SkinSurface(model)
-    fit_ids = surf.ids[surf.ids < 11248] if model.name == "ict_facekit" else surf.ids
+    fit_ids = _fit_vertex_ids(model, surf.ids, config.fit_skip_cranium)
     ident = np.zeros(model.n_identity) if identity is None else np.asarray(identity, float)
     expr = np.zeros(model.n_expressions) if expression is None else np.asarray(expression, float)
     posed = model.posed(ident, expr).astype(np.float64)
@@ -539,7 +544,7 @@ def register_template(views: list[View], model: HeadModel, init_vertices: np.nda
     t2 = time.perf_counter()
     sink.progress(STAGE, 0.5, "refining vertices")
     extra = []
-    for groups in (*EYE_GROUPS, MOUTH_GROUPS):
+    for groups in (*EYE_GROUPS, MOUTH_GROUPS, ("M_EyeLashes",)):
         f = _triangles(model, groups)
         if len(f):
             extra.append(TexturedMesh(aligned, f))
@@ -558,6 +563,22 @@ def register_template(views: list[View], model: HeadModel, init_vertices: np.nda
                         aligned_vertices=aligned, identity=ident, expression=expr,
                         blendshape_names=list(model.expression_names),
                         blendshape_deltas=deltas, hull=hull, timings_s=times)
+
+
+def _fit_vertex_ids(model: HeadModel, skin_ids: np.ndarray, skip_cranium: bool) -> np.ndarray:
+    """Skin vertices whose silhouettes the coefficient fit trusts: not ICT's mouth and eye
+    sockets (never on a silhouette) and, with `skip_cranium`, not the cranium (above the
+    brows, and the back of the head above the jaw line), which hair usually covers."""
+    ids = skin_ids[skin_ids < 11248] if model.name == "ict_facekit" else skin_ids
+    if skip_cranium and model.landmarks68 is not None:
+        v, lm = model.vertices, model.vertices[model.landmarks68]
+        brow_y = lm[[19, 24], 1].mean()
+        back_z = lm[[0, 16], 2].mean() - 0.03
+        jaw_y = lm[[2, 14], 1].mean()
+        p = v[ids]
+        cranium = (p[:, 1] > brow_y + 0.01) | ((p[:, 2] < back_z) & (p[:, 1] > jaw_y))
+        ids = ids[~cranium]
+    return ids
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray):

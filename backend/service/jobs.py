@@ -180,6 +180,7 @@ class JobStore:
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[str, str] = {}
         self._journal = None
+        self._lines = 0
         self.results = ResultStore(state_dir / "results" if state_dir is not None else None)
         if state_dir is not None:
             self._load()
@@ -213,12 +214,21 @@ class JobStore:
                 self.by_key[job.idempotency_key] = job.job_id
         for orphan in have - set(self.jobs):
             self.results.delete(orphan)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            for job in self.jobs.values():
-                f.write(json.dumps(job.record()) + "\n")
-        os.replace(tmp, path)
-        self._journal = open(path, "a", buffering=1)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the journal with one line per known job (at start-up, and when it grew)."""
+        path = self.state_dir / "jobs.jsonl"
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "w") as f:
+                for job in self.jobs.values():
+                    f.write(json.dumps(job.record()) + "\n")
+            os.replace(tmp, path)
+            self._journal = open(path, "a", buffering=1)
+            self._lines = len(self.jobs)
 
     def save(self, job: Job) -> None:
         """Append the job's current record to the journal (call after every state change)."""
@@ -226,6 +236,7 @@ class JobStore:
             with self._lock:
                 self._journal.write(json.dumps(job.record()) + "\n")
                 self._journal.flush()
+                self._lines += 1
 
     def close(self) -> None:
         if self._journal is not None:
@@ -274,6 +285,7 @@ class JobStore:
             if job is not None and self._journal is not None:
                 self._journal.write(json.dumps({"job_id": job_id, "forget": True}) + "\n")
                 self._journal.flush()
+                self._lines += 1
 
     def set_state(self, job: Job, state: JobState, code: str | None = None, message: str | None = None) -> None:
         with self._lock:
@@ -303,7 +315,7 @@ class JobStore:
         """Forget finished jobs past their retention (time, then total bytes); returns their ids."""
         now = time.time() if now is None else now
         with self._lock:
-            finished = sorted((j for j in self.jobs.values() if j.state.finished and j.finished_at),
+            finished = sorted((j for j in self.jobs.values() if j.state.finished and j.finished_at is not None),
                               key=lambda j: j.finished_at)
             gone = [j for j in finished if now - j.finished_at > self.keep_s]
             total = sum(j.result_size or 0 for j in finished if j not in gone and j.state is JobState.DONE)
@@ -316,4 +328,6 @@ class JobStore:
             for j in gone:
                 self.results.delete(j.job_id)
                 self.forget(j.job_id)
+            if self._journal is not None and self._lines > 4 * len(self.jobs) + 1000:
+                self._compact()
             return [j.job_id for j in gone]

@@ -116,8 +116,8 @@ class Server:
     def start(self) -> str:
         """Bind and start the worker; returns the bound endpoint (port 0 -> the real port)."""
         checks.warm_up()
-        self.sock = wire.make_router_socket(self.ctx, self.codec.limits)
-        self.sock.bind(self.config.bind)
+        self.sock = wire.make_router_socket(self.ctx, self.config.bind, self.codec.limits,
+                                            self.config.heartbeat_s)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_rx = self.ctx.socket(zmq.PULL)
         self._wake_rx.bind(self._wake_addr)
@@ -455,15 +455,18 @@ class Server:
                 del job.watchers[key]
 
     def _client_lost(self, key: tuple) -> None:
-        info = self.clients.pop(key, None)
-        if info is None:
+        """Policy "keep": the client's jobs run on (events still go to its routing id while
+        it is reachable; results are kept). "cancel": detach it, and cancel its queued and
+        running jobs that no other client is attached to."""
+        if self.clients.pop(key, None) is None:
             return
         self.counters["lost_clients"] += 1
+        if self.config.on_client_lost != "cancel":
+            return
         for job in list(self.store.jobs.values()):
-            if job.watchers.pop(key, None) is None or job.state.finished:
+            if job.watchers.pop(key, None) is None or job.state.finished or job.watchers:
                 continue
-            if self.config.on_client_lost == "cancel" and not job.watchers:
-                log.info("client lost: cancelling job %s", job.job_id)
-                job.cancel.cancel()
-                if self.queue.remove(job.job_id) is not None:
-                    self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "the client went away")
+            log.info("client lost: cancelling job %s", job.job_id)
+            job.cancel.cancel()
+            if self.queue.remove(job.job_id) is not None:
+                self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "the client went away")

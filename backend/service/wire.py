@@ -11,6 +11,7 @@ from ...protocol import messages
 from ...protocol.envelope import PROTOCOL_VERSION, Codec, Limits, Message
 from ...protocol.errors import ProtocolError
 from ...protocol.signing import ReplayGuard, Signer, load_key
+from ...protocol.transport import make_router
 
 __all__ = ["Codec", "Limits", "Message", "ProtocolError", "PROTOCOL_VERSION", "messages",
            "make_codec", "make_router_socket", "load_key"]
@@ -21,18 +22,10 @@ def make_codec(key: bytes | None, limits: Limits | None = None) -> Codec:
     return Codec(Signer(key), limits or Limits.for_server(), ReplayGuard())
 
 
-def make_router_socket(ctx: zmq.Context, limits: Limits) -> zmq.Socket:
-    """ROUTER socket: oversized frames dropped by libzmq before they are buffered
-    (MAXMSGSIZE), unreachable peers reported instead of silently dropped (ROUTER_MANDATORY),
-    no lingering on close, a reconnecting client with the same identity takes over."""
-    sock = ctx.socket(zmq.ROUTER)
-    sock.setsockopt(zmq.MAXMSGSIZE, int(limits.max_part_bytes))
-    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, 1000)
-    sock.setsockopt(zmq.RCVHWM, 1000)
-    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-    # TCP-level liveness (ZMTP heartbeats): dead peers' connections are reaped by libzmq.
-    sock.setsockopt(zmq.HEARTBEAT_IVL, 2000)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 6000)
-    return sock
+def make_router_socket(ctx: zmq.Context, endpoint: str, limits: Limits,
+                       heartbeat_s: float = 1.0) -> zmq.Socket:
+    """The bound server ROUTER socket, set up as protocol/SPEC.md section 1 says (the
+    protocol's transport.make_router): MAXMSGSIZE = the per-frame limit (libzmq drops an
+    oversized frame and its connection before buffering it), ROUTER_MANDATORY (sending to a
+    vanished client fails instead of vanishing), LINGER 0, ZMTP heartbeats."""
+    return make_router(ctx, endpoint, limits, heartbeat_s, mandatory=True)

@@ -66,11 +66,12 @@ class SynthConfig:
 
 
 def camera_angles(cfg: SynthConfig, rng: np.random.Generator) -> list[tuple[float, float]]:
-    """(azimuth, elevation) per view, degrees. The first view is always frontal-ish."""
+    """(azimuth, elevation) per view, degrees. There is always a view within 15 degrees of
+    the front (a candidate input)."""
     if cfg.layout == "grid":
         rings = list(cfg.grid_elevations)
         per = math.ceil(cfg.n_views / len(rings))
-        offset = rng.uniform(0, 360.0 / per)
+        offset = rng.uniform(-1, 1) * min(15.0, 180.0 / per)   # a view near the front
         out = [((offset + 360.0 * i / per + 180.0) % 360.0 - 180.0, el)
                for el in rings for i in range(per)]
         return out[:cfg.n_views]

@@ -178,7 +178,8 @@ class Trainer:
         accelerator = Accelerator(
             mixed_precision=tc.mixed_precision, gradient_accumulation_steps=tc.grad_accum,
             log_with="tensorboard",
-            project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+            project_config=ProjectConfiguration(project_dir=str(out),
+                                                logging_dir=str(out / "logs")),
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
             step_scheduler_with_optimizer=False,
             kwargs_handlers=[DistributedDataParallelKwargs(

@@ -1,0 +1,1 @@
+"""GLB export (hand-written glTF with morph targets) and a small ray-cast renderer."""

@@ -1,0 +1,1 @@
+"""Baking photos (and generated views) into a head model's UV atlas; generic eye textures."""
