@@ -28,6 +28,7 @@ import fcntl
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import zmq
@@ -89,6 +90,9 @@ class Server:
         self._lock_file = lock_state_dir(config.state_dir) if config.state_dir else None
         self.workload = workload_factory()
         self.capabilities = dict(self.workload.capabilities())
+        # New at every start: clients compare it across pongs to notice a restart at once
+        # (SPEC 5.2 and 8.4) and resubmit with their idempotency keys.
+        self.instance = uuid.uuid4().hex
         self.store = JobStore(config.state_dir, config.keep_results_s, config.keep_results_bytes)
         self.queue = JobQueue(config.queue_size)
         limits = wire.Limits.for_server()
@@ -271,10 +275,12 @@ class Server:
             "queue": {"length": len(self.queue), "max": self.config.queue_size,
                       "running": int(self.worker.current is not None)},
             "keep_results_s": self.config.keep_results_s, "insecure": self.config.insecure,
-            "on_client_lost": self.config.on_client_lost}, parent_id=msg.msg_id)
+            "on_client_lost": self.config.on_client_lost, "instance": self.instance},
+            parent_id=msg.msg_id)
 
     def _on_ping(self, routing, client, msg) -> None:
-        self._send(routing, "pong", {"heartbeat_s": self.config.heartbeat_s}, parent_id=msg.msg_id)
+        self._send(routing, "pong", {"heartbeat_s": self.config.heartbeat_s,
+                                     "instance": self.instance}, parent_id=msg.msg_id)
 
     def _on_pong(self, routing, client, msg) -> None:
         pass                                    # a sign of life, already recorded
