@@ -15,6 +15,8 @@ ERROR_CODES: dict[str, str] = {
     "FACE_TOO_SMALL": "the face in the photo is too small to reconstruct",
     "QUEUE_FULL": "the server's job queue is full; retry later",
     "CANCELLED": "the job was cancelled",
+    "INTERRUPTED": "the server stopped (shut down, crashed or restarted) before the job "
+                   "finished; submit it again with the same idempotency_key to run it",
     "OUT_OF_MEMORY": "the job ran out of GPU or host memory; the server keeps running",
     "AUTH": "signature missing or wrong, stale timestamp or replayed nonce",
     "INTERNAL": "an unexpected server error; the server keeps running",

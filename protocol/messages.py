@@ -21,6 +21,8 @@ IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")
 GLB_MEDIA_TYPE = "model/gltf-binary"
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled", "unknown")
 TERMINAL_STATES = ("done", "failed", "cancelled")
+# `error.details.reason` values that come with code INTERRUPTED (SPEC 5.8)
+INTERRUPTED_REASONS = ("server_shutdown", "server_restart", "result_lost")
 STAGES = ("queue", "decode", "face", "fit", "generate", "reconstruct", "texture", "export")
 
 MAX_OPTIONS_KEYS = 64
@@ -136,6 +138,9 @@ def _capabilities(k):
     k.obj("limits", False, default={})
     k.obj("queue", False, default={})
     k.string("instance", False, max_len=128, default=None)
+    k.number("keep_results_s", False, 0.0, 1e9, default=None)
+    k.boolean("insecure", False, default=False)
+    k.string("on_client_lost", False, max_len=32, default=None)
 
 
 def _submit(k):
@@ -166,6 +171,7 @@ def _accepted(k):
     k.string("state", False, choices=JOB_STATES, default="queued")
     k.number("queue_position", False, 0, 1e9, default=None, integer=True)
     k.boolean("duplicate", False, default=False)
+    k.boolean("rerun", False, default=False)
 
 
 def _progress(k):
@@ -209,6 +215,7 @@ def _cancel_reply(k):
     _job_id(k)
     k.string("state", True, choices=JOB_STATES)
     k.boolean("known", False, default=True)
+    k.boolean("cancelling", False, default=False)
 
 
 def _status(k):
@@ -226,6 +233,8 @@ def _status_reply(k):
     k.boolean("result_available", False, default=False)
     k.number("expires_in_s", False, 0.0, 1e9, default=None)
     k.obj("server", False, default={})
+    k.string("sha256", False, max_len=64, default=None)
+    k.number("runs", False, 0, 1e9, default=0, integer=True)
 
 
 def _ping(k):

@@ -33,7 +33,7 @@ from gen3dface.backend.service.harness import (HarnessProcess, RawClient, expect
                                                free_tcp_port, png_bomb, rss_mb)
 from gen3dface.protocol import messages
 from gen3dface.protocol.client import Client, ClientConfig
-from gen3dface.protocol.envelope import Codec, Limits
+from gen3dface.protocol.envelope import PROTOCOL_VERSION, Codec, Limits
 from gen3dface.protocol.signing import Signer, generate_key_file
 
 RESULTS: dict[str, bool] = {}
@@ -122,7 +122,8 @@ def _fuzz(rng: random.Random, good: list, signer: Signer) -> list:
     elif kind == 7:
         return [os.urandom(rng.randrange(1, 200)) for _ in range(rng.randrange(1, 8))]
     elif kind == 8:
-        frames[2] = frames[2].replace(b'"version":"1.0"', b'"version":' + rng.choice([b"1", b'"2.0"', b"null"]))
+        frames[2] = frames[2].replace(b'"version":"%s"' % PROTOCOL_VERSION.encode(),
+                                      b'"version":' + rng.choice([b"1", b'"2.0"', b"null"]))
     elif kind == 9:
         frames[4] = frames[4][: rng.randrange(len(frames[4]))]      # truncated photo
     elif kind == 10:

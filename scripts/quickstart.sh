@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p out
+# The ICT-FaceKit head model (full head, 53 ARKit shapes): fetched into the user data folder
+# when this machine is online. Offline, the run still works, on mediapipe's front-of-face mesh,
+# and says so; `gen3dface assets fetch --from ZIP` converts a copy downloaded elsewhere.
+installed=$(.venv/bin/gen3dface assets info --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["selected"] is not None)')
+if [ "$installed" != "True" ]; then
+  timeout 600 .venv/bin/gen3dface assets fetch || echo "note: ICT-FaceKit could not be fetched (offline?); using the fallback head"
+fi
 .venv/bin/python - <<'PY'
 from PIL import Image
 from skimage import data

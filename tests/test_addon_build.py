@@ -21,12 +21,13 @@ def test_addon_package_imports_without_bpy():
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.skipif(not any(CACHE.glob("pyzmq-*.whl")) if CACHE.is_dir() else True,
-                    reason="no cached pyzmq wheels (run scripts/build_extension.py once online)")
 def test_zip_layout_manifest_wheels_and_bundled_protocol(tmp_path):
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "build_extension.py"), "--out",
-                        str(tmp_path), "--wheels-dir", str(CACHE)],
-                       capture_output=True, text=True, timeout=120)
+    # With no wheel cache (a clean clone) the build fetches the pyzmq wheels from the package
+    # registry, as a user's build does.
+    cmd = [sys.executable, str(REPO / "scripts" / "build_extension.py"), "--out", str(tmp_path)]
+    if CACHE.is_dir() and any(CACHE.glob("pyzmq-*.whl")):
+        cmd += ["--wheels-dir", str(CACHE)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     zpath = next(tmp_path.glob("gen3dface-*.zip"))
     with zipfile.ZipFile(zpath) as z:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gen3dface.blender_addon.core.batch import JobError
-from gen3dface.blender_addon.core.messages import UNREACHABLE
+from gen3dface.blender_addon.core.messages import UNREACHABLE, user_error
 from gen3dface.blender_addon.core.settings import ConnectionSettings
 from gen3dface.blender_addon.core.worker import JobRequest, JobWorker, fetch_capabilities, run_job
 
@@ -163,8 +163,10 @@ def test_backend_stopped_mid_job_is_reported_not_silently_cancelled(tmp_path, ke
     finally:
         st.__exit__(None, None, None)          # graceful stop: the server cancels its jobs
     events = drain(w, 20)
-    assert events[-1][0:2] == ("error", "CANCELLED")
-    assert "backend cancelled" in events[-1][2]
+    assert events[-1][0:2] == ("error", "INTERRUPTED")
+    assert events[-1][2] == "The backend was stopped while the job ran"
+    text = user_error(events[-1][1], events[-1][2]).text
+    assert text == "The backend was stopped while the job ran. Start it again and press Generate."
 
 
 def test_backend_killed_mid_job_is_a_clear_error(tmp_path, keyed):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from gen3dface.protocol.envelope import PROTOCOL_VERSION
+
 REPO = Path(__file__).resolve().parents[1]
 SERVE = ("import argparse, sys\n"
          "from gen3dface.backend.commands import serve\n"
@@ -242,7 +244,7 @@ def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_di
     if not res["online_access"]:
         assert res["remote_refused"]
     ok, lines = res["test_connection"]
-    assert ok and any("Device: cpu" in ln for ln in lines) and "protocol 1.0" in lines[0]
+    assert ok and any("Device: cpu" in ln for ln in lines) and f"protocol {PROTOCOL_VERSION}" in lines[0]
     assert any("offline" in ln for ln in lines)
 
     s = res["steps"]["Unreachable"]

@@ -13,6 +13,7 @@ from gen3dface.backend.images import encode_png
 from gen3dface.backend.service.harness import RawClient, ServerThread, SyntheticWorkload, expected_result
 from gen3dface.protocol import messages
 from gen3dface.protocol.client import Client, JobError
+from gen3dface.protocol.envelope import PROTOCOL_VERSION
 
 KEY = b"0123456789abcdef0123456789abcdef-test-key"
 OTHER = b"fedcba9876543210fedcba9876543210-other-key"
@@ -110,7 +111,8 @@ def fuzz_frames(rng: random.Random, good: list) -> list:
     elif kind == 7:
         frames = [os.urandom(rng.randrange(1, 64)) for _ in range(rng.randrange(1, 8))]
     else:
-        frames[2] = frames[2].replace(b'"version":"1.0"', b'"version":' + rng.choice([b"1", b'"x"', b"null"]))
+        frames[2] = frames[2].replace(b'"version":"%s"' % PROTOCOL_VERSION.encode(),
+                                      b'"version":' + rng.choice([b"1", b'"x"', b"null"]))
     return frames
 
 

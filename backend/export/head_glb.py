@@ -176,9 +176,12 @@ def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> lis
     return out
 
 
-def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> bytes:
-    """The GLB bytes of `asset` (see the module docstring for the layout)."""
+def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None, check=None) -> bytes:
+    """The GLB bytes of `asset` (see the module docstring for the layout). `check()`, if
+    given, runs between meshes and morph targets (it raises to stop, e.g. a CancelToken's
+    raise_if_cancelled)."""
     config = config or ExportConfig()
+    check = check or (lambda: None)
     model = asset.model
     base = np.asarray(asset.base_vertices, np.float64)
     if base.shape != model.vertices.shape:
@@ -192,6 +195,7 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> byte
     for topo in _topology(model, asset.skin_layout, config):
         part, vid, vuv, faces, tv, tp = (topo[k] for k in ("part", "vid", "vuv", "faces", "tv",
                                                            "tp"))
+        check()
         pos = base[vid]
         nrm = vertex_normals(base, tv)[vid]
         bad = np.linalg.norm(nrm, axis=1) < 0.5
@@ -205,6 +209,8 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> byte
         names, target_acc, tweights = [], [], []
         eye = eyeball(base, model, part.name[3:]) if part.name.startswith("Eye") else None
         for e, ename in enumerate(model.expression_names):
+            if e % 8 == 0:
+                check()
             d = model.expression_basis[e][vid].astype(np.float64)
             if eye is not None:
                 rot = eye_look_rotation(ename, part.name[3:], config.eye_look_deg)
@@ -229,6 +235,7 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> byte
             sel = model.polygon_groups[tp] == model.group_index(g)
             if not sel.any():
                 continue
+            check()
             ind = b.accessor(faces[sel].ravel().astype(idx_t), ELEMENT_ARRAY_BUFFER)
             prim = {"attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "TEXCOORD_0": a_uv},
                     "indices": ind, "material": _material_for(b, mname, asset, config, g, mats),
@@ -238,4 +245,5 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None) -> byte
             prims.append(prim)
         mesh = b.mesh(part.name, prims, names, tweights)
         b.node(part.name, mesh)
+    check()
     return b.to_glb()

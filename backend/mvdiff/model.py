@@ -305,7 +305,8 @@ class MultiViewDiffusion(nn.Module):
         ctx = self._ctx
         ctx.num_views, ctx.camera_emb, ctx.frustums, ctx.active = V, unet_emb, frustums, True
         try:
-            out = self.unet(sample, t, encoder_hidden_states=ehs, return_dict=False)[0]
+            out = self.unet(sample, t, encoder_hidden_states=ehs,
+                            cross_attention_kwargs={"num_views": V}, return_dict=False)[0]
         finally:
             ctx.clear()
         return out.reshape(B, V, c, h, w)

@@ -11,13 +11,17 @@ without forking it:
 - A forward hook on `unet.time_embedding` adds the camera encoder's per-view embedding to the
   time embedding, so it reaches every resnet of that view.
 
-All three read the per-call state from one `MultiViewContext`, which the model fills before
-calling the UNet and clears afterwards. Layout: UNet features (B*V, C, h, w), views of one
-sample contiguous (view-major within a sample).
+The hooks read the per-call state from one `MultiViewContext`, which the model fills before
+calling the UNet and clears afterwards. The self-attention processors take the view count from
+the UNet call's `cross_attention_kwargs={"num_views": V}` instead: diffusers passes those
+kwargs into every gradient-checkpointed transformer block, so the recomputation in backward
+(`unet.enable_gradient_checkpointing()`, which runs after the context is cleared) attends
+across the same views as the forward pass did. Layout: UNet features (B*V, C, h, w), views of
+one sample contiguous (view-major within a sample).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -47,9 +51,12 @@ class MultiViewSelfAttnProcessor:
     def __call__(self, attn: Attention, hidden_states: torch.Tensor,
                  encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 *args, **kwargs) -> torch.Tensor:
-        V = self.ctx.num_views
-        if (encoder_hidden_states is not None or not self.ctx.active or V <= 1
+                 num_views: int | None = None) -> torch.Tensor:
+        # `num_views` arrives through the UNet's cross_attention_kwargs (and so also in a
+        # checkpointed block's recomputation); without it, the context of the current call.
+        V = num_views if num_views is not None else (
+            self.ctx.num_views if self.ctx.active else 1)
+        if (encoder_hidden_states is not None or V <= 1
                 or not self.ctx.multiview_attention):
             return self._plain(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if attention_mask is not None:
@@ -88,6 +95,18 @@ class MultiViewSelfAttnProcessor:
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
+
+
+class CrossAttnProcessor(AttnProcessor2_0):
+    """Diffusers' SDPA processor for the other attentions; accepts (and ignores) the
+    `num_views` kwarg meant for the self-attention processors."""
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor,
+                 encoder_hidden_states: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
+                 num_views: int | None = None) -> torch.Tensor:
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask,
+                                temb)
 
 
 class DepthWiseAttention(nn.Module):
@@ -176,7 +195,7 @@ def install(unet, ctx: MultiViewContext, depth_attention: nn.ModuleDict) -> list
     procs = {}
     for name in unet.attn_processors:
         procs[name] = (MultiViewSelfAttnProcessor(ctx) if name.endswith("attn1.processor")
-                       else AttnProcessor2_0())
+                       else CrossAttnProcessor())
     unet.set_attn_processor(procs)
     handles = [unet.time_embedding.register_forward_hook(_TimeEmbHook(ctx))]
     levels = transformer_levels(unet)

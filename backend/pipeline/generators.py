@@ -1,15 +1,17 @@
 """Registry of view generators: what fills the "generate" stage of the pipeline.
 
-A generator turns the photo (with its face analysis and head-model fit) into extra views for
-the texture baker (and, on the learned path, the reconstruction): `generate(...)` returns a
-`Generated` with a list of `BakeView`s and optionally refined vertices of the same topology.
+A generator turns the photo (with its face analysis and the fitted head) into extra views for
+the texture baker and the reconstruction: `generate(photo, analysis, head, rig, options, sink,
+cancel)` returns a `Generated` with a list of `BakeView`s (posed RGB + mask; the photo itself
+is added by the pipeline at its fitted camera) and optionally refined vertices of the same
+topology.
 
 - "offline": no generated views; texture and geometry come from the photo and the fit alone.
   Always available.
-- "gen3dface": the paper's learned multi-view diffusion. Listed only when a checkpoint is
-  configured AND a module providing it is installed: the learned-path engineer registers it by
-  exposing `make_generator(config) -> ViewGenerator` in the module named by
-  `LEARNED_GENERATOR_MODULE` (or by calling `register_generator` at import time).
+- "gen3dface": the paper's learned multi-view diffusion (backend/mvdiff/learned.py,
+  `make_generator(config)`). `available` only says a checkpoint is configured and the module
+  imports; HeadPipeline loads it once (on the first capabilities() or job) and lists it only
+  when the load succeeded.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-LEARNED_GENERATOR_MODULE = "gen3dface.backend.mvdiff.generator"
+LEARNED_GENERATOR_MODULE = "gen3dface.backend.mvdiff.learned"
 
 
 @dataclass
@@ -27,10 +29,24 @@ class Generated:
     info: dict = field(default_factory=dict)       # what goes into the sidecar
 
 
+@dataclass
+class HeadEstimate:
+    """The head the fit stage produced, as generators see it (vertices (N, 3) metres, head
+    frame; w2c 4x4 OpenCV world(head frame)-to-camera of the photo; intrinsics dict width,
+    height, fx, fy, cx, cy in photo pixels). `fit` is the FitResult, or None on the mediapipe
+    face-mesh fallback."""
+    model: Any                                     # HeadModel
+    vertices: Any
+    w2c: Any
+    intrinsics: dict
+    fit: Any = None
+
+
 class ViewGenerator(Protocol):
     name: str
 
-    def generate(self, photo, analysis, fit, rig, options, sink, cancel) -> Generated: ...
+    def generate(self, photo, analysis, head: HeadEstimate, rig, options, sink,
+                 cancel) -> Generated: ...
 
 
 @dataclass
@@ -44,19 +60,28 @@ class GeneratorSpec:
 class OfflineGenerator:
     name = "offline"
 
-    def generate(self, photo, analysis, fit, rig, options, sink, cancel) -> Generated:
+    def generate(self, photo, analysis, head, rig, options, sink, cancel) -> Generated:
         sink.progress("generate", 1.0, "offline: no generated views")
         return Generated()
 
 
-def _learned_available(config) -> bool:
+def learned_unavailable_reason(config) -> str | None:
+    """Why the learned generator cannot be offered (before trying to load it), or None."""
     if not getattr(config, "checkpoint", None):
-        return False
+        return ("no checkpoint configured: the Gen3D-Face generator needs trained weights; "
+                "train them with `gen3dface train` (docs/TRAINING.md) and start the backend "
+                "with --checkpoint DIR (a checkpoint folder or a Hugging Face hub id)")
     try:
         mod = importlib.import_module(LEARNED_GENERATOR_MODULE)
-    except ImportError:
-        return False
-    return hasattr(mod, "make_generator")
+    except ImportError as e:
+        return f"the learned generator cannot be imported ({e}); reinstall gen3dface"
+    if not hasattr(mod, "make_generator"):
+        return f"{LEARNED_GENERATOR_MODULE} has no make_generator"
+    return None
+
+
+def _learned_available(config) -> bool:
+    return learned_unavailable_reason(config) is None
 
 
 def _learned_factory(config) -> ViewGenerator:

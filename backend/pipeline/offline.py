@@ -43,6 +43,25 @@ def make_fitter(model, quality: str):
     return HeadFitter(model, FitConfig(**QUALITY_FIT.get(quality, {})))
 
 
+class _StageProgress:
+    """Progress of a long step inside a stage, mapped to [lo, hi] of the stage and sent at
+    most every `min_interval_s` (a 2048 bake has a hundred chunks; the wire needs a few)."""
+
+    def __init__(self, sink: ProgressSink, stage: str, lo: float, hi: float,
+                 min_interval_s: float = 0.2):
+        self.sink, self.stage, self.lo, self.hi = sink, stage, lo, hi
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        now = time.perf_counter()
+        if now - self._last < self.min_interval_s and fraction < 1.0:
+            return
+        self._last = now
+        f = self.lo + (self.hi - self.lo) * min(1.0, max(0.0, float(fraction)))
+        self.sink.progress(self.stage, f, message)
+
+
 @contextmanager
 def _stage(timings: dict, name: str, sink: ProgressSink, cancel: CancelToken, message=""):
     cancel.raise_if_cancelled()
@@ -127,30 +146,31 @@ def _camera_record(w2c: np.ndarray, intr: dict, rig) -> dict:
 
 def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
     from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, write_head_glb
-    from ..images import decode_image
     from ..texture.bake import BakeView
     from ..texture.eyes import bake_eye_textures, iris_color_from_photo
+    from .generators import HeadEstimate
     from .pipeline import SIDECAR_FORMAT, PipelineResult
+    from .reconstruction import Reconstructed, reconstruct_views
 
     t_job = time.perf_counter()
     timings: dict = {}
     fallbacks: list[str] = []
     warnings: list[str] = []
-    gen_name, gen_fallbacks = pipe.resolve_generator(options)
+    gen_name, gen_fallbacks = pipe.resolve_generator(options, cancel)
     fallbacks += gen_fallbacks
 
     with _stage(timings, "decode", sink, cancel):
         if not isinstance(image, (bytes, bytearray, memoryview)):
             raise PipelineError("BAD_REQUEST", "the image must be bytes (PNG, JPEG or WebP)")
-        rgb = decode_image(bytes(image))
+        rgb = pipe.decode(image, cancel)
 
     with _stage(timings, "face", sink, cancel, "finding the face"):
-        analysis = pipe._face_analyzer().analyze(rgb)
+        analysis = pipe.analyze_face(rgb, cancel)
         warnings += list(analysis.warnings)
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 
     with _stage(timings, "fit", sink, cancel, "fitting the head model"):
-        model, found = pipe._head_model()
+        model, found = pipe._head_model(cancel)
         if model is None:
             from ..headmodel.mediapipe_mesh import face_mesh_model
 
@@ -168,7 +188,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
             lm_err = None
             lm_err_med = None
         else:
-            fit = pipe._fitter(model, options.quality).fit(analysis, sink, cancel)
+            fit = pipe._fitter(model, options.quality, cancel).fit(analysis, sink, cancel)
             vertices, w2c, intr = fit.vertices, fit.w2c, fit.intrinsics
             identity = np.asarray(fit.identity, np.float64)
             expression = np.asarray(fit.expression, np.float64)
@@ -176,26 +196,43 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
             sink.preview("fit", _preview_png(landmark_overlay(rgb, analysis.landmarks,
                                                               fit.projected)))
 
+    head = HeadEstimate(model, vertices, w2c, intr, fit)
     with _stage(timings, "generate", sink, cancel):
-        generated = pipe.make_generator(gen_name).generate(rgb, analysis, fit, rig, options,
-                                                           sink, cancel)
+        generated = pipe.make_generator(gen_name, cancel).generate(rgb, analysis, head, rig,
+                                                                   options, sink, cancel)
         if generated.vertices is not None:
             vertices = np.asarray(generated.vertices, np.float32)
+
+    base = None
+    if generated.views:
+        with _stage(timings, "reconstruct", sink, cancel, "registering the head onto the views"):
+            recon = reconstruct_views(head, list(generated.views), pipe.config.device, sink,
+                                      cancel)
+        if recon.status == "done":
+            vertices, base = recon.vertices, recon.neutral_vertices
+            identity, expression = recon.identity, recon.expression
+        else:       # the generated views are baked onto the fitted template
+            fallbacks.append(f"reconstruction {recon.status}: {recon.reason}")
+    else:
+        recon = Reconstructed("skipped", "no generated views (offline generator)")
 
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
         from ..texture.bake import TextureBaker, TextureConfig
 
+        check = cancel.raise_if_cancelled
         face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
                             analysis.face_box[3] - analysis.face_box[1]))
         work = (options.texture_size if generated.views else
                 bake_resolution(face_px, options.texture_size))
         if model.name == "mediapipe_face":
-            baker = TextureBaker(model, TextureConfig(size=work, mirror_fill=False))
+            baker = pipe._bg.call(
+                lambda: TextureBaker(model, TextureConfig(size=work, mirror_fill=False)), cancel)
         else:
-            baker = pipe._baker(model, work)
+            baker = pipe._baker(model, work, cancel)
         views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), analysis.mask, 1.0)]
         views += list(generated.views)
-        baked = baker.bake(vertices, views)
+        baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75))
+        check()
         if baked.texture.shape[0] != options.texture_size:
             import cv2
 
@@ -204,24 +241,32 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                                                        options.texture_size),
                                        interpolation=cv2.INTER_CUBIC)
         sink.progress("texture", 0.8, "eyes")
+        check()
         iris = iris_color_from_photo(rgb, analysis.landmarks)
-        base = (model.posed(identity, None) if len(identity) else
-                np.asarray(vertices, np.float32))
-        eyes = bake_eye_textures(model, base, iris_rgb=iris) if iris else \
-            bake_eye_textures(model, base)
+        if base is None:
+            base = (model.posed(identity, None) if len(identity) else
+                    np.asarray(vertices, np.float32))
+        eyes = bake_eye_textures(model, base, iris_rgb=iris, check=check) if iris else \
+            bake_eye_textures(model, base, check=check)
+        check()
         sink.preview("texture", _preview_png(baked.texture))
 
     with _stage(timings, "export", sink, cancel, "writing the GLB"):
-        if options.output_kind != "rigged" and gen_name == "offline":
-            warnings.append(f"output_kind={options.output_kind!r} needs the learned generator; "
-                            "wrote the rigged head")
+        if options.output_kind != "rigged":
+            warnings.append(f"output_kind={options.output_kind!r}: " + (
+                "the free-form surface needs the learned generator" if gen_name == "offline"
+                else "the free-form surface is not exported to the GLB yet") +
+                "; wrote the rigged head")
         names = list(model.expression_names)
         asset = HeadAsset(model=model, base_vertices=base, expression_weights=expression,
                           skin_texture=baked.texture, skin_layout=baked.layout,
                           eye_textures=eyes,
                           extras={"generator": gen_name, "head_model": model.name})
         cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
-        glb = write_head_glb(asset, cfg)
+        # On the runner thread: the skin image's PNG/JPEG encoding (up to seconds for a 2048
+        # atlas) has no place to check the token; the export itself stops at its next check.
+        glb = pipe._bg.call(lambda: write_head_glb(asset, cfg, check=cancel.raise_if_cancelled),
+                            cancel)
 
     timings["total"] = round(time.perf_counter() - t_job, 4)
     sidecar = {
@@ -251,6 +296,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                 else ["Head"],
                 "morph_targets": names},
         "generated": generated.info,
+        "reconstruction": recon.sidecar(),
         "timings_s": timings,
     }
     return PipelineResult(glb=glb, sidecar=_jsonable(sidecar))

@@ -1,8 +1,11 @@
 """The pipeline the service (and `gen3dface run`) runs: photo bytes -> GLB + sidecar.
 
-Stages (progress events carry these names): decode -> face -> fit -> generate -> texture ->
-export. The offline default (no learned weights) is: mediapipe face analysis, head-model fit
-(ICT-FaceKit), the photo baked into the template's UVs, GLB export. Without any installed head
+Stages (progress events carry these names): decode -> face -> fit -> generate -> reconstruct
+-> texture -> export. The offline default (no learned weights) is: mediapipe face analysis,
+head-model fit (ICT-FaceKit), the photo baked into the template's UVs, GLB export. With a
+Gen3D-Face checkpoint (`PipelineConfig.checkpoint`, loaded once per HeadPipeline) the learned
+generator adds views of the head for the rig's cameras (reconstruction.py registers the
+template onto them when the reconstruction module is installed) and all views are baked. Without any installed head
 model it falls back to mediapipe's face mesh of the photo (front of the face only, no
 blendshapes) and says so in the sidecar's "fallbacks".
 
@@ -12,13 +15,14 @@ frame plus pixel intrinsics (see protocol/cameras.py for the wire conversion).
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .background import BackgroundRunner
 from .events import CancelToken, NullSink, PipelineError, ProgressSink
-from .generators import GENERATORS, available_generators
+from .generators import GENERATORS, learned_unavailable_reason
 
 GENERATOR_CHOICES = ("auto", "offline", "gen3dface")
 QUALITY_CHOICES = ("draft", "standard", "high")
@@ -79,6 +83,9 @@ class PipelineConfig:
     assets_dir: Any = None           # folder laid out like shared/data (see backend/assets.py)
     device: str = "cpu"
     checkpoint: Any = None           # learned generator weights (enables "gen3dface")
+    # overrides for the learned generator (mvdiff/learned.py LearnedGeneratorConfig: steps,
+    # sampler, guidance, ring_views, ...); tests and benchmarks use them
+    generator_settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -106,12 +113,11 @@ class HeadPipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = config or PipelineConfig()
         self._lock = threading.Lock()
-        self._model = None
-        self._model_found = None
-        self._model_loaded = False
-        self._fitters: dict = {}
-        self._bakers: dict = {}
-        self._analyzer = None
+        # One-off loads and opaque native calls run here so that a cancel never waits for
+        # them (see background.py); what they build is cached in the runner.
+        self._bg = BackgroundRunner()
+        self._baker_sizes: list[int] = []
+        self._generator_errors: dict[str, str] = {}   # name -> why it did not load
 
     # -- resources -------------------------------------------------------------------------
     def head_model_info(self) -> dict:
@@ -123,43 +129,86 @@ class HeadPipeline:
         return {"name": found.kind, "path": str(found.path), "origin": found.origin,
                 "fallback": False}
 
-    def _head_model(self):
-        """(HeadModel or None, why-not message)."""
-        if not self._model_loaded:
-            from .offline import load_head_model
+    def _head_model(self, cancel: CancelToken | None = None):
+        """(HeadModel or None, FoundAsset or None), loaded once."""
+        from .offline import load_head_model
 
-            self._model, self._model_found = load_head_model(self.config.assets_dir)
-            self._model_loaded = True
-        return self._model, self._model_found
+        return self._bg.cached("head_model", lambda: load_head_model(self.config.assets_dir),
+                               cancel)
 
-    def _face_analyzer(self):
-        if self._analyzer is None:
-            from ..face.analysis import FaceAnalyzer
+    def _face_analyzer(self, cancel: CancelToken | None = None):
+        from ..face.analysis import FaceAnalyzer
 
-            self._analyzer = FaceAnalyzer()
-        return self._analyzer
+        return self._bg.cached("face_analyzer", FaceAnalyzer, cancel)
 
-    def _fitter(self, model, quality: str):
-        if quality not in self._fitters:
-            from .offline import make_fitter
+    def analyze_face(self, rgb, cancel: CancelToken | None = None):
+        """mediapipe face analysis on the runner thread (its graphs are created there on the
+        first job, ~1 s); a cancel returns at once."""
+        analyzer = self._face_analyzer(cancel)
+        return self._bg.call(lambda: analyzer.analyze(rgb), cancel)
 
-            self._fitters[quality] = make_fitter(model, quality)
-        return self._fitters[quality]
+    def decode(self, image: bytes, cancel: CancelToken | None = None):
+        from ..images import decode_image
 
-    def _baker(self, model, size: int):
-        if size not in self._bakers:
-            from ..texture.bake import TextureBaker, TextureConfig
+        return self._bg.call(lambda: decode_image(bytes(image)), cancel)
 
-            if len(self._bakers) >= 3:          # keep a few sizes (rasters are cached inside)
-                self._bakers.pop(next(iter(self._bakers)))
-            self._bakers[size] = TextureBaker(model, TextureConfig(size=size))
-        return self._bakers[size]
+    def _fitter(self, model, quality: str, cancel: CancelToken | None = None):
+        from .offline import make_fitter
+
+        return self._bg.cached(("fitter", id(model), quality),
+                               lambda: make_fitter(model, quality), cancel)
+
+    def _baker(self, model, size: int, cancel: CancelToken | None = None):
+        from ..texture.bake import TextureBaker, TextureConfig
+
+        if size not in self._baker_sizes:
+            if len(self._baker_sizes) >= 3:     # keep a few sizes (rasters are cached inside)
+                self._bg.forget(("baker", self._baker_sizes.pop(0)))
+            self._baker_sizes.append(size)
+        return self._bg.cached(("baker", size),
+                               lambda: TextureBaker(model, TextureConfig(size=size)), cancel)
+
+    def generator(self, name: str, cancel: CancelToken | None = None):
+        """The generator `name`, built once per HeadPipeline (the learned model is loaded here,
+        on the runner thread, so a cancel does not wait for it). A generator that failed to
+        load is not retried: PipelineError(NOT_AVAILABLE) with the reason."""
+        spec = GENERATORS.get(name)
+        if spec is None:
+            raise PipelineError("NOT_AVAILABLE", f"no generator named {name!r}")
+        if name in self._generator_errors:
+            raise PipelineError("NOT_AVAILABLE", self._generator_errors[name])
+        if not spec.available(self.config):
+            why = (learned_unavailable_reason(self.config) if name == "gen3dface" else None)
+            raise PipelineError("NOT_AVAILABLE", why or f"the {name!r} generator is not "
+                                "available on this backend")
+        try:
+            return self._bg.cached(("generator", name), lambda: spec.factory(self.config),
+                                   cancel)
+        except PipelineError as e:
+            if e.code == "NOT_AVAILABLE":
+                self._generator_errors[name] = e.message
+            raise
+
+    def generator_status(self) -> dict[str, str | None]:
+        """name -> None when usable, else why not (loads the learned model the first time)."""
+        out: dict[str, str | None] = {}
+        for name in GENERATORS:
+            try:
+                self.generator(name)
+                out[name] = None
+            except PipelineError as e:
+                out[name] = e.message
+        return out
 
     def capabilities(self) -> dict:
-        gens = available_generators(self.config)
+        status = self.generator_status()
+        gens = [n for n, why in status.items() if why is None]
         return {"device": str(self.config.device), "gpu_name": _gpu_name(self.config.device),
-                "generators": gens, "head_model": self.head_model_info(),
-                "output_kinds": list(OUTPUT_KINDS) if "gen3dface" in gens else ["rigged"],
+                "generators": gens,
+                "generators_unavailable": {n: why for n, why in status.items() if why},
+                "head_model": self.head_model_info(),
+                # the free-form surface ("surface", "both") is not exported to the GLB yet
+                "output_kinds": ["rigged"],
                 "texture_sizes": list(TEXTURE_SIZES)}
 
     # -- the job ---------------------------------------------------------------------------
@@ -173,22 +222,33 @@ class HeadPipeline:
         with self._lock:
             return offline.run_job(self, image, rig, options, sink, cancel)
 
-    def resolve_generator(self, options: JobOptions) -> tuple[str, list[str]]:
-        """(generator name, fallbacks) for the options."""
-        gens = available_generators(self.config)
+    def resolve_generator(self, options: JobOptions,
+                          cancel: CancelToken | None = None) -> tuple[str, list[str]]:
+        """(generator name, fallbacks) for the options; "auto" is "gen3dface" when a checkpoint
+        is configured and loads, else "offline" (with a fallback note when a configured
+        checkpoint failed to load). An explicitly asked generator that is not available raises
+        PipelineError(NOT_AVAILABLE) saying why."""
         if options.generator == "auto":
-            if "gen3dface" in gens:
+            if not self.config.checkpoint:
+                return "offline", []
+            try:
+                self.generator("gen3dface", cancel)
                 return "gen3dface", []
-            return "offline", []
-        if options.generator not in gens:
+            except PipelineError as e:
+                if e.code != "NOT_AVAILABLE":
+                    raise
+                return "offline", [f"generator: offline ({e.message})"]
+        try:
+            self.generator(options.generator, cancel)
+        except PipelineError as e:
+            if e.code != "NOT_AVAILABLE":
+                raise
             raise PipelineError("NOT_AVAILABLE", f"the {options.generator!r} generator is not "
-                                "available on this backend" + (
-                                    ": start it with --checkpoint pointing at the Gen3D-Face "
-                                    "weights" if options.generator == "gen3dface" else ""))
+                                f"available on this backend: {e.message}") from None
         return options.generator, []
 
-    def make_generator(self, name: str):
-        return GENERATORS[name].factory(self.config)
+    def make_generator(self, name: str, cancel: CancelToken | None = None):
+        return self.generator(name, cancel)
 
 
 __all__ = ["JobOptions", "PipelineConfig", "PipelineResult", "HeadPipeline"]

@@ -150,15 +150,25 @@ class MeshDistance:
         self.k = candidates
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
+        return self.closest(points)[0]
+
+    def closest(self, points: np.ndarray):
+        """(distance (M,), triangle id (M,), closest point (M, 3))."""
         p = np.asarray(points, np.float64)
         _, idx = self.tree.query(p, k=self.k)
         cand = self.owner[idx]                              # (M, k)
         best = np.full(len(p), np.inf)
+        best_t = np.zeros(len(p), np.int64)
+        best_q = np.zeros_like(p)
         for j in range(self.k):
             t = self.f[cand[:, j]]
             q = closest_point_on_triangles(p, self.v[t[:, 0]], self.v[t[:, 1]], self.v[t[:, 2]])
-            best = np.minimum(best, np.linalg.norm(p - q, axis=1))
-        return best
+            dist = np.linalg.norm(p - q, axis=1)
+            better = dist < best
+            best = np.where(better, dist, best)
+            best_t = np.where(better, cand[:, j], best_t)
+            best_q[better] = q[better]
+        return best, best_t, best_q
 
 
 def visible_mask(points: np.ndarray, caster: RayCaster, cameras: list[PinholeCamera],

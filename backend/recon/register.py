@@ -44,10 +44,11 @@ class RegistrationConfig:
     hull: HullConfig = field(default_factory=HullConfig)
     # alignment / coefficient fit
     fit_identity: int = 60               # identity modes refined (0: keep the given shape)
-    fit_expression: bool = False         # silhouettes barely constrain expressions
+    # expressions the silhouettes constrain (the jaw); the others keep their given weights
+    fit_expressions: tuple = ("jawOpen", "jawLeft", "jawRight", "jawForward")
     fit_iterations: int = 8
     similarity_only: int = 2             # first fit iterations move the similarity alone
-    identity_prior: float = 2e-6         # weight of |identity|^2 per unit contour weight
+    identity_prior: float = 2e-8         # weight of |identity|^2 per unit contour weight
     expression_prior: float = 4e-6
     fit_scale_m: float = 0.0015          # final robust scale of the silhouette residuals
     hull_weight: float = 0.5
@@ -55,7 +56,7 @@ class RegistrationConfig:
     fit_hull_tolerance_m: float = 0.001
     # per-vertex refinement
     iterations: int = 3
-    smoothness: float = 3.0              # bi-Laplacian weight on the offsets
+    smoothness: float = 0.5              # bi-Laplacian weight on the offsets
     anchor: float = 1e-4                 # pull of unobserved offsets toward 0
     sweep_range_m: tuple = (0.004, 0.0025, 0.0015)   # +- photometric sweep per iteration
     max_reach_m: float = 0.025           # first sweep reaches outward up to the hull, this far
@@ -64,7 +65,7 @@ class RegistrationConfig:
     min_views: int = 2
     max_grazing: float = 0.2             # views with n.view_dir below this are not used
     contour_band: float = 0.12           # |n . view_dir| below this: contour vertex
-    contour_weight: float = 2.0
+    contour_weight: float = 0.5
     photo_weight: float = 1.0
     hull_tolerance_m: float = 0.0006     # how far past the hull a vertex may sit
     robust_scale_m: float = 0.0015       # Geman-McClure scale of the data residuals
@@ -214,19 +215,22 @@ def fit_template(model: HeadModel, surf: "_SkinSurface", fit_mask: np.ndarray,
     s, R, t = pose
     ident = np.array(identity, np.float64)
     expr = np.array(expression, np.float64)
-    ne = model.n_expressions if config.fit_expression else 0
+    names = model.expression_names
+    ex_ids = np.array([names.index(n) for n in config.fit_expressions if n in names], np.int64)
+    fixed_ex = np.setdiff1d(np.arange(model.n_expressions), ex_ids)
+    ne = len(ex_ids)
     base = model.vertices[ids].astype(np.float64)
     if k < len(ident):
         base = base + np.tensordot(ident[k:], model.identity_basis[k:, ids], axes=1)
-    if not ne:
-        base = base + np.tensordot(expr, model.expression_basis[:, ids], axes=1)
+    base = base + np.tensordot(expr[fixed_ex], model.expression_basis[fixed_ex][:, ids], axes=1)
     # shape bases as (S, 3, k + ne): local = base + B @ coefficients
-    parts = [model.identity_basis[:k, ids]] + ([model.expression_basis[:, ids]] if ne else [])
+    parts = [model.identity_basis[:k, ids]] + ([model.expression_basis[ex_ids][:, ids]]
+                                               if ne else [])
     B = np.ascontiguousarray(np.concatenate(parts, axis=0).transpose(1, 2, 0), np.float64)
     B2 = B.reshape(-1, B.shape[2])
     for i in range(config.fit_iterations):
         cancel.raise_if_cancelled()
-        coef = np.concatenate([ident[:k], expr[:ne]])
+        coef = np.concatenate([ident[:k], expr[ex_ids]])
         local = base + (B2 @ coef).reshape(-1, 3)
         y = s * local @ R.T + t
         n = vertex_normals(y, surf.faces)
@@ -263,7 +267,7 @@ def fit_template(model: HeadModel, surf: "_SkinSurface", fit_mask: np.ndarray,
             prior[7:7 + k] = config.identity_prior * wsum
             prior[7 + k:] = config.expression_prior * wsum
             cur[7:7 + k] = ident[:k]
-            cur[7 + k:] = expr if ne else []
+            cur[7 + k:] = expr[ex_ids]
         A = J.T @ (J * w[:, None]) + np.diag(prior) + 1e-12 * np.eye(J.shape[1])
         delta = -np.linalg.solve(A, J.T @ (w * r) + prior * cur)
         om, ds, dt = delta[:3], delta[3], delta[4:7]
@@ -278,7 +282,7 @@ def fit_template(model: HeadModel, surf: "_SkinSurface", fit_mask: np.ndarray,
         if shape_step and nshape:
             ident[:k] += delta[7:7 + k]
             if ne:
-                expr = np.clip(expr + delta[7 + k:], 0.0, 1.0)
+                expr[ex_ids] = np.clip(expr[ex_ids] + delta[7 + k:], 0.0, 1.0)
     return ident, expr, (s, R, t)
 
 
@@ -517,8 +521,14 @@ def register_template(views: list[View], model: HeadModel, init_vertices: np.nda
     t1 = time.perf_counter()
     surf = _SkinSurface(model)
     fit_ids = _fit_vertex_ids(model, surf.ids, config.fit_skip_cranium)
-    ident = np.zeros(model.n_identity) if identity is None else np.asarray(identity, float)
-    expr = np.zeros(model.n_expressions) if expression is None else np.asarray(expression, float)
+    ident = np.zeros(model.n_identity)
+    if identity is not None:
+        given = np.asarray(identity, float)[:model.n_identity]
+        ident[:len(given)] = given
+    expr = np.zeros(model.n_expressions)
+    if expression is not None:
+        given = np.asarray(expression, float)[:model.n_expressions]
+        expr[:len(given)] = given
     posed = model.posed(ident, expr).astype(np.float64)
     if init_vertices is not None:
         init_vertices = np.asarray(init_vertices, np.float64)

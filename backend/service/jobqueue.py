@@ -53,6 +53,13 @@ class JobQueue:
                     return i
             return None
 
+    def drain(self) -> list[Job]:
+        """Take every waiting job out (server shutdown)."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -15,7 +15,10 @@ Lines are written with one write() each and flushed (they survive a SIGKILL of t
 they are not fsync'ed, so a power cut may lose the last ones). Paths are only ever made from
 job ids this module generated and checked against JOB_ID_RE; nothing a client sends becomes a
 path. A job that was queued or running when the server died is loaded as INTERRUPTED: it has
-no result, and a resubmission with its key runs it again under the same job id.
+no result, and a resubmission with its key runs it again under the same job id. A graceful
+stop marks its queued and running jobs INTERRUPTED too (reason "server_shutdown"). On the wire
+an interrupted job is state `failed` with error code INTERRUPTED and details {"reason": ...}
+(protocol/SPEC.md 5.8, 5.13).
 """
 from __future__ import annotations
 
@@ -35,6 +38,17 @@ from ..pipeline.events import CancelToken, PipelineError
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_IDEMPOTENCY_KEY = 200
+
+# Why a job was interrupted (error code INTERRUPTED, details {"reason": ...}) and what the
+# person who submitted it should read.
+INTERRUPTED_MESSAGES = {
+    "server_shutdown": "the backend was stopped while this job was queued or running; start it "
+                       "again and resubmit the job (the same idempotency_key runs it again)",
+    "server_restart": "the backend stopped (it crashed or was killed) during this job and has "
+                      "restarted; resubmit with the same idempotency_key to run it again",
+    "result_lost": "the backend restarted and no longer has this job's result file; resubmit "
+                   "with the same idempotency_key to run it again",
+}
 
 
 class JobState(str, enum.Enum):
@@ -61,6 +75,7 @@ class Job:
     finished_at: float | None = None
     error_code: str | None = None
     error_message: str | None = None
+    error_details: dict | None = None   # e.g. {"reason": "server_shutdown"} for INTERRUPTED
     result_sha256: str | None = None
     result_size: int | None = None
     runs: int = 0                       # how many times the worker started it
@@ -74,10 +89,20 @@ class Job:
     rig: Any = None
     options: Any = None
     cancel: CancelToken = field(default_factory=CancelToken)
+    # who asked for the cancel: "request" (a client's cancel), "client_lost" (policy cancel),
+    # "server_shutdown" (a graceful stop; the job ends INTERRUPTED, not CANCELLED)
+    cancel_reason: str | None = None
 
     PERSISTED = ("job_id", "idempotency_key", "request_digest", "state", "created", "started",
-                 "finished_at", "error_code", "error_message", "result_sha256", "result_size",
+                 "finished_at", "error_code", "error_message", "error_details", "result_sha256",
+                 "result_size",
                  "runs", "stage", "fraction")
+
+    def interrupt(self, reason: str) -> None:
+        """Set the error fields of an INTERRUPTED job (the caller sets the state)."""
+        self.error_code = "INTERRUPTED"
+        self.error_message = INTERRUPTED_MESSAGES.get(reason, INTERRUPTED_MESSAGES["server_restart"])
+        self.error_details = {"reason": reason}
 
     def record(self) -> dict:
         d = {k: getattr(self, k) for k in self.PERSISTED}
@@ -207,9 +232,10 @@ class JobStore:
         for job in self.jobs.values():
             if job.state in (JobState.QUEUED, JobState.RUNNING):
                 job.state, job.finished_at = JobState.INTERRUPTED, time.time()
-                job.error_code, job.error_message = "INTERRUPTED", "the server stopped during the job"
+                job.interrupt("server_restart")
             if job.state is JobState.DONE and job.job_id not in have:
                 job.state = JobState.INTERRUPTED     # result file lost: run again on resubmit
+                job.interrupt("result_lost")
             if job.idempotency_key:
                 self.by_key[job.idempotency_key] = job.job_id
         for orphan in have - set(self.jobs):
@@ -265,6 +291,7 @@ class JobStore:
                     if job.state is JobState.INTERRUPTED:
                         job.state, job.cancel = JobState.QUEUED, CancelToken()
                         job.error_code = job.error_message = job.finished_at = None
+                        job.error_details, job.cancel_reason = None, None
                         job.stage, job.fraction, job.created = "", 0.0, time.time()
                         self.save(job)
                         return job, "rerun"
@@ -287,7 +314,8 @@ class JobStore:
                 self._journal.flush()
                 self._lines += 1
 
-    def set_state(self, job: Job, state: JobState, code: str | None = None, message: str | None = None) -> None:
+    def set_state(self, job: Job, state: JobState, code: str | None = None, message: str | None = None,
+                  details: dict | None = None) -> None:
         with self._lock:
             job.state = state
             now = time.time()
@@ -297,7 +325,7 @@ class JobStore:
             if state.finished:
                 job.finished_at = now
                 job.image = None                 # free the input as soon as it is no longer needed
-                job.error_code, job.error_message = code, message
+                job.error_code, job.error_message, job.error_details = code, message, details
             self.save(job)
 
     def store_result(self, job: Job, glb: bytes, sidecar: dict, sha256: str) -> None:

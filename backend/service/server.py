@@ -39,20 +39,20 @@ from ..pipeline.events import PipelineError
 from . import checks, wire
 from .config import ServiceConfig
 from .jobqueue import JobQueue, QueueFull
-from .jobs import Job, JobState, JobStore
+from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore
 from .worker import Outbox, Worker
 from .workload import WorkloadFactory
 
 log = logging.getLogger("gen3dface.service")
 
 SERVER_VERSION = "0.1.0"
+SHUTDOWN_LINGER_MS = 1000         # how long a stopping server tries to deliver its last messages
 load_key = wire.load_key          # key file -> bytes (owner-only permissions; protocol/SPEC.md)
-INTERRUPTED_MESSAGE = ("the server stopped during this job; resubmit with the same "
-                       "idempotency_key to run it again")
 
 
 def wire_state(state: JobState) -> str:
-    """Job state as the protocol names it (an interrupted job is 'failed' until resubmitted)."""
+    """Job state as the protocol names it: an interrupted job is `failed` (with error code
+    INTERRUPTED) until it is resubmitted; protocol 1.x has no state of its own for it."""
     return "failed" if state is JobState.INTERRUPTED else state.value
 
 
@@ -101,7 +101,7 @@ class Server:
                                          max_total_bytes=min(limits.max_total_bytes,
                                                              4 * int(config.max_part_bytes)))
         self.codec = wire.make_codec(config.key, limits)
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context | None = None       # made in start(), terminated at shutdown
         self.sock: zmq.Socket | None = None
         self.endpoint: str | None = None
         self._wake_addr = f"inproc://gen3dface-wake-{id(self)}"
@@ -120,6 +120,7 @@ class Server:
     def start(self) -> str:
         """Bind and start the worker; returns the bound endpoint (port 0 -> the real port)."""
         checks.warm_up()
+        self.ctx = zmq.Context()
         self.sock = wire.make_router_socket(self.ctx, self.config.bind, self.codec.limits,
                                             self.config.heartbeat_s)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -172,14 +173,32 @@ class Server:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        """Graceful stop: the running job is cancelled and, like every queued job, ends
+        INTERRUPTED (reason "server_shutdown"): each attached client gets that `error` now,
+        and a resubmission with the same key after the restart runs the job again."""
+        running = self.worker.current
         self.worker.stop()
         self.worker.join(timeout=5)
-        self._forward_events()
+        self._forward_events()                 # the running job's outcome, if it stopped
+        stuck = [running] if running is not None and not running.state.finished else []
+        for job in stuck + self.queue.drain():
+            if job.state.finished:
+                continue
+            job.cancel_reason = job.cancel_reason or "server_shutdown"
+            job.cancel.cancel()
+            self.store.set_state(job, JobState.INTERRUPTED, "INTERRUPTED",
+                                 INTERRUPTED_MESSAGES["server_shutdown"],
+                                 {"reason": "server_shutdown"})
+            for to, parent in list(job.watchers.values()):
+                self._send_outcome(to, job, parent_id=parent)
         with self._wake_lock:
             self._wake_tx.close(0)
             self._wake_tx = None
         self._wake_rx.close(0)
-        self.sock.close(0)
+        # Let the last messages (the INTERRUPTED errors above) leave before the context ends:
+        # term() waits for them, at most SHUTDOWN_LINGER_MS.
+        self.sock.close(SHUTDOWN_LINGER_MS)
+        self.ctx.term()
         self.store.close()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -317,7 +336,9 @@ class Server:
             if how == "new":
                 self.store.forget(job.job_id)
             else:
-                self.store.set_state(job, JobState.INTERRUPTED, "INTERRUPTED", INTERRUPTED_MESSAGE)
+                self.store.set_state(job, JobState.INTERRUPTED, "INTERRUPTED",
+                                     INTERRUPTED_MESSAGES["server_restart"],
+                                     {"reason": "server_restart"})
             raise PipelineError("QUEUE_FULL", f"{e}; try again later") from None
         self.counters["submitted"] += 1
         self._send(routing, "accepted", {**self._accepted(job, duplicate=False), "rerun": how == "rerun"},
@@ -338,10 +359,13 @@ class Server:
                 return
             self._send_result(routing, job, res[0], res[1], parent_id)
         elif job.state is JobState.INTERRUPTED:
-            self._error(routing, "INTERNAL", INTERRUPTED_MESSAGE, parent_id, job.job_id)
+            self._error(routing, "INTERRUPTED",
+                        job.error_message or INTERRUPTED_MESSAGES["server_restart"], parent_id,
+                        job.job_id, details=job.error_details or {"reason": "server_restart"})
         else:
+            extra = {"details": job.error_details} if job.error_details else {}
             self._error(routing, job.error_code or "INTERNAL", job.error_message or "the job failed",
-                        parent_id, job.job_id)
+                        parent_id, job.job_id, **extra)
 
     def _send_result(self, routing, job: Job, glb: bytes, sidecar: dict, parent_id=None) -> bool:
         digests = [bytes.fromhex(job.result_sha256)] if job.result_sha256 else None
@@ -361,6 +385,7 @@ class Server:
                                                  "state": wire_state(job.state) if job else "unknown"},
                        parent_id=msg.msg_id)
             return
+        job.cancel_reason = job.cancel_reason or "request"
         job.cancel.cancel()
         if self.queue.remove(job_id) is not None:  # queued: gone at once
             self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
@@ -389,7 +414,8 @@ class Server:
         c = {"job_id": job.job_id, "state": wire_state(job.state), "stage": job.stage or None,
              "fraction": job.fraction, "result_available": job.state is JobState.DONE,
              "queue_position": self.queue.position(job.job_id) if job.state is JobState.QUEUED else None,
-             "error": ({"code": wire_code(job.error_code), "message": job.error_message}
+             "error": ({"code": wire_code(job.error_code), "message": job.error_message,
+                        **({"details": job.error_details} if job.error_details else {})}
                        if job.error_code and job.state is not JobState.DONE else None),
              "sha256": job.result_sha256, "runs": job.runs}
         if job.finished_at and job.state.finished:
@@ -436,7 +462,8 @@ class Server:
         elif kind == "cancelled":
             self._error(to, "CANCELLED", "cancelled by request", parent, job.job_id)
         elif kind == "failed":
-            self._error(to, event[2], event[3], parent, job.job_id)
+            extra = {"details": event[4]} if len(event) > 4 and event[4] else {}
+            self._error(to, event[2], event[3], parent, job.job_id, **extra)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -473,6 +500,7 @@ class Server:
             if job.watchers.pop(key, None) is None or job.state.finished or job.watchers:
                 continue
             log.info("client lost: cancelling job %s", job.job_id)
+            job.cancel_reason = job.cancel_reason or "client_lost"
             job.cancel.cancel()
             if self.queue.remove(job.job_id) is not None:
                 self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "the client went away")

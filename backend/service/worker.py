@@ -11,11 +11,16 @@ server down; the job journal (jobs.py) makes the client's resubmission after a r
 Events (tuples) go into `Outbox`; the socket loop drains it after a wake-up:
     ("started", job)                       ("progress", job, stage, fraction, message)
     ("preview", job, name, png_bytes)      ("result", job, glb_bytes, sidecar_dict)
-    ("failed", job, code, message)         ("cancelled", job)
+    ("failed", job, code, message, details_or_None)                   ("cancelled", job)
+
+A job cancelled because the server is stopping (`stop()`) is not CANCELLED but INTERRUPTED
+(reason "server_shutdown"): its client did not ask for it, and a resubmission with the same
+idempotency key after the restart runs it again.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import queue
 import threading
@@ -24,12 +29,23 @@ from typing import Callable
 
 from ..pipeline.events import JobCancelled, PipelineError
 from .jobqueue import JobQueue
-from .jobs import Job, JobState, JobStore
+from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore
 from .workload import Workload, free_memory, is_out_of_memory
 
 log = logging.getLogger("gen3dface.service")
 
 MAX_PREVIEW_BYTES = 8 << 20
+
+
+def _plain(details: dict | None) -> dict | None:
+    """A PipelineError's details as plain JSON values (numpy scalars become numbers), or None."""
+    if not details:
+        return None
+    try:
+        return json.loads(json.dumps(details, default=lambda o: o.item() if hasattr(o, "item")
+                                     else str(o)))
+    except (TypeError, ValueError):
+        return None
 
 
 class Outbox:
@@ -79,6 +95,8 @@ class Worker(threading.Thread):
         self.jobs.close()
         job = self.current
         if job is not None:
+            if job.cancel_reason is None:
+                job.cancel_reason = "server_shutdown"
             job.cancel.cancel()
 
     def run(self) -> None:
@@ -87,13 +105,25 @@ class Worker(threading.Thread):
             if job is None:
                 continue
             self.current = job
+            if self._stop_event.is_set():          # taken just as the server began to stop
+                job.cancel_reason = job.cancel_reason or "server_shutdown"
+                job.cancel.cancel()
             try:
                 self.run_job(job)
             finally:
                 self.current = None
 
+    def _interrupted(self, job: Job) -> None:
+        details = {"reason": "server_shutdown"}
+        message = INTERRUPTED_MESSAGES["server_shutdown"]
+        self.store.set_state(job, JobState.INTERRUPTED, "INTERRUPTED", message, details)
+        self.outbox.put("failed", job, "INTERRUPTED", message, details)
+
     def run_job(self, job: Job) -> None:
         if job.cancel.cancelled:
+            if job.cancel_reason == "server_shutdown":
+                self._interrupted(job)
+                return
             self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled before it started")
             self.outbox.put("cancelled", job)
             return
@@ -111,27 +141,33 @@ class Worker(threading.Thread):
             self.store.store_result(job, glb, sidecar, sha)
             outcome = ("result", job, glb, sidecar)
         except JobCancelled:
-            outcome = ("cancelled", job)
+            if job.cancel_reason == "server_shutdown":
+                outcome = ("failed", job, "INTERRUPTED", INTERRUPTED_MESSAGES["server_shutdown"],
+                           {"reason": "server_shutdown"})
+            else:
+                outcome = ("cancelled", job)
         except PipelineError as e:
-            outcome = ("failed", job, e.code, e.message)
+            outcome = ("failed", job, e.code, e.message, _plain(e.details))
         except BaseException as e:                     # noqa: BLE001 - the server must survive
             if is_out_of_memory(e):
                 kind = "GPU" if "cuda" in str(e).lower() or type(e).__name__ == "OutOfMemoryError" else "host"
                 outcome = ("failed", job, "OUT_OF_MEMORY",
                            f"the job ran out of {kind} memory; try a smaller texture size or "
-                           "draft quality, or run fewer jobs at once")
+                           "draft quality, or run fewer jobs at once", None)
             elif isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
             else:
                 log.exception("job %s failed", job.job_id)
                 outcome = ("failed", job, "INTERNAL", f"internal error ({type(e).__name__}); "
-                           "see the server log")
+                           "see the server log", None)
             e.__traceback__ = None                     # drop the frames that hold big tensors
             del e
             free_memory()
         if outcome[0] == "cancelled":
             self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
+        elif outcome[0] == "failed" and outcome[2] == "INTERRUPTED":
+            self.store.set_state(job, JobState.INTERRUPTED, outcome[2], outcome[3], outcome[4])
         elif outcome[0] == "failed":
-            self.store.set_state(job, JobState.FAILED, outcome[2], outcome[3])
+            self.store.set_state(job, JobState.FAILED, outcome[2], outcome[3], outcome[4])
         log.info("job %s %s in %.2f s", job.job_id, outcome[0], time.perf_counter() - t0)
         self.outbox.put(*outcome)

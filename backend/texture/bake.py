@@ -21,15 +21,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..headmodel.model import HeadModel
+from ..pipeline.events import CancelToken
 from .fill import mesh_fill_colors, nearest_fill_outside
 from .layout import SkinLayout, eye_groups
 from .raster import UVRaster, rasterize_uv
 from .sampling import bilinear as _bilinear
+
+
+CHUNK_TEXELS = 1 << 16          # texels per step between cancel checks and progress reports
+ROWS_PER_STEP = 256             # atlas rows per step of whole-image passes
+
+
+def _no_check() -> None:
+    pass
 
 
 @dataclass
@@ -137,13 +146,16 @@ class _Occluder:
 
 
 def sample_views(views: Sequence[BakeView], points: np.ndarray, normals: np.ndarray,
-                 occluder: _Occluder, cfg: TextureConfig) -> tuple[np.ndarray, np.ndarray]:
+                 occluder: _Occluder, cfg: TextureConfig,
+                 check: Callable[[], None] = _no_check) -> tuple[np.ndarray, np.ndarray]:
     """Weighted average colour (M, 3) float32 in [0, 1] and total weight (M,) of surface
-    samples over the views (weight 0: seen by no view)."""
+    samples over the views (weight 0: seen by no view). `check()` runs before each view (it
+    raises to stop)."""
     m = len(points)
     acc = np.zeros((m, 3), np.float64)
     wsum = np.zeros(m, np.float64)
     for view in views:
+        check()
         r, t = view.w2c[:3, :3], view.w2c[:3, 3]
         k = view.intrinsics
         h, w = view.image.shape[:2]
@@ -200,6 +212,7 @@ class TextureBaker:
         self.mirror = (mirror_vertex_map(model.vertices, self.skin_vertices)
                        if self.config.mirror_fill else None)
         self.vertex_region_priors = model.extras.get("vertex_region_colors", {})
+        import trimesh  # noqa: F401  (its ~0.5 s first import belongs here, not in a bake)
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
                  texels: np.ndarray):
@@ -233,9 +246,30 @@ class TextureBaker:
                     & (u > -m) & (u < w + m) & (v > -m) & (v < h + m))
         return out
 
-    def bake(self, vertices: np.ndarray, views: Sequence[BakeView]) -> BakeResult:
-        """Bake `views` onto the model posed as `vertices` (N, 3) metres, head frame."""
+    def _sample_texels(self, verts, normals, views, occ, texels: np.ndarray, vmap,
+                       check: Callable[[], None], report: Callable[[float], None],
+                       store: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> None:
+        """sample_views over the surface points of `texels` (through the vertex map `vmap`),
+        CHUNK_TEXELS at a time; each chunk's (texel indices, colours (m, 3) float32,
+        weights (m,)) go to `store`."""
+        n = len(texels)
+        for s in range(0, n, CHUNK_TEXELS):
+            check()
+            part = texels[s:s + CHUNK_TEXELS]
+            pts, nrm = self._surface(verts, normals, vmap, part)
+            c, w = sample_views(views, pts, nrm, occ, self.config, check)
+            store(part, c, w)
+            report((s + len(part)) / n)
+
+    def bake(self, vertices: np.ndarray, views: Sequence[BakeView],
+             cancel: CancelToken | None = None,
+             progress: Callable[[float, str], None] | None = None) -> BakeResult:
+        """Bake `views` onto the model posed as `vertices` (N, 3) metres, head frame.
+        `cancel` is checked between chunks of texels, views and fill passes (JobCancelled);
+        `progress(fraction, message)` reports the share of the bake done."""
         cfg = self.config
+        check = cancel.raise_if_cancelled if cancel is not None else _no_check
+        report = progress or (lambda fraction, message: None)
         times = {}
         t0 = time.perf_counter()
         verts = np.asarray(vertices, np.float64)
@@ -244,34 +278,46 @@ class TextureBaker:
                              f"{self.model.vertices.shape}")
         if not len(views):
             raise ValueError("bake needs at least one view")
+        check()
         normals = vertex_normals(verts, self.layout.tri_vertices).astype(np.float32)
         occ = _Occluder(verts, self.occluder_tris)
         verts = verts.astype(np.float32)
         n_tex = len(self.texel_tri)
         col = np.zeros((n_tex, 3), np.float32)
         w = np.zeros(n_tex, np.float64)
+        check()
         cand = np.flatnonzero(self._facing(verts, normals, views)[self.texel_tri])
-        pts, nrm = self._surface(verts, normals, None, cand)
         times["setup"] = time.perf_counter() - t0
+        check()
 
         t0 = time.perf_counter()
-        col[cand], w[cand] = sample_views(views, pts, nrm, occ, cfg)
+        def store_direct(idx, c, ww):
+            col[idx], w[idx] = c, ww
+
+        self._sample_texels(verts, normals, views, occ, cand, None, check,
+                            lambda f: report(0.5 * f, "projecting the views"), store_direct)
         sv = self.skin_vertices
-        vcol, vw = sample_views(views, verts[sv], normals[sv], occ, cfg)
+        vcol, vw = sample_views(views, verts[sv], normals[sv], occ, cfg, check)
         if self.mirror is not None:
+            check()
             facing_m = self._facing(verts, normals, views, self.mirror)[self.texel_tri]
             need = np.flatnonzero((w < cfg.full_confidence) & facing_m)
-            mpts, mnrm = self._surface(verts, normals, self.mirror, need)
-            mc, mw = sample_views(views, mpts, mnrm, occ, cfg)
-            mw *= cfg.mirror_weight
-            wn = w[need]
-            tot = wn + mw
-            col[need] = np.divide(col[need] * wn[:, None] + mc * mw[:, None], tot[:, None],
-                                  out=col[need], where=tot[:, None] > 0)
-            w[need] = tot
+            check()
+
+            def store_mirrored(idx, mc, mw):          # blend in, trusted mirror_weight as much
+                mw = mw * cfg.mirror_weight
+                wn = w[idx]
+                tot = wn + mw
+                col[idx] = np.divide(col[idx] * wn[:, None] + mc * mw[:, None], tot[:, None],
+                                     out=col[idx], where=tot[:, None] > 0)
+                w[idx] = tot
+
+            self._sample_texels(verts, normals, views, occ, need, self.mirror, check,
+                                lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
+                                store_mirrored)
             mv = self.mirror[sv]
             vneed = vw < cfg.full_confidence
-            mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg)
+            mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg, check)
             mvw *= cfg.mirror_weight
             tot = vw[vneed] + mvw
             vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
@@ -280,24 +326,40 @@ class TextureBaker:
         times["project"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        check()
+        report(0.75, "filling unseen texels")
         vconf = np.clip(vw / cfg.full_confidence, 0.0, 1.0)
         fill, skin = mesh_fill_colors(sv, self.layout.tri_vertices, vcol, vconf,
                                       len(verts), cfg.fill_data_weight, cfg.fill_prior_weight,
                                       self.vertex_region_priors)
-        tv = self.layout.tri_vertices[self.texel_tri]
-        out = _interpolate(fill.astype(np.float32), tv, self.texel_bary)
+        fill = fill.astype(np.float32)
+        check()
         conf = np.clip(w / cfg.full_confidence, 0.0, 1.0).astype(np.float32)
         conf = conf * conf * (3 - 2 * conf)                       # smoothstep: soft blend
-        out += conf[:, None] * (col - out)
         h, wid = self.raster.shape
         tex = np.zeros((h, wid, 3), np.float32)
-        tex[self.texel_rc] = out
         conf_img = np.zeros((h, wid), np.float32)
-        conf_img[self.texel_rc] = conf
-        tex = nearest_fill_outside(tex, self.raster.covered)
+        rows, cols = self.texel_rc
+        step = 4 * CHUNK_TEXELS
+        for s in range(0, n_tex, step):
+            check()
+            sl = slice(s, s + step)
+            tv = self.layout.tri_vertices[self.texel_tri[sl]]
+            o = _interpolate(fill, tv, self.texel_bary[sl])
+            o += conf[sl, None] * (col[sl] - o)
+            tex[rows[sl], cols[sl]] = o
+            conf_img[rows[sl], cols[sl]] = conf[sl]
+        del col
+        report(0.9, "padding the UV islands")
+        tex = nearest_fill_outside(tex, self.raster.covered, check=check)
+        texture = np.empty((h, wid, 3), np.uint8)
+        for r in range(0, h, ROWS_PER_STEP):
+            check()
+            texture[r:r + ROWS_PER_STEP] = np.clip(tex[r:r + ROWS_PER_STEP] * 255.0 + 0.5, 0, 255)
+        del tex
         times["fill"] = time.perf_counter() - t0
+        check()
         return BakeResult(
-            texture=np.clip(tex * 255.0 + 0.5, 0, 255).astype(np.uint8),
-            confidence=conf_img, layout=self.layout,
+            texture=texture, confidence=conf_img, layout=self.layout,
             seen_fraction=float((w > 0).mean()) if len(w) else 0.0,
             skin_rgb=tuple(float(c) for c in skin), timings_s=times)

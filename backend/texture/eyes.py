@@ -97,9 +97,10 @@ def _eye_raster(model: HeadModel, group: str, size: int):
 
 
 def bake_eye_textures(model: HeadModel, vertices: np.ndarray, size: int = 256,
-                      iris_rgb=DEFAULT_IRIS_RGB) -> dict[str, np.ndarray]:
+                      iris_rgb=DEFAULT_IRIS_RGB, check=None) -> dict[str, np.ndarray]:
     """One texture per eye group (M_ScleraLeft, M_IrisLeft, ...): group name -> (size, size,
-    3) uint8 in that group's UVs (the integer part of u is dropped)."""
+    3) uint8 in that group's UVs (the integer part of u is dropped). `check()`, if given,
+    runs before each group (it raises to stop, e.g. a CancelToken's raise_if_cancelled)."""
     from .fill import nearest_fill_outside
 
     out = {}
@@ -111,11 +112,13 @@ def bake_eye_textures(model: HeadModel, vertices: np.ndarray, size: int = 256,
         for g in model.group_names:
             if not (g.startswith(("M_Sclera", "M_Iris")) and g.endswith(side)):
                 continue
+            if check is not None:
+                check()
             tv, cov, t, b = _eye_raster(model, g, size)
             pts = (v[tv[t]] * b[..., None]).sum(1)
             img = np.zeros((size, size, 3), np.float32)
             img[cov] = eye_color(pts, eye, iris_rgb)
-            img = nearest_fill_outside(img, cov)
+            img = nearest_fill_outside(img, cov, check=check)
             out[g] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     return out
 

@@ -69,14 +69,42 @@ def mesh_fill_colors(skin_vertices: np.ndarray, triangles: np.ndarray, colors: n
     return out, skin
 
 
-def nearest_fill_outside(texture: np.ndarray, covered: np.ndarray, pad: int = 8) -> np.ndarray:
+def nearest_fill_outside(texture: np.ndarray, covered: np.ndarray, pad: int = 8,
+                         check=None, band_rows: int = 256) -> np.ndarray:
     """Pad the UV islands: texels outside them take the average colour of covered texels
     within `pad` texels (grown ring by ring), the rest the islands' mean colour, so bilinear
-    filtering and mipmaps never bleed black into island borders."""
-    import cv2
+    filtering and mipmaps never bleed black into island borders.
 
+    Works on bands of `band_rows` rows with `pad` rows of context on either side (a ring
+    reaches one row further per pass, so each band's result is exactly the whole image's);
+    `check()`, if given, runs between bands (it raises to stop, e.g. a CancelToken's
+    raise_if_cancelled)."""
     if covered.all() or not covered.any():
         return texture
+    h = texture.shape[0]
+    total = np.zeros(texture.shape[2:], np.float64)
+    for r0 in range(0, h, band_rows):                 # the islands' mean colour, by bands
+        if check is not None:
+            check()
+        total += texture[r0:r0 + band_rows][covered[r0:r0 + band_rows]].sum(0, dtype=np.float64)
+    fallback = (total / np.count_nonzero(covered)).astype(np.float32)
+    out = np.empty(texture.shape, np.float32)         # every band writes all of its rows
+    for r0 in range(0, h, band_rows):
+        if check is not None:
+            check()
+        r1 = min(h, r0 + band_rows)
+        a, b = max(0, r0 - pad), min(h, r1 + pad)
+        band = _pad_band(texture[a:b], covered[a:b], pad)
+        out[r0:r1] = band[r0 - a:r1 - a]
+        left = ~covered[r0:r1] & np.isnan(out[r0:r1, :, 0])
+        out[r0:r1][left] = fallback
+    return out
+
+
+def _pad_band(texture: np.ndarray, covered: np.ndarray, pad: int) -> np.ndarray:
+    """nearest_fill_outside on one band; texels no ring reached are NaN."""
+    import cv2
+
     w = covered.astype(np.float32)
     acc = texture.astype(np.float32) * w[..., None]
     out = texture.astype(np.float32).copy()
@@ -92,5 +120,5 @@ def nearest_fill_outside(texture: np.ndarray, covered: np.ndarray, pad: int = 8)
         have |= new
         w = have.astype(np.float32)
         acc = out * w[..., None]
-    out[~have] = texture[covered].mean(0)
+    out[~have] = np.nan
     return out

@@ -28,6 +28,7 @@ ADVICE = {
     "FACE_TOO_SMALL": "Crop the photo closer to the face or use a higher-resolution photo.",
     "QUEUE_FULL": "The backend is busy with other jobs; try again in a minute.",
     "CANCELLED": "The job was cancelled; press Generate to start again.",
+    "INTERRUPTED": "Start it again and press Generate.",
     "OUT_OF_MEMORY": "Lower the quality or texture size, or free GPU memory on the backend "
                      "machine, then try again.",
     "AUTH": "The key file does not match the backend's: point Preferences > Add-ons > "
@@ -75,6 +76,21 @@ class UserError:
 
     def to_dict(self) -> dict:
         return {"code": self.code, "message": self.message, "advice": self.advice}
+
+
+# What the panel says for an INTERRUPTED job, by the backend's details["reason"]
+# (protocol/SPEC.md 5.8); the advice is ADVICE["INTERRUPTED"].
+INTERRUPTED_TEXT = {
+    "server_shutdown": "The backend was stopped while the job ran",
+    "server_restart": "The backend stopped during the job and has restarted",
+    "result_lost": "The backend restarted and no longer has this job's result",
+}
+
+
+def interrupted_message(details) -> str:
+    """The message shown for a job the backend cut off (error code INTERRUPTED)."""
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return INTERRUPTED_TEXT.get(reason, INTERRUPTED_TEXT["server_shutdown"])
 
 
 def user_error(code: str, message: str) -> UserError:

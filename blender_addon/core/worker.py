@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..wire import load
 from .batch import JobError, JobOutput
-from .messages import UNREACHABLE
+from .messages import UNREACHABLE, interrupted_message
 from .settings import ConnectionSettings
 
 POLL_S = 0.05                 # worker thread's poll granularity (cancel latency)
@@ -221,13 +221,17 @@ class JobWorker(threading.Thread):
                 elif ev.kind == "cancelled":
                     if self._cancel.is_set():
                         self.events.put(("cancelled",))
-                    else:                     # not ours: the backend was stopped/restarted
+                    else:                     # not ours (a 1.0 backend that was stopped, or
+                        # its lost-client policy); 1.1 backends send INTERRUPTED when stopping
                         self.events.put(("error", "CANCELLED", "The backend cancelled the job "
                                          f"({ev.data.get('message') or 'it was stopped'})"))
                     return
                 elif ev.kind == "error":
-                    self.events.put(("error", ev.data.get("code", "INTERNAL"),
-                                     ev.data.get("message", "")))
+                    code = ev.data.get("code", "INTERNAL")
+                    message = ev.data.get("message", "")
+                    if code == "INTERRUPTED":      # the backend stopped (SPEC 5.8), not us
+                        message = interrupted_message(ev.data.get("details"))
+                    self.events.put(("error", code, message))
                     return
             now = self.clock()
             if cancel_sent is not None and (now - cancel_sent > CANCEL_GRACE_S

@@ -1,0 +1,126 @@
+"""The "reconstruct" pipeline stage: posed views -> (a) the rigged template registered onto
+them (topology, UVs and the 53 ARKit blendshapes kept) and, when asked, (b) a free-form
+surface (hash-grid SDF, marching cubes, xatlas UVs) with a texture baked from the views.
+
+    result = reconstruct(views, head_model, fitted, ReconConfig(output_kind="both"),
+                         sink, cancel)
+
+`views`: View objects, renderer outputs or (image, mask, w2c, intrinsics) tuples (views.py).
+`fitted`: the fitter's result (anything with `vertices` (N, 3) and optionally `identity`,
+`expression`), or None to start from the model's mean head.
+Everything in metres, head frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..headmodel.model import HeadModel
+from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from .meshing import SurfaceMesh, fill_small_holes
+from .register import SKIN_GROUPS, Registration, RegistrationConfig, register_template
+from .views import as_views
+
+STAGE = "reconstruct"
+OUTPUT_KINDS = ("rigged", "surface", "both")
+
+
+@dataclass
+class ReconConfig:
+    output_kind: str = "rigged"                  # "rigged" | "surface" | "both"
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    sdf: "object | None" = None                  # SDFConfig; None: SDFConfig(device=device)
+    device: str = "cpu"
+    surface_texture_size: int = 1024
+    init_grid: int = 96                          # template SDF samples along the longest axis
+
+    def __post_init__(self):
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"output_kind must be one of {OUTPUT_KINDS}, got "
+                             f"{self.output_kind!r}")
+
+
+@dataclass
+class ReconResult:
+    vertices: np.ndarray                  # (N, 3) registered template, as the views show it
+    neutral_vertices: np.ndarray          # (N, 3) with the fitted expression removed
+    blendshape_names: list[str]           # 53 ARKit names
+    blendshape_deltas: np.ndarray         # (E, N, 3) per-vertex offsets (carried over)
+    identity: np.ndarray
+    expression: np.ndarray
+    surface: SurfaceMesh | None           # free-form mesh with xatlas UVs, or None
+    surface_texture: np.ndarray | None    # (S, S, 3) uint8 baked into the surface's atlas
+    registration: Registration
+    timings_s: dict
+
+
+def template_sdf_grid(vertices: np.ndarray, faces: np.ndarray, lo: np.ndarray,
+                      hi: np.ndarray, resolution: int):
+    """Approximate signed distance of a (nearly closed) template on a grid: exact unsigned
+    distance to the mesh, sign from the closest triangle's normal (negative inside). The
+    neck opening and other small holes are capped first. Returns (field, origin, voxel)."""
+    from .metrics import MeshDistance
+
+    v, f = fill_small_holes(vertices, faces, max_edges=400)
+    voxel = float((hi - lo).max() / (resolution - 1))
+    n = np.ceil((hi - lo) / voxel).astype(int) + 1
+    axes = [lo[a] + voxel * np.arange(n[a]) for a in range(3)]
+    g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    dist, tri, q = MeshDistance(v, f, candidates=8).closest(g)
+    a, b, c = v[f[tri, 0]], v[f[tri, 1]], v[f[tri, 2]]
+    fn = np.cross(b - a, c - a)
+    sign = np.where(((g - q) * fn).sum(1) < 0, -1.0, 1.0)
+    return (dist * sign).reshape(tuple(n)).astype(np.float32), lo.astype(np.float64), voxel
+
+
+def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig | None = None,
+                sink: ProgressSink | None = None, cancel: CancelToken | None = None
+                ) -> ReconResult:
+    config = config or ReconConfig()
+    sink, cancel = sink or NullSink(), cancel or CancelToken()
+    try:
+        views = as_views(views)
+    except ValueError as e:
+        raise PipelineError("BAD_REQUEST", f"cannot reconstruct from these views: {e}") from e
+    times = {}
+    t0 = time.perf_counter()
+    init = None if fitted is None else getattr(fitted, "vertices", None)
+    ident = None if fitted is None else getattr(fitted, "identity", None)
+    expr = None if fitted is None else getattr(fitted, "expression", None)
+    try:
+        reg = register_template(views, head_model, init_vertices=init, identity=ident,
+                                expression=expr, config=config.registration, sink=sink,
+                                cancel=cancel)
+    except ValueError as e:
+        raise PipelineError("INTERNAL", f"template registration failed: {e}") from e
+    times["register"] = time.perf_counter() - t0
+    surface, surface_tex = None, None
+    if config.output_kind in ("surface", "both"):
+        import torch  # noqa: F401  (the quality path needs torch; the fast path does not)
+
+        from .bake_surface import bake_surface
+        from .sdf import SDFConfig, grid_sdf_function, train_sdf
+
+        t1 = time.perf_counter()
+        sdf_cfg = config.sdf or SDFConfig(device=config.device)
+        h = reg.hull
+        lo = h.origin
+        hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
+        skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
+        field_, origin, voxel = template_sdf_grid(reg.vertices, skin_faces, lo, hi,
+                                                  config.init_grid)
+        cancel.raise_if_cancelled()
+        res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
+                        sink, cancel)
+        surface = res.mesh
+        surface_tex = bake_surface(surface, views, config.surface_texture_size,
+                                   cancel=cancel).texture
+        times["surface"] = time.perf_counter() - t1
+    times["total"] = time.perf_counter() - t0
+    return ReconResult(vertices=reg.vertices, neutral_vertices=reg.neutral_vertices,
+                       blendshape_names=reg.blendshape_names,
+                       blendshape_deltas=reg.blendshape_deltas, identity=reg.identity,
+                       expression=reg.expression, surface=surface, surface_texture=surface_tex,
+                       registration=reg, timings_s=times)

@@ -1,0 +1,93 @@
+"""The free-form path on CPU, in test-sized time: hash grid, NeuS rendering, and a sphere
+reconstructed from its renders starting from a wrong (larger) sphere."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
+from gen3dface.backend.recon.sdf import (HashGrid, SDFConfig, SDFNetwork, grid_sdf_function,
+                                         render_rays, train_sdf)
+from gen3dface.backend.recon.views import as_views
+from gen3dface.backend.render.camera import orbit_cameras
+from gen3dface.backend.render.mesh import TexturedMesh
+from gen3dface.backend.render.procedural import SkinTexture
+from gen3dface.backend.render.raycast import render_views
+
+R = 0.1
+BOX = (np.full(3, -0.16), np.full(3, 0.16))
+
+
+@pytest.fixture(scope="module")
+def sphere_views():
+    s = trimesh.creation.icosphere(4, radius=R)
+    mesh = TexturedMesh(s.vertices, s.faces, solid_texture=SkinTexture(1))
+    az = [0, 60, 120, 180, 240, 300, 30, 150, 270, 90]
+    el = [20, 20, 20, 20, 20, 20, -30, -30, -30, 70]
+    cams = orbit_cameras(az, el, radius_m=0.6, resolution=64, fov_deg=30.0)
+    return as_views(render_views(mesh, cams))
+
+
+def test_hash_grid_is_continuous_and_differentiable(device):
+    g = HashGrid(4, 2, 10, 4, 32).to(device)
+    with torch.no_grad():
+        g.embeddings.normal_()
+    x = torch.rand(64, 3, device=device)
+    y = g(x)
+    assert y.shape == (64, 8)
+    eps = 1e-4
+    assert (g(x + eps) - y).abs().max() < 0.05                    # trilinear: continuous
+    xx = x.clone().requires_grad_(True)
+    (gr,) = torch.autograd.grad(g(xx).sum(), xx, create_graph=True)
+    assert torch.isfinite(gr).all() and gr.abs().sum() > 0
+    gr.sum().backward()                                            # double backward works
+
+
+def test_rendering_an_sdf_sphere_gives_its_silhouette(device):
+    cfg = SDFConfig.tiny()
+    net = SDFNetwork(cfg, *BOX).to(device)
+    target = grid_sdf_function(*_sphere_grid(R, 32))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(60):
+        x = (torch.rand(2048, 3, device=device) - 0.5) * 0.32
+        loss = (net.sdf(x) - target(x)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    o = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.2, 0.5]], device=device)   # hit, miss
+    d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]], device=device)
+    out = render_rays(net, o, d, 64, torch.tensor(BOX[0], dtype=torch.float32, device=device),
+                      torch.tensor(BOX[1], dtype=torch.float32, device=device), train=False)
+    op = out["opacity"].detach().cpu().numpy()
+    assert op[0] > 0.9 and op[1] < 0.1
+
+
+def _sphere_grid(radius, n):
+    ax = np.linspace(BOX[0][0], BOX[1][0], n)
+    g = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1)
+    return np.linalg.norm(g, axis=-1) - radius, BOX[0], ax[1] - ax[0]
+
+
+def test_sdf_reconstructs_a_sphere_on_cpu(sphere_views, device):
+    torch.set_num_threads(1)
+    events = []
+    sink = CallbackSink(on_progress=lambda s, f, m: events.append(f))
+    init_r = 0.125                                      # start 25 mm too large
+    res = train_sdf(sphere_views, BOX, lambda x: x.norm(dim=-1) - init_r,
+                    SDFConfig.tiny(device=device), sink=sink)
+    r = np.linalg.norm(res.mesh.vertices, axis=1)
+    assert abs(r.mean() - R) < 0.008 and abs(r.mean() - R) < 0.4 * (init_r - R)
+    assert r.std() < 0.008
+    assert res.losses[-1] < res.losses[0]
+    assert events[-1] == 1.0
+    assert res.mesh.uvs is not None and len(res.mesh.faces) <= 4000
+
+
+def test_sdf_is_cancellable(sphere_views):
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        train_sdf(sphere_views, BOX, lambda x: x.norm(dim=-1) - R, SDFConfig.tiny(),
+                  cancel=token)
