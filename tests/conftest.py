@@ -9,11 +9,31 @@ defaults to ../shared/data next to the repository root.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The Pythons whose `bpy` the Blender tests drive (each bpy scenario runs in a subprocess of
+# one of them; servers and builds run here): this one (bpy 4.5 LTS wheel), plus Blender 4.2 LTS
+# when a bpy 4.2 environment exists (.venv-bpy42, made by scripts/setup_bpy42.sh, which CI
+# runs) or GEN3DFACE_BLENDER42_PYTHON names one. Every `blender_python` test runs on each.
+def _blender_pythons() -> list[tuple[str, str]]:
+    out = [("bpy-default", sys.executable)]
+    other = os.environ.get("GEN3DFACE_BLENDER42_PYTHON") or REPO_ROOT / ".venv-bpy42" / "bin" / "python"
+    if Path(other).is_file():
+        out.append(("bpy-4.2", str(other)))
+    return out
+
+
+BLENDER_PYTHONS = _blender_pythons()
+
+
+@pytest.fixture(params=[p for _, p in BLENDER_PYTHONS], ids=[i for i, _ in BLENDER_PYTHONS])
+def blender_python(request) -> str:
+    return request.param
 
 
 def pytest_addoption(parser):
@@ -62,3 +82,28 @@ def ict_npz(data_dir) -> Path:
 def ict_model(ict_npz):
     from gen3dface.backend.headmodel.ict import load_ict_npz
     return load_ict_npz(ict_npz)
+
+
+def run_blender_scenario(fn, *args) -> None:
+    """Run one bpy scenario in this (subprocess) interpreter, then exit with its status.
+
+    bpy 4.2 LTS's module build crashes at interpreter exit once any class has been registered
+    (a script that registers one trivial Operator shows it; 4.5 does not), so under 4.2 the
+    process leaves through os._exit after flushing, and the scenario's own status counts."""
+    import traceback
+
+    code = 0
+    try:
+        fn(*args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    import bpy
+
+    if bpy.app.version < (4, 3, 0):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_blender_scenario
+
 from gen3dface.protocol.envelope import PROTOCOL_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,7 +216,8 @@ def scenario_panel(args_json: str) -> None:
 
 @pytest.mark.blender
 @pytest.mark.slow
-def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_dir, faces_dir):
+def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_dir, faces_dir,
+                                                blender_python):
     import numpy as np
     from PIL import Image
     blank = tmp_path / "blank.png"
@@ -225,7 +228,7 @@ def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_di
         args = {"zip": str(extension_zip), "address": address, "key": str(key),
                 "photo": str(faces_dir / "obama.jpg"), "blank": str(blank),
                 "dead_port": free_port(), "serve_pid": proc.pid, "out": str(out)}
-        p = subprocess.run([sys.executable, __file__, "panel", json.dumps(args)],
+        p = subprocess.run([blender_python, __file__, "panel", json.dumps(args)],
                            capture_output=True, text=True, timeout=900,
                            env=blender_env(tmp_path / "blender"), cwd=tmp_path)
         assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
@@ -288,4 +291,4 @@ def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_di
 
 
 if __name__ == "__main__":
-    globals()["scenario_" + sys.argv[1]](*sys.argv[2:])
+    run_blender_scenario(globals()["scenario_" + sys.argv[1]], *sys.argv[2:])

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_blender_scenario
+
 from test_blender_addon import REPO, blender_env, extension_zip, start_serve  # noqa: F401
 
 
@@ -34,7 +36,7 @@ def scenario_cli_command(args_json: str) -> None:
 
 @pytest.mark.blender
 @pytest.mark.slow
-def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir):
+def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir, blender_python):
     import numpy as np
     from PIL import Image
     photos = tmp_path / "photos"
@@ -71,7 +73,7 @@ def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir):
                 "--blend", str(out2 / "heads.blend"), "--summary", str(out2 / "summary.json"),
                 "--spacing", "0.6", *common]
         p = subprocess.run(
-            [sys.executable, str(Path(__file__)), "cli_command",
+            [blender_python, str(Path(__file__)), "cli_command",
              json.dumps({"zip": str(extension_zip), "argv": argv})],
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
             env=blender_env(tmp_path / "b2"))
@@ -92,4 +94,4 @@ def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir):
 
 
 if __name__ == "__main__":
-    globals()["scenario_" + sys.argv[1]](*sys.argv[2:])
+    run_blender_scenario(globals()["scenario_" + sys.argv[1]], *sys.argv[2:])

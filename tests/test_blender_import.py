@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_blender_scenario
+
 REPO = Path(__file__).resolve().parents[1]
 
 # The 53 names our heads carry: ICT-FaceKit's expression set in ARKit spelling (Apple's 52 with
@@ -195,17 +197,17 @@ def scenario_import(out_json: str) -> None:
     Path(out_json).write_text(json.dumps(res))
 
 
-def run_scenario(name: str, *args: str, timeout: float = 120) -> None:
-    p = subprocess.run([sys.executable, __file__, name, *args], capture_output=True, text=True,
+def run_scenario(python: str, name: str, *args: str, timeout: float = 120) -> None:
+    p = subprocess.run([python, __file__, name, *args], capture_output=True, text=True,
                        timeout=timeout, cwd=REPO)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
 
 
 @pytest.mark.blender
-def test_import_glb_names_shape_keys_texture_placement_props(tmp_path):
+def test_import_glb_names_shape_keys_texture_placement_props(tmp_path, blender_python):
     pytest.importorskip("bpy")
     out = tmp_path / "res.json"
-    run_scenario("import", str(out))
+    run_scenario(blender_python, "import", str(out))
     res = json.loads(out.read_text())
     objs = res["objects"]
     assert res["names"][0] == "Face"
@@ -238,4 +240,4 @@ def test_import_glb_names_shape_keys_texture_placement_props(tmp_path):
 
 
 if __name__ == "__main__":
-    globals()["scenario_" + sys.argv[1]](*sys.argv[2:])
+    run_blender_scenario(globals()["scenario_" + sys.argv[1]], *sys.argv[2:])

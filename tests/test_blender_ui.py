@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from conftest import run_blender_scenario
+
 
 def scenario():
     import bpy, addon_utils, sys
@@ -57,11 +59,11 @@ def scenario():
 
 
 @pytest.mark.blender
-def test_panel_and_preferences_draw_with_real_uilayout_api():
+def test_panel_and_preferences_draw_with_real_uilayout_api(blender_python):
     pytest.importorskip("bpy")
-    p = subprocess.run([sys.executable, __file__], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([blender_python, __file__], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "draw ok" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
 
 
 if __name__ == "__main__":
-    scenario()
+    run_blender_scenario(scenario)

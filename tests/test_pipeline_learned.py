@@ -211,3 +211,28 @@ def test_cancel_during_generation_stops_the_job(learned_pipe, astronaut):
     msgs = [m for s, m in events if s == "generate"]
     assert "denoising step 1/2" in msgs and "denoising step 2/2" not in msgs
     assert not any(s in ("reconstruct", "texture", "export") for s, _ in events)
+
+
+def test_reconstruction_hook_skips_when_it_does_not_apply(monkeypatch):
+    from types import SimpleNamespace
+
+    from gen3dface.backend.pipeline import reconstruction
+    from gen3dface.backend.pipeline.generators import HeadEstimate
+    from gen3dface.backend.texture.bake import BakeView
+
+    k = Intrinsics(8, 8, 10.0, 10.0, 4.0, 4.0)
+    views = [BakeView(np.zeros((8, 8, 3), np.uint8), np.eye(4), k, np.ones((8, 8), np.float32))
+             for _ in range(3)]
+    rigged = SimpleNamespace(name="ict_facekit", n_expressions=53)
+    head = HeadEstimate(rigged, np.zeros((5, 3)), np.eye(4), {}, fit=object())
+    args = ("cpu", CallbackSink(), CancelToken())
+    assert reconstruction.reconstruct_views(head, [], *args).status == "skipped"
+    assert "needs 2" in reconstruction.reconstruct_views(head, views[:1], *args).reason
+    mesh_only = HeadEstimate(SimpleNamespace(name="mediapipe_face", n_expressions=0),
+                             np.zeros((5, 3)), np.eye(4), {}, fit=None)
+    r = reconstruction.reconstruct_views(mesh_only, views, *args)
+    assert r.status == "skipped" and "no rig" in r.reason
+    monkeypatch.setattr(reconstruction, "RECON_MODULE", "gen3dface.backend.no_such_module")
+    r = reconstruction.reconstruct_views(head, views, *args)
+    assert r.status == "skipped" and "not installed" in r.reason
+    assert r.sidecar() == {"status": "skipped", "reason": r.reason}

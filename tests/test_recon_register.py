@@ -118,3 +118,30 @@ def test_stage_adapter_and_cancellation(scene, ict_model, registration):
         register_template(scene["views"], ict_model, hull=hull, cancel=token)
     with pytest.raises(ValueError):
         ReconConfig(output_kind="nope")
+
+
+@pytest.mark.slow
+def test_stage_returns_a_textured_free_form_surface(scene, ict_model):
+    """output_kind="both": the rigged template plus an SDF surface initialised from it
+    (test-sized SDF run), meshed with UVs and a baked texture."""
+    import torch
+
+    from gen3dface.backend.recon.meshing import MeshingConfig
+    from gen3dface.backend.recon.sdf import SDFConfig
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = ReconConfig(output_kind="both", init_grid=64, surface_texture_size=256,
+                          sdf=SDFConfig.tiny(iterations=10, mesh_resolution=96,
+                                             meshing=MeshingConfig(target_faces=8000,
+                                                                   uv_resolution=256)))
+        res = reconstruct(scene["views"], ict_model, None, cfg)
+    finally:
+        torch.set_num_threads(n)
+    assert res.vertices.shape == (ict_model.n_vertices, 3)
+    s = res.surface
+    assert s is not None and len(s.faces) <= 8000 and s.uvs is not None
+    assert res.surface_texture.shape == (256, 256, 3)
+    d = MeshDistance(scene["gt"], scene["skin_f"])(s.vertices) * 1e3
+    assert np.median(d) < 3.0

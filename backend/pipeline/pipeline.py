@@ -5,9 +5,9 @@ Stages (progress events carry these names): decode -> face -> fit -> generate ->
 head-model fit (ICT-FaceKit), the photo baked into the template's UVs, GLB export. With a
 Gen3D-Face checkpoint (`PipelineConfig.checkpoint`, loaded once per HeadPipeline) the learned
 generator adds views of the head for the rig's cameras (reconstruction.py registers the
-template onto them when the reconstruction module is installed) and all views are baked. Without any installed head
-model it falls back to mediapipe's face mesh of the photo (front of the face only, no
-blendshapes) and says so in the sidecar's "fallbacks".
+template onto them when the reconstruction module is installed) and all views are baked.
+Without any installed head model it falls back to mediapipe's face mesh of the photo (front of
+the face only, no blendshapes) and says so in the sidecar's "fallbacks".
 
 Arrays: the photo is HxWx3 uint8 RGB, rows top-to-bottom; cameras are OpenCV w2c in the head
 frame plus pixel intrinsics (see protocol/cameras.py for the wire conversion).
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .background import BackgroundRunner
-from .events import CancelToken, NullSink, PipelineError, ProgressSink
+from .events import CancelToken, JobCancelled, NullSink, PipelineError, ProgressSink
 from .generators import GENERATORS, learned_unavailable_reason
 
 GENERATOR_CHOICES = ("auto", "offline", "gen3dface")
@@ -188,6 +188,12 @@ class HeadPipeline:
             if e.code == "NOT_AVAILABLE":
                 self._generator_errors[name] = e.message
             raise
+        except JobCancelled:
+            raise
+        except Exception as e:      # a load that broke in an unforeseen way: not offered
+            msg = f"the {name!r} generator failed to load ({type(e).__name__}: {e})"
+            self._generator_errors[name] = msg
+            raise PipelineError("NOT_AVAILABLE", msg) from e
 
     def generator_status(self) -> dict[str, str | None]:
         """name -> None when usable, else why not (loads the learned model the first time)."""

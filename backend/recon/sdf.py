@@ -39,15 +39,15 @@ class SDFConfig:
     hidden: int = 64
     geo_features: int = 15
     iterations: int = 3000
-    init_iterations: int = 300
-    init_points: int = 4096
     rays_per_batch: int = 4096
     samples_per_ray: int = 64
     lr_grid: float = 1e-2
     lr_mlp: float = 1e-3
     eikonal_weight: float = 0.1
     mask_weight: float = 0.5
-    init_inv_s: float = 50.0             # NeuS sharpness at the start (learned afterwards)
+    init_inv_s: float = 300.0            # NeuS sharpness at the start (learned afterwards)
+    color_warmup: int = 200              # first iterations train colour only (geometry frozen)
+    residual_scale_m: float = 0.02       # the learned offset to the initial SDF, per unit
     mesh_resolution: int = 256
     meshing: MeshingConfig = field(default_factory=MeshingConfig)
     device: str = "cpu"
@@ -58,9 +58,9 @@ class SDFConfig:
     def tiny(cls, **kw) -> "SDFConfig":
         """A reduced config that runs end to end on a CPU in test-sized time."""
         base = dict(n_levels=6, log2_table_size=13, base_resolution=8, max_resolution=64,
-                    hidden=32, geo_features=7, iterations=60, init_iterations=40,
-                    init_points=1024, rays_per_batch=256, samples_per_ray=24,
-                    mesh_resolution=64, lr_grid=2e-2, lr_mlp=3e-3,
+                    hidden=32, geo_features=7, iterations=60, rays_per_batch=256,
+                    samples_per_ray=24, color_warmup=20,
+                    mesh_resolution=64, lr_grid=1e-2, lr_mlp=3e-3,
                     meshing=MeshingConfig(target_faces=4000, uv_resolution=256))
         base.update(kw)
         return cls(**base)
@@ -112,6 +112,7 @@ class SDFNetwork(nn.Module):
         self.register_buffer("lo", torch.tensor(lo, dtype=torch.float32), persistent=False)
         self.register_buffer("size", torch.tensor(hi - lo, dtype=torch.float32),
                              persistent=False)
+        self.scale = float(c.residual_scale_m)   # MLP output 1 = this many metres of offset
         self.grid = HashGrid(c.n_levels, c.features_per_level, c.log2_table_size,
                              c.base_resolution, c.max_resolution)
         d_in = 3 + c.n_levels * c.features_per_level
@@ -122,22 +123,42 @@ class SDFNetwork(nn.Module):
                                        nn.ReLU(), nn.Linear(c.hidden, c.hidden), nn.ReLU(),
                                        nn.Linear(c.hidden, 3))
         self.log_inv_s = nn.Parameter(torch.tensor(math.log(c.init_inv_s)))
+        # the learned part starts at zero: the field starts exactly at `base`
+        with torch.no_grad():
+            self.sdf_mlp[-1].weight[0].zero_()
+            self.sdf_mlp[-1].bias[0].zero_()
+        self.base: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def unit(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.lo) / self.size
 
-    def forward(self, x: torch.Tensor):
+    def residual(self, x: torch.Tensor):
+        """The learned part: (sdf offset (B,), geometric features (B, G))."""
         u = self.unit(x)
         h = self.sdf_mlp(torch.cat([u * 2 - 1, self.grid(u)], dim=-1))
-        return h[:, 0], h[:, 1:]
+        return h[:, 0] * self.scale, h[:, 1:]
+
+    def forward(self, x: torch.Tensor):
+        s, feat = self.residual(x)
+        if self.base is not None:
+            s = s + self.base(x)
+        return s, feat
 
     def sdf(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[0]
 
     def sdf_and_gradient(self, x: torch.Tensor, create_graph: bool = True):
-        x = x.requires_grad_(True)
-        s, feat = self.forward(x)
+        """SDF, features and spatial gradient. The base field's gradient is taken without a
+        graph (it has no parameters), so it may be any differentiable callable."""
+        x = x.detach().requires_grad_(True)
+        s, feat = self.residual(x)
         g = torch.autograd.grad(s.sum(), x, create_graph=create_graph)[0]
+        if self.base is not None:
+            with torch.enable_grad():
+                xb = x.detach().requires_grad_(True)
+                sb = self.base(xb)
+                gb = torch.autograd.grad(sb.sum(), xb)[0]
+            s, g = s + sb.detach(), g + gb.detach()
         return s, feat, g
 
     def color(self, x, normal, view_dir, feat):
@@ -155,19 +176,32 @@ def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
 
 
 def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: int,
-                lo: torch.Tensor, hi: torch.Tensor, train: bool = True):
+                lo: torch.Tensor, hi: torch.Tensor, train: bool = True,
+                coarse_samples: int = 64, band: float = 0.015):
     """NeuS volume rendering (unbiased, occlusion-aware weights). Returns dict(rgb (R, 3),
     opacity (R,), gradients (R*S, 3))."""
     near, far, hit = ray_box(o, d, lo, hi)
     far = torch.where(hit, far, near + 1e-3)
     r = o.shape[0]
+    # surface-guided sampling: a coarse pass (no graph) finds the first zero crossing; the
+    # samples then cover a band around it (rays without a crossing keep the whole segment)
+    with torch.no_grad():
+        tc = torch.linspace(0, 1, coarse_samples, device=o.device)
+        zc = near[:, None] + (far - near)[:, None] * tc
+        sc = net.sdf((o[:, None] + d[:, None] * zc[..., None]).reshape(-1, 3)).view(r, -1)
+        neg = sc < 0
+        first = torch.where(neg.any(1), neg.float().argmax(1), torch.full_like(near, -1).long())
+        crossing = first > 0
+        t_hit = zc.gather(1, first.clamp_min(0)[:, None])[:, 0]
+        lo_t = torch.where(crossing, (t_hit - band).clamp_min(near), near)
+        hi_t = torch.where(crossing, torch.minimum(t_hit + band, far), far)
     t = torch.linspace(0, 1, n_samples + 1, device=o.device)[:-1].expand(r, -1)
     if train:
         t = t + torch.rand_like(t) / n_samples
     else:
         t = t + 0.5 / n_samples
-    z = near[:, None] + (far - near)[:, None] * t                      # (R, S) mid-points
-    delta = ((far - near) / n_samples)[:, None].expand(-1, n_samples)
+    z = lo_t[:, None] + (hi_t - lo_t)[:, None] * t                    # (R, S) mid-points
+    delta = ((hi_t - lo_t) / n_samples)[:, None].expand(-1, n_samples)
     pts = (o[:, None] + d[:, None] * z[..., None]).reshape(-1, 3)
     sdf, feat, grad = net.sdf_and_gradient(pts, create_graph=train)
     dirs = d[:, None].expand(-1, n_samples, -1).reshape(-1, 3)
@@ -232,7 +266,8 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
               config: SDFConfig | None = None, sink: ProgressSink | None = None,
               cancel: CancelToken | None = None) -> SDFResult:
     """Fit the SDF to the views inside `box` (lo, hi), starting from `init_sdf` (a torch
-    callable on (B, 3) points: the registered template's SDF, a sphere...), then mesh it."""
+    callable on (B, 3) points: the registered template's SDF, a sphere...; the network learns
+    an offset to it, starting at zero), then mesh it."""
     config = config or SDFConfig()
     sink, cancel = sink or NullSink(), cancel or CancelToken()
     dev = torch.device(config.device)
@@ -244,24 +279,10 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     times, losses = {}, []
     t0 = time.perf_counter()
 
-    # 1. regress the initial SDF (+ eikonal), near its surface more densely
-    opt = torch.optim.Adam([{"params": net.grid.parameters(), "lr": config.lr_grid},
-                            {"params": net.sdf_mlp.parameters(), "lr": config.lr_mlp * 3}])
-    for it in range(config.init_iterations):
-        if it % 25 == 0:
-            cancel.raise_if_cancelled()
-        x = lo_t + torch.rand(config.init_points, 3, device=dev) * (hi_t - lo_t)
-        target = init_sdf(x)
-        near = x[target.abs() < 0.01][:config.init_points // 2]
-        x = torch.cat([x, near])
-        target = init_sdf(x)
-        s, _, g = net.sdf_and_gradient(x)
-        loss = (s - target).abs().mean() + 0.1 * ((g.norm(dim=-1) - 1) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    # 1. the field starts as the given SDF (template's); the network learns the difference
+    net.base = init_sdf
     times["init"] = time.perf_counter() - t0
-    sink.progress(STAGE, 0.05, "SDF initialised")
+    sink.progress(STAGE, 0.05, "SDF initialised from the template")
 
     # 2. NeuS optimisation against the views
     o_all, d_all, c_all, m_all = _all_rays(views)
@@ -276,6 +297,7 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
                             {"params": list(net.sdf_mlp.parameters())
                              + list(net.color_mlp.parameters()), "lr": config.lr_mlp},
                             {"params": [net.log_inv_s], "lr": config.lr_mlp}], eps=1e-15)
+    geometry = list(net.grid.parameters()) + list(net.sdf_mlp.parameters()) + [net.log_inv_s]
     t1 = time.perf_counter()
     for it in range(config.iterations):
         cancel.raise_if_cancelled()
@@ -289,6 +311,9 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         loss = l_col + config.mask_weight * l_mask + config.eikonal_weight * l_eik
         opt.zero_grad()
         loss.backward()
+        if it < config.color_warmup:          # geometry waits until colours make sense
+            for p in geometry:
+                p.grad = None
         opt.step()
         losses.append(float(loss.detach()))
         if (it + 1) % config.progress_every == 0 or it + 1 == config.iterations:

@@ -56,11 +56,37 @@ class ReconResult:
     timings_s: dict
 
 
+def inside_by_parity(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
+                     max_crossings: int = 32) -> np.ndarray:
+    """(M,) bool: inside a closed mesh, by the parity of ray crossings, majority of three
+    skew directions (robust to rays grazing an edge)."""
+    from ..render.mesh import TexturedMesh
+    from ..render.raycast import RayCaster
+
+    caster = RayCaster(TexturedMesh(vertices, faces))
+    votes = np.zeros(len(points), np.int64)
+    for d in ((0.577, 0.593, 0.561), (-0.612, 0.521, 0.595), (0.47, -0.62, 0.628)):
+        d = np.asarray(d) / np.linalg.norm(d)
+        o = np.asarray(points, np.float64).copy()
+        count = np.zeros(len(points), np.int64)
+        live = np.arange(len(points))
+        for _ in range(max_crossings):
+            if not len(live):
+                break
+            hits = caster.cast(o[live], np.broadcast_to(d, (len(live), 3)))
+            h = hits.hit
+            count[live[h]] += 1
+            o[live[h]] += d * (hits.t[h] + 1e-6)[:, None]
+            live = live[h]
+        votes += count % 2
+    return votes >= 2
+
+
 def template_sdf_grid(vertices: np.ndarray, faces: np.ndarray, lo: np.ndarray,
                       hi: np.ndarray, resolution: int):
-    """Approximate signed distance of a (nearly closed) template on a grid: exact unsigned
-    distance to the mesh, sign from the closest triangle's normal (negative inside). The
-    neck opening and other small holes are capped first. Returns (field, origin, voxel)."""
+    """Signed distance of a (nearly closed) template on a grid: exact unsigned distance to
+    the mesh, sign by ray-crossing parity (negative inside). The neck opening and other small
+    holes are capped first. Returns (field, origin, voxel)."""
     from .metrics import MeshDistance
 
     v, f = fill_small_holes(vertices, faces, max_edges=400)
@@ -68,10 +94,8 @@ def template_sdf_grid(vertices: np.ndarray, faces: np.ndarray, lo: np.ndarray,
     n = np.ceil((hi - lo) / voxel).astype(int) + 1
     axes = [lo[a] + voxel * np.arange(n[a]) for a in range(3)]
     g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    dist, tri, q = MeshDistance(v, f, candidates=8).closest(g)
-    a, b, c = v[f[tri, 0]], v[f[tri, 1]], v[f[tri, 2]]
-    fn = np.cross(b - a, c - a)
-    sign = np.where(((g - q) * fn).sum(1) < 0, -1.0, 1.0)
+    dist = MeshDistance(v, f, candidates=8)(g)
+    sign = np.where(inside_by_parity(v, f, g), -1.0, 1.0)
     return (dist * sign).reshape(tuple(n)).astype(np.float32), lo.astype(np.float64), voxel
 
 
@@ -98,8 +122,6 @@ def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig |
     times["register"] = time.perf_counter() - t0
     surface, surface_tex = None, None
     if config.output_kind in ("surface", "both"):
-        import torch  # noqa: F401  (the quality path needs torch; the fast path does not)
-
         from .bake_surface import bake_surface
         from .sdf import SDFConfig, grid_sdf_function, train_sdf
 

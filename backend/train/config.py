@@ -53,7 +53,7 @@ class TrainLoopConfig:
     batch_size: int = 8                  # global batch (all processes x accumulation)
     grad_accum: int = 1
     mixed_precision: str = "bf16"        # "no" | "fp16" | "bf16"
-    gradient_checkpointing: bool = False  # True needs mvdiff hooks that survive recompute
+    gradient_checkpointing: bool = True   # recompute UNet blocks in backward: less memory
     cond_drop_prob: float = 0.1          # image-condition dropout for classifier-free guidance
     seed: int = 0
     num_workers: int = 4

@@ -1,0 +1,3 @@
+"""Reconstruction from posed views: visual hull (hull.py), template registration, the fast
+path (register.py), the free-form SDF surface (sdf.py, meshing.py, bake_surface.py), the
+benchmark metric (metrics.py) and the pipeline stage adapter (stage.reconstruct)."""
