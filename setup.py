@@ -21,6 +21,6 @@ for folder, name in FOLDERS.items():
 setup(
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.md", "*.toml", "*.json", "*.txt"]},
+    package_data={"": ["*.md", "*.toml", "*.json", "*.txt", "data/*.json"]},
     include_package_data=True,
 )

@@ -179,7 +179,18 @@ def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> lis
 def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None, check=None) -> bytes:
     """The GLB bytes of `asset` (see the module docstring for the layout). `check()`, if
     given, runs between meshes and morph targets (it raises to stop, e.g. a CancelToken's
-    raise_if_cancelled)."""
+    raise_if_cancelled). A GLB with the free-form surface too: result_glb.write_result_glb."""
+    config = config or ExportConfig()
+    b = GltfBuilder(extras={"frame": HEAD_FRAME_DOC, **asset.extras})
+    add_head(b, asset, config, check)
+    (check or (lambda: None))()
+    return b.to_glb()
+
+
+def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = None,
+             check=None) -> list[int]:
+    """Add the rigged head's meshes and root nodes ("Head", "EyeLeft", ...) to `b`; returns
+    the node indices."""
     config = config or ExportConfig()
     check = check or (lambda: None)
     model = asset.model
@@ -190,8 +201,8 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None, check=N
     if weights.shape != (model.n_expressions,):
         weights = np.zeros(model.n_expressions) if weights.size == 0 else np.resize(
             weights, model.n_expressions)
-    b = GltfBuilder(extras={"frame": HEAD_FRAME_DOC, **asset.extras})
     mats: dict = {}
+    nodes: list[int] = []
     for topo in _topology(model, asset.skin_layout, config):
         part, vid, vuv, faces, tv, tp = (topo[k] for k in ("part", "vid", "vuv", "faces", "tv",
                                                            "tp"))
@@ -244,6 +255,5 @@ def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None, check=N
                 prim["targets"] = target_acc
             prims.append(prim)
         mesh = b.mesh(part.name, prims, names, tweights)
-        b.node(part.name, mesh)
-    check()
-    return b.to_glb()
+        nodes.append(b.node(part.name, mesh))
+    return nodes

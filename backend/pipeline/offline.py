@@ -144,8 +144,29 @@ def _camera_record(w2c: np.ndarray, intr: dict, rig) -> dict:
     return rec
 
 
+def output_plan(requested: str, generator: str, recon) -> dict:
+    """What the GLB will hold: {"requested", "written", "reason"} (reason "" when written ==
+    requested). The free-form surface exists only when the reconstruction made it from
+    generated views; otherwise the rigged head is written."""
+    if requested == "rigged" or recon.has_surface:
+        return {"requested": requested, "written": requested, "reason": ""}
+    if generator == "offline":
+        why = ("no generated views (the offline generator makes none; the free-form surface "
+               "is reconstructed from the learned generator's views)")
+    elif recon.status == "skipped" and recon.reason.startswith("no generated views"):
+        why = "no generated views"
+    elif recon.status != "done":
+        why = f"reconstruction {recon.status} ({recon.reason})"
+    else:
+        why = recon.surface_error or "the reconstruction made no free-form surface"
+    return {"requested": requested, "written": "rigged",
+            "reason": f"{requested} requested but {why}: rigged head written"}
+
+
 def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
-    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, write_head_glb
+    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset
+    from ..export.result_glb import glb_mesh_names, write_result_glb
+    from ..export.surface_glb import SurfaceAsset
     from ..texture.bake import BakeView
     from ..texture.eyes import bake_eye_textures, iris_color_from_photo
     from .generators import HeadEstimate
@@ -207,14 +228,19 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
     if generated.views:
         with _stage(timings, "reconstruct", sink, cancel, "registering the head onto the views"):
             recon = reconstruct_views(head, list(generated.views), pipe.config.device, sink,
-                                      cancel)
+                                      cancel, options.output_kind, options.texture_size,
+                                      pipe.config.reconstruction_settings)
+            if recon.has_surface:
+                sink.preview("surface_texture", _preview_png(recon.surface_texture))
         if recon.status == "done":
             vertices, base = recon.vertices, recon.neutral_vertices
             identity, expression = recon.identity, recon.expression
         else:       # the generated views are baked onto the fitted template
             fallbacks.append(f"reconstruction {recon.status}: {recon.reason}")
     else:
-        recon = Reconstructed("skipped", "no generated views (offline generator)")
+        recon = Reconstructed("skipped", "no generated views (offline generator)",
+                              output_kind=options.output_kind)
+    output = output_plan(options.output_kind, gen_name, recon)
 
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
         from ..texture.bake import TextureBaker, TextureConfig
@@ -252,21 +278,22 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
         sink.preview("texture", _preview_png(baked.texture))
 
     with _stage(timings, "export", sink, cancel, "writing the GLB"):
-        if options.output_kind != "rigged":
-            warnings.append(f"output_kind={options.output_kind!r}: " + (
-                "the free-form surface needs the learned generator" if gen_name == "offline"
-                else "the free-form surface is not exported to the GLB yet") +
-                "; wrote the rigged head")
+        if output["reason"]:
+            warnings.append(output["reason"])
         names = list(model.expression_names)
+        extras = {"generator": gen_name, "head_model": model.name}
         asset = HeadAsset(model=model, base_vertices=base, expression_weights=expression,
                           skin_texture=baked.texture, skin_layout=baked.layout,
-                          eye_textures=eyes,
-                          extras={"generator": gen_name, "head_model": model.name})
+                          eye_textures=eyes, extras=extras)
+        head_asset = asset if output["written"] in ("rigged", "both") else None
+        surface_asset = (SurfaceAsset.from_mesh(recon.surface, recon.surface_texture)
+                         if output["written"] in ("surface", "both") else None)
         cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
         # On the runner thread: the skin image's PNG/JPEG encoding (up to seconds for a 2048
         # atlas) has no place to check the token; the export itself stops at its next check.
-        glb = pipe._bg.call(lambda: write_head_glb(asset, cfg, check=cancel.raise_if_cancelled),
-                            cancel)
+        glb = pipe._bg.call(lambda: write_result_glb(head_asset, surface_asset, cfg,
+                                                     check=cancel.raise_if_cancelled,
+                                                     extras=extras), cancel)
 
     timings["total"] = round(time.perf_counter() - t_job, 4)
     sidecar = {
@@ -291,12 +318,12 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
                     "iris_rgb": [round(c, 4) for c in iris] if iris else None},
-        "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC,
-                "meshes": ["Head", "EyeLeft", "EyeRight", "Teeth"] if model.name == "ict_facekit"
-                else ["Head"],
-                "morph_targets": names},
+        "output": output,
+        "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC, "output_kind": output["written"],
+                "meshes": glb_mesh_names(head_asset, surface_asset, cfg),
+                "morph_targets": names if head_asset is not None else []},
         "generated": generated.info,
-        "reconstruction": recon.sidecar(),
+        "reconstruction": recon.sidecar(surface_exported=surface_asset is not None),
         "timings_s": timings,
     }
     return PipelineResult(glb=glb, sidecar=_jsonable(sidecar))

@@ -5,7 +5,11 @@ Stages (progress events carry these names): decode -> face -> fit -> generate ->
 head-model fit (ICT-FaceKit), the photo baked into the template's UVs, GLB export. With a
 Gen3D-Face checkpoint (`PipelineConfig.checkpoint`, loaded once per HeadPipeline) the learned
 generator adds views of the head for the rig's cameras (reconstruction.py registers the
-template onto them when the reconstruction module is installed) and all views are baked.
+template onto them when the reconstruction module is installed) and all views are baked;
+with options.output_kind "surface" or "both" the reconstruction also makes the free-form
+surface (its own atlas texture), written to the GLB as node "Surface" alone or beside the
+rigged head (backend/export/result_glb.py). Without generated views the rigged head is
+written and the sidecar's "output" says why.
 Without any installed head model it falls back to mediapipe's face mesh of the photo (front of
 the face only, no blendshapes) and says so in the sidecar's "fallbacks".
 
@@ -86,6 +90,9 @@ class PipelineConfig:
     # overrides for the learned generator (mvdiff/learned.py LearnedGeneratorConfig: steps,
     # sampler, guidance, ring_views, ...); tests and benchmarks use them
     generator_settings: dict = field(default_factory=dict)
+    # overrides for the reconstruction (reconstruction.py recon_config: "init_grid",
+    # "surface_texture_size", "registration", "sdf" = SDFConfig fields or {"preset": "tiny"})
+    reconstruction_settings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -206,16 +213,39 @@ class HeadPipeline:
                 out[name] = e.message
         return out
 
+    def surface_unavailable_reason(self, status: dict | None = None,
+                                   head_model: dict | None = None) -> str | None:
+        """Why this backend cannot write the free-form surface (output kinds "surface" and
+        "both"), or None. It is reconstructed from generated views, so it needs the learned
+        generator, a rigged head model to register (ICT-FaceKit) and the reconstruction
+        module."""
+        from .reconstruction import reconstruction_entry
+
+        status = self.generator_status() if status is None else status
+        head_model = self.head_model_info() if head_model is None else head_model
+        if status.get("gen3dface") is not None:
+            return ("the free-form surface is reconstructed from generated views: it needs the "
+                    "learned generator (" + str(status["gen3dface"]) + ")")
+        if head_model.get("fallback") or head_model.get("name") != "ict_facekit":
+            return ("the free-form surface needs the ICT-FaceKit head model to register "
+                    "(run `gen3dface assets fetch`)")
+        entry, why = reconstruction_entry()
+        return None if entry is not None else why
+
     def capabilities(self) -> dict:
         status = self.generator_status()
         gens = [n for n, why in status.items() if why is None]
-        return {"device": str(self.config.device), "gpu_name": _gpu_name(self.config.device),
+        head_model = self.head_model_info()
+        no_surface = self.surface_unavailable_reason(status, head_model)
+        caps = {"device": str(self.config.device), "gpu_name": _gpu_name(self.config.device),
                 "generators": gens,
                 "generators_unavailable": {n: why for n, why in status.items() if why},
-                "head_model": self.head_model_info(),
-                # the free-form surface ("surface", "both") is not exported to the GLB yet
-                "output_kinds": ["rigged"],
+                "head_model": head_model,
+                "output_kinds": ["rigged"] if no_surface else list(OUTPUT_KINDS),
                 "texture_sizes": list(TEXTURE_SIZES)}
+        if no_surface:
+            caps["output_kinds_unavailable"] = {"surface": no_surface, "both": no_surface}
+        return caps
 
     # -- the job ---------------------------------------------------------------------------
     def run(self, image: bytes, rig=None, options: JobOptions | None = None,

@@ -8,6 +8,14 @@ is installed; otherwise, and whenever reconstruction does not apply (no generate
 rigged head model), the stage is skipped, the generated views are only baked onto the fitted
 template, and the sidecar's "reconstruction" entry says why.
 
+The job's output kind is passed on: "surface" and "both" also make the free-form surface
+(SDF -> marching cubes -> xatlas UVs -> texture baked from the views); if that part fails the
+registered template is still returned and `surface_error` says why. `settings`
+(PipelineConfig.reconstruction_settings) overrides ReconConfig fields for tests and
+benchmarks: "init_grid", "surface_texture_size", "registration" (dict of RegistrationConfig
+fields; "hull": dict of HullConfig fields) and "sdf" (dict of SDFConfig fields;
+{"preset": "tiny", ...} starts from SDFConfig.tiny()).
+
 Arrays: vertices (N, 3) metres, head frame; views as BakeView (RGB HxWx3 uint8, mask HxW
 float32, OpenCV w2c in the head frame, pixel intrinsics).
 """
@@ -38,16 +46,27 @@ class Reconstructed:
     surface: Any = None                          # free-form SurfaceMesh (xatlas UVs) or None
     surface_texture: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    output_kind: str = "rigged"                  # what was asked of the reconstruction
+    surface_error: str = ""                      # why an asked-for surface is missing
 
-    def sidecar(self) -> dict:
+    def sidecar(self, surface_exported: bool = False) -> dict:
         out = {"status": self.status, **self.info}
         if self.reason:
             out["reason"] = self.reason
+        if self.surface_error:
+            out["surface_error"] = self.surface_error
         if self.surface is not None:
             out["surface"] = {"n_vertices": int(len(self.surface.vertices)),
                               "n_faces": int(len(self.surface.faces)),
-                              "exported": False}
+                              "texture_size": (None if self.surface_texture is None else
+                                               int(self.surface_texture.shape[0])),
+                              "exported": bool(surface_exported)}
         return out
+
+    @property
+    def has_surface(self) -> bool:
+        return (self.status == "done" and self.surface is not None
+                and self.surface_texture is not None)
 
 
 def reconstruction_entry():
@@ -62,46 +81,93 @@ def reconstruction_entry():
     return (fn, cfg), ""
 
 
-def _skip(reason: str) -> Reconstructed:
-    return Reconstructed("skipped", reason)
+def recon_config(ReconConfig, output_kind: str, device: str, texture_size: int | None = None,
+                 settings: dict | None = None):
+    """A ReconConfig for the job: output kind and device, the surface atlas at the job's
+    texture size, plus `settings` overrides (see the module docstring). Unknown keys:
+    PipelineError(BAD_REQUEST)."""
+    settings = dict(settings or {})
+    kw: dict = {"output_kind": output_kind, "device": str(device)}
+    if texture_size:
+        kw["surface_texture_size"] = int(texture_size)
+    for key in ("init_grid", "surface_texture_size"):
+        if key in settings:
+            kw[key] = int(settings.pop(key))
+    try:
+        if "registration" in settings:
+            from ..recon.hull import HullConfig
+            from ..recon.register import RegistrationConfig
+
+            reg = dict(settings.pop("registration"))
+            if isinstance(reg.get("hull"), dict):
+                reg["hull"] = HullConfig(**reg["hull"])
+            kw["registration"] = RegistrationConfig(**reg)
+        if "sdf" in settings:
+            from ..recon.sdf import SDFConfig
+
+            sdf = {"device": str(device), **dict(settings.pop("sdf"))}
+            preset = sdf.pop("preset", None)
+            if preset not in (None, "tiny"):
+                raise TypeError(f"unknown sdf preset {preset!r}")
+            kw["sdf"] = SDFConfig.tiny(**sdf) if preset == "tiny" else SDFConfig(**sdf)
+        if settings:
+            raise TypeError(f"unknown reconstruction settings {sorted(settings)}")
+        return ReconConfig(**kw)
+    except (TypeError, ValueError) as e:
+        raise PipelineError("BAD_REQUEST", f"bad reconstruction settings: {e}") from None
+
+
+def _skip(reason: str, output_kind: str = "rigged") -> Reconstructed:
+    return Reconstructed("skipped", reason, output_kind=output_kind)
 
 
 def reconstruct_views(head, views: list, device: str, sink: ProgressSink,
-                      cancel: CancelToken) -> Reconstructed:
+                      cancel: CancelToken, output_kind: str = "rigged",
+                      texture_size: int | None = None,
+                      settings: dict | None = None) -> Reconstructed:
     """head: generators.HeadEstimate; views: the generated BakeViews (not the photo: its mask
-    covers the whole person, the generated views show the head alone)."""
+    covers the whole person, the generated views show the head alone). `output_kind`
+    "surface" or "both" also asks for the free-form surface, its atlas `texture_size`
+    texels square."""
     if len(views) < MIN_VIEWS:
         return _skip("no generated views" if not views else
-                     f"{len(views)} generated view; reconstruction needs {MIN_VIEWS}")
+                     f"{len(views)} generated view; reconstruction needs {MIN_VIEWS}",
+                     output_kind)
     if head.fit is None or not getattr(head.model, "n_expressions", 0):
-        return _skip(f"the {head.model.name} head model has no rig to register")
+        return _skip(f"the {head.model.name} head model has no rig to register", output_kind)
     entry, why = reconstruction_entry()
     if entry is None:
-        return _skip(why + "; the generated views were baked onto the fitted template")
+        return _skip(why + "; the generated views were baked onto the fitted template",
+                     output_kind)
     reconstruct, ReconConfig = entry
+    config = recon_config(ReconConfig, output_kind, device, texture_size, settings)
     t0 = time.perf_counter()
     tuples = [(v.image, v.mask, v.w2c, v.intrinsics) for v in views]
     try:
-        # the free-form surface is not exported to the GLB yet: register the template only
-        res = reconstruct(tuples, head.model, head.fit, ReconConfig(output_kind="rigged",
-                                                                    device=str(device)),
-                          sink, cancel)
+        res = reconstruct(tuples, head.model, head.fit, config, sink, cancel)
     except PipelineError as e:
         if e.code in ("OUT_OF_MEMORY", "CANCELLED"):
             raise
         return Reconstructed("failed", f"{e.code}: {e.message}; the generated views were "
-                             "baked onto the fitted template")
+                             "baked onto the fitted template", output_kind=output_kind)
     vertices = np.asarray(res.vertices, np.float32)
     if vertices.shape != np.asarray(head.vertices).shape or not np.isfinite(vertices).all():
         return Reconstructed("failed", f"the registered template has shape {vertices.shape}, "
                              f"expected {np.asarray(head.vertices).shape}; the generated views "
-                             "were baked onto the fitted template")
+                             "were baked onto the fitted template", output_kind=output_kind)
     moved = np.linalg.norm(vertices - np.asarray(head.vertices, np.float32), axis=1)
     info = {"n_views": len(views), "seconds": round(time.perf_counter() - t0, 3),
             "timings_s": {k: round(float(v), 4) for k, v in dict(res.timings_s).items()},
             "mean_vertex_shift_mm": round(float(moved.mean() * 1000.0), 3)}
+    surface, surface_tex = getattr(res, "surface", None), getattr(res, "surface_texture", None)
+    surface_error = str(getattr(res, "surface_error", "") or "")
+    if output_kind != "rigged" and surface is None and not surface_error:
+        surface_error = "the reconstruction returned no free-form surface"
+    if surface is not None and "surface" in info["timings_s"]:
+        info["surface_seconds"] = info["timings_s"]["surface"]
     return Reconstructed("done", "", vertices,
                          np.asarray(res.neutral_vertices, np.float32),
                          np.asarray(res.identity, np.float64),
                          np.asarray(res.expression, np.float64),
-                         res.surface, res.surface_texture, info)
+                         surface, surface_tex, info, output_kind=output_kind,
+                         surface_error=surface_error)

@@ -54,6 +54,23 @@ class ReconResult:
     surface_texture: np.ndarray | None    # (S, S, 3) uint8 baked into the surface's atlas
     registration: Registration
     timings_s: dict
+    surface_error: str = ""               # why the asked-for surface is None (it failed)
+
+
+class _SubSink:
+    """Forwards STAGE progress of one step, mapped from [0, 1] into [lo, hi] of the stage, so
+    that registration then surface read as one monotonic "reconstruct" progress."""
+
+    def __init__(self, sink: ProgressSink, lo: float, hi: float):
+        self.sink, self.lo, self.hi = sink, lo, hi
+
+    def progress(self, stage: str, fraction: float, message: str = "") -> None:
+        if stage == STAGE:
+            fraction = self.lo + (self.hi - self.lo) * min(1.0, max(0.0, float(fraction)))
+        self.sink.progress(stage, fraction, message)
+
+    def preview(self, name: str, png: bytes) -> None:
+        self.sink.preview(name, png)
 
 
 def inside_by_parity(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
@@ -113,36 +130,63 @@ def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig |
     init = None if fitted is None else getattr(fitted, "vertices", None)
     ident = None if fitted is None else getattr(fitted, "identity", None)
     expr = None if fitted is None else getattr(fitted, "expression", None)
+    want_surface = config.output_kind in ("surface", "both")
     try:
         reg = register_template(views, head_model, init_vertices=init, identity=ident,
-                                expression=expr, config=config.registration, sink=sink,
+                                expression=expr, config=config.registration,
+                                sink=_SubSink(sink, 0.0, 0.4) if want_surface else sink,
                                 cancel=cancel)
     except ValueError as e:
         raise PipelineError("INTERNAL", f"template registration failed: {e}") from e
     times["register"] = time.perf_counter() - t0
-    surface, surface_tex = None, None
-    if config.output_kind in ("surface", "both"):
-        from .bake_surface import bake_surface
-        from .sdf import SDFConfig, grid_sdf_function, train_sdf
-
+    surface, surface_tex, surface_error = None, None, ""
+    if want_surface:
         t1 = time.perf_counter()
-        sdf_cfg = config.sdf or SDFConfig(device=config.device)
-        h = reg.hull
-        lo = h.origin
-        hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
-        skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
-        field_, origin, voxel = template_sdf_grid(reg.vertices, skin_faces, lo, hi,
-                                                  config.init_grid)
-        cancel.raise_if_cancelled()
-        res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
-                        sink, cancel)
-        surface = res.mesh
-        surface_tex = bake_surface(surface, views, config.surface_texture_size,
-                                   cancel=cancel).texture
+        try:
+            surface, surface_tex = _free_form_surface(views, head_model, reg, config,
+                                                      _SubSink(sink, 0.4, 0.92), cancel)
+        except (ValueError, RuntimeError) as e:   # incl. torch's OutOfMemoryError
+            # the registered template is still good: return it, say why there is no surface
+            surface, surface_tex = None, None
+            surface_error = f"the free-form surface failed ({type(e).__name__}: {e})"
+            _release_device_memory(config.device)
+        sink.progress(STAGE, 1.0, surface_error or "surface textured")
         times["surface"] = time.perf_counter() - t1
     times["total"] = time.perf_counter() - t0
     return ReconResult(vertices=reg.vertices, neutral_vertices=reg.neutral_vertices,
                        blendshape_names=reg.blendshape_names,
                        blendshape_deltas=reg.blendshape_deltas, identity=reg.identity,
                        expression=reg.expression, surface=surface, surface_texture=surface_tex,
-                       registration=reg, timings_s=times)
+                       registration=reg, timings_s=times, surface_error=surface_error)
+
+
+def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: ReconConfig,
+                       sink: ProgressSink, cancel: CancelToken):
+    """(SurfaceMesh with xatlas UVs, its baked texture): SDF initialised from the registered
+    template inside the hull's box, NeuS-trained on the views, meshed, baked."""
+    from .bake_surface import bake_surface
+    from .sdf import SDFConfig, grid_sdf_function, train_sdf
+
+    sdf_cfg = config.sdf or SDFConfig(device=config.device)
+    h = reg.hull
+    lo = h.origin
+    hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
+    skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
+    field_, origin, voxel = template_sdf_grid(reg.vertices, skin_faces, lo, hi,
+                                              config.init_grid)
+    cancel.raise_if_cancelled()
+    res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
+                    sink, cancel)
+    cancel.raise_if_cancelled()
+    tex = bake_surface(res.mesh, views, config.surface_texture_size, cancel=cancel).texture
+    return res.mesh, tex
+
+
+def _release_device_memory(device: str) -> None:
+    if str(device).startswith("cuda"):
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:
+            pass
