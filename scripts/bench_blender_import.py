@@ -109,6 +109,7 @@ def main(argv=None) -> int:
             print(f"  client polled on the main thread:   max stall {worst * 1000:6.2f} ms")
 
         # the import itself, on a real GLB of about the requested size
+        sys.path.insert(0, str(REPO / "tests"))      # the test module imports its conftest
         spec = importlib.util.spec_from_file_location("t", REPO / "tests" / "test_blender_import.py")
         t = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(t)

@@ -266,3 +266,29 @@ def test_blender_reimport_both(glb_files):
     assert head["mats"] == ["HeadSkin"]
     np.testing.assert_allclose(surf["dims"], 2 * R, atol=4e-3)    # metres
     assert 0.2 < head["dims"][2] < 0.4 and head["dims"][2] > head["dims"][0]  # upright
+
+
+ADDON_IMPORT_SCRIPT = r"""
+import json, sys, bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+from gen3dface.blender_addon.blender.importer import import_glb
+from gen3dface.protocol.cameras import HEAD_TO_BLENDER
+names = import_glb(sys.argv[-1], "Job", HEAD_TO_BLENDER)
+out = {n: {"hidden": bpy.data.objects[n].hide_get(), "hide_render": bpy.data.objects[n].hide_render}
+       for n in names}
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.blender
+def test_addon_import_of_both_hides_the_surface(glb_files):
+    """Through the add-on's importer, "both" keeps the animatable head visible and brings the
+    overlapping free-form surface in hidden (viewport and render)."""
+    pytest.importorskip("bpy")
+    r = subprocess.run([sys.executable, "-c", ADDON_IMPORT_SCRIPT, str(glb_files["both"])],
+                       capture_output=True, text=True, timeout=240)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line, r.stdout[-2000:] + r.stderr[-2000:]
+    objs = json.loads(line[len("RESULT"):])
+    assert objs["Job_Surface"] == {"hidden": True, "hide_render": True}
+    assert objs["Job_Head"] == {"hidden": False, "hide_render": False}

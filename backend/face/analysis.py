@@ -20,6 +20,9 @@ thread; use one analyzer per thread if you need parallelism.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -42,6 +45,12 @@ class FaceAnalysisConfig:
     mesh_input_size: int = 384         # the face-mesh crop is resampled to this many pixels
     crop_size: int = 512               # side of the aligned canonical crop
     segment: bool = True               # compute the foreground mask
+    # mediapipe's native code (TFLite, absl) writes INFO/WARNING lines straight to file
+    # descriptor 2 while its graphs start and first run; no environment variable silences
+    # them in 0.10.21. When True, fd 2 is pointed at /dev/null during an analyzer's FIRST
+    # analysis only (a second or so, once per process): other threads' stderr output in that
+    # window is lost too, so turn it off when debugging.
+    quiet_native_logs: bool = True
 
 
 @dataclass
@@ -75,11 +84,32 @@ def _check_rgb(rgb) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the duration (native libraries write there
+    directly, past sys.stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class FaceAnalyzer:
     def __init__(self, config: FaceAnalysisConfig | None = None):
         self.config = config or FaceAnalysisConfig()
         self._lock = threading.Lock()
         self._graphs: dict = {}
+        self._started = False
 
     # -- mediapipe graphs, created on first use and reused --------------------------------
     def _graph(self, name: str):
@@ -165,7 +195,12 @@ class FaceAnalyzer:
     def analyze(self, rgb) -> FaceAnalysis:
         rgb = _check_rgb(rgb)
         with self._lock:
-            return self._analyze(rgb)
+            quiet = self.config.quiet_native_logs and not self._started
+            with (_native_stderr_silenced() if quiet else contextlib.nullcontext()):
+                try:
+                    return self._analyze(rgb)
+                finally:
+                    self._started = True
 
     def _analyze(self, rgb: np.ndarray) -> FaceAnalysis:
         cfg = self.config

@@ -95,6 +95,15 @@ def import_glb(path: str | Path, name: str, head_to_world, unit_scale: float = 1
         if img.packed_file is None and img.source == "FILE":
             img.pack()
     view_layer.update()                   # children's matrix_world follow the new parent
+    parts = {o.get(PROP_PREFIX + "part") for o in new_objects}
+    if "Surface" in parts and "Head" in parts:
+        # Output kind "both": the free-form surface overlaps the rigged head; it comes in
+        # hidden (viewport and render) so the scene shows the animatable head. Unhide it in
+        # the Outliner to compare or to use it instead.
+        for o in new_objects:
+            if o.get(PROP_PREFIX + "part") == "Surface":
+                o.hide_set(True)
+                o.hide_render = True
     if sidecar:
         set_sidecar_properties(root, sidecar)
         head = next((o for o in new_objects if o.get(PROP_PREFIX + "part") == "Head"), None)

@@ -52,7 +52,9 @@ def make_client(connection: ConnectionSettings):
     """A protocol Client for these settings (JobError AUTH when the key file is unusable)."""
     client_mod = load("client")
     errors = load("errors")
-    config = client_mod.ClientConfig(client_name=CLIENT_NAME)
+    # zero_copy: the GLB stays a read-only view of the received ZeroMQ frame until it is
+    # written to the temp file (no copy of a result that can be tens of MB).
+    config = client_mod.ClientConfig(client_name=CLIENT_NAME, zero_copy=True)
     try:
         if connection.key_file:
             return client_mod.Client(connection.address, key_file=connection.key_file,
