@@ -1,6 +1,6 @@
 """Render a result GLB (front, three-quarter, profile) next to its input photo: README's
-picture. Uses the project's own ray caster (trimesh + embreex; backend/export/raycast_render.py)
-with a soft head-light, so it runs headless anywhere.
+picture. Uses the project's own ray caster (embree; backend/render/raycast.py) with its fixed
+soft lights, so it runs headless anywhere.
 
     python scripts/render_readme_picture.py [--photo PHOTO] [--glb RESULT.glb]
                                             [--out docs/images/result.png] [--size 384]
@@ -21,11 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def glb_parts(glb: bytes):
-    """RenderParts of every mesh in a GLB, with its default morph weights applied."""
+    """TexturedMeshes of every mesh in a GLB, with its default morph weights applied."""
     from PIL import Image
 
     from gen3dface.backend.export.gltf import read_accessor, read_glb
-    from gen3dface.backend.export.raycast_render import RenderPart
+    from gen3dface.backend.render.mesh import TexturedMesh
 
     doc, binary = read_glb(glb)
     images = {}
@@ -50,7 +50,11 @@ def glb_parts(glb: bytes):
                                   view["byteLength"]]
                     images[src] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
                 tex = images[src]
-            parts.append(RenderPart(pos, tri, uv[tri], tex, tuple(mat["baseColorFactor"][:3])))
+            if tex is not None:
+                parts.append(TexturedMesh(pos, tri, corner_uvs=uv[tri], texture=tex))
+            else:
+                colour = np.tile(np.asarray(mat["baseColorFactor"][:3], np.float64), (len(pos), 1))
+                parts.append(TexturedMesh(pos, tri, vertex_colors=colour))
     return parts
 
 
@@ -66,7 +70,7 @@ def main() -> int:
     import cv2
     from PIL import Image
 
-    from gen3dface.backend.export.raycast_render import render
+    from gen3dface.backend.render.raycast import RenderConfig, render_views
     from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 
     if args.photo:
@@ -97,9 +101,9 @@ def main() -> int:
     tiles.append(cv2.resize(photo, (s, s), interpolation=cv2.INTER_AREA))
     for az in (0, 40, 90):
         w2c = np.asarray(orbit_w2c_in_head(az, 5, 0.95, target))
-        img, _ = render(parts, w2c, k.fx, k.fy, k.cx, k.cy, s, s, shading=0.35,
-                        background=(0.93, 0.93, 0.93))
-        tiles.append(img)
+        view = render_views(parts, [(w2c, k)],
+                            RenderConfig(shading="lambert", background=(237, 237, 237, 255)))[0]
+        tiles.append(view.rgba[..., :3])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(tiles, 1)).save(out)

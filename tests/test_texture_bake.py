@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen3dface.backend.export.raycast_render import RenderPart, render
+from gen3dface.backend.render.mesh import TexturedMesh
+from gen3dface.backend.render.raycast import RenderConfig, render_views
 from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
 from gen3dface.backend.texture.eyes import bake_eye_textures, eyeball
 from gen3dface.backend.texture.fill import nearest_fill_outside
@@ -33,6 +34,14 @@ def test_pad_fills_outside_islands():
     np.testing.assert_allclose(out.reshape(-1, 3), np.tile([0.2, 0.4, 0.6], (256, 1)), atol=1e-6)
 
 
+def render_unlit(vertices, faces, corner_uvs, texture, w2c, k):
+    """The textured mesh as an evenly lit photo would record it (white background)."""
+    view = render_views(TexturedMesh(vertices, faces, corner_uvs=corner_uvs, texture=texture),
+                        [(w2c, k)], RenderConfig(shading="unlit",
+                                                 background=(255, 255, 255, 255)))[0]
+    return view.rgba[..., :3].copy(), view.mask
+
+
 def _smooth_texture(h, w):
     yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
     r = 0.5 + 0.4 * np.sin(2 * np.pi * 3 * xx)
@@ -55,8 +64,7 @@ def test_bake_recovers_known_texture(small_ict):
     v = m.posed(rng.normal(size=20) * 0.7, None)
     w2c = np.asarray(orbit_w2c_in_head(15, 5, 0.7))
     k = intrinsics_from_fov(320, 320, 28)
-    img, mask = render([RenderPart(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth)],
-                       w2c, k.fx, k.fy, k.cx, k.cy, k.width, k.height)
+    img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
     res = baker.bake(v, [BakeView(img, w2c, k, mask)])
     assert res.texture.shape == truth.shape
     seen = res.confidence > 0.99
@@ -80,8 +88,7 @@ def test_bake_is_multiview(small_ict):
     views = []
     for az in (0, 180):
         w2c = np.asarray(orbit_w2c_in_head(az, 0, 0.8))
-        img, mask = render([RenderPart(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth)],
-                           w2c, k.fx, k.fy, k.cx, k.cy, k.width, k.height)
+        img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
         views.append(BakeView(img, w2c, k, mask))
     one = baker.bake(v, views[:1]).confidence
     two = baker.bake(v, views).confidence

@@ -47,7 +47,14 @@ class SDFConfig:
     mask_weight: float = 0.5
     init_inv_s: float = 300.0            # NeuS sharpness at the start (learned afterwards)
     color_warmup: int = 200              # first iterations train colour only (geometry frozen)
+    geometry_rampup: int = 0             # then the geometry lr ramps up linearly over these
+    geometry_lr_scale: float = 1.0       # geometry (grid + SDF MLP) lr relative to lr_grid/mlp
+    color_geometry_weight: float = 1.0   # share of the colour loss's gradient reaching geometry
+    final_lr_factor: float = 1.0         # lr decays (cosine) to this factor at the end
     residual_scale_m: float = 0.02       # the learned offset to the initial SDF, per unit
+    safeguard: bool = True               # keep the initial surface if training made it worse
+    safeguard_tolerance: float = 0.02    # relative: the trained score must be below (1-tol)x
+    safeguard_points: int = 8000         # surface samples for the photo-consistency term
     mesh_resolution: int = 256
     meshing: MeshingConfig = field(default_factory=MeshingConfig)
     device: str = "cpu"
@@ -177,9 +184,14 @@ def ray_box(o: torch.Tensor, d: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
 
 def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: int,
                 lo: torch.Tensor, hi: torch.Tensor, train: bool = True,
-                coarse_samples: int = 64, band: float = 0.015):
+                coarse_samples: int = 64, band: float = 0.015,
+                color_geometry_weight: float = 1.0):
     """NeuS volume rendering (unbiased, occlusion-aware weights). Returns dict(rgb (R, 3),
-    opacity (R,), gradients (R*S, 3))."""
+    opacity (R,), gradients (R*S, 3)). The background is black (the views' colours are
+    premultiplied by their masks), so `rgb` is premultiplied by `opacity` too.
+    `color_geometry_weight` scales the gradient the colour takes back into the geometry (the
+    weights, normals and features it reads) without changing the forward values: below 1 the
+    colour loss can no longer drag the surface to explain what the colour MLP has not fit."""
     near, far, hit = ray_box(o, d, lo, hi)
     far = torch.where(hit, far, near + 1e-3)
     r = o.shape[0]
@@ -217,8 +229,18 @@ def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: in
                           -1)[:, :-1]
     w = alpha * trans
     normal = F.normalize(grad, dim=-1)
+    k = float(color_geometry_weight)
+    w_c, normal, feat = (_scale_grad(t_, k) for t_ in (w, normal, feat))
     rgb = net.color(pts, normal, dirs, feat).view(r, n_samples, 3)
-    return dict(rgb=(w[..., None] * rgb).sum(1), opacity=w.sum(1), gradients=grad)
+    return dict(rgb=(w_c[..., None] * rgb).sum(1), opacity=w.sum(1), gradients=grad)
+
+
+def _scale_grad(x: torch.Tensor, k: float) -> torch.Tensor:
+    """x in the forward pass; k times its gradient in the backward pass."""
+    if k == 1.0:
+        return x
+    d = x.detach()
+    return d + k * (x - d) if k != 0.0 else d
 
 
 def _all_rays(views: list[View]):
