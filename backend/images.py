@@ -18,26 +18,47 @@ MAX_PIXELS = 40_000_000       # about 40 MP
 MIN_SIDE = 16
 
 
+def _too_many_pixels(w: int, h: int, max_pixels: int) -> PipelineError:
+    return PipelineError("BAD_IMAGE", f"The photo is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is "
+                         f"{max_pixels / 1e6:.0f} MP. Scale it down and try again.")
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the header declares it, read by the protocol's stdlib sniffer (no
+    Pillow, no decoding); None when the sniffer cannot read the header."""
+    from ..protocol.images import sniff_image
+
+    try:
+        info = sniff_image(data)
+    except Exception:
+        return None
+    return int(info.width), int(info.height)
+
+
 def check_image_header(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
     """(format, width, height) read from the header only; PipelineError(BAD_IMAGE) otherwise."""
     from PIL import Image
 
     if not data:
         raise PipelineError("BAD_IMAGE", "The photo is empty.")
+    declared = _declared_size(data)
+    if declared is not None and declared[0] * declared[1] > max_pixels:
+        raise _too_many_pixels(*declared, max_pixels)      # before Pillow sees it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             im = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
             fmt, (w, h) = im.format, im.size
-    except Image.DecompressionBombError as e:  # PIL's own guard (declared size far too large)
-        raise PipelineError("BAD_IMAGE", f"The photo declares too many pixels ({e}); "
-                            f"the limit is {max_pixels / 1e6:.0f} MP.") from None
+    except Image.DecompressionBombError:  # PIL's own guard (declared size far too large)
+        if declared is not None:
+            raise _too_many_pixels(*declared, max_pixels) from None
+        raise PipelineError("BAD_IMAGE", "The photo declares far too many pixels; the limit is "
+                            f"{max_pixels / 1e6:.0f} MP. Scale it down and try again.") from None
     except Exception:
         raise PipelineError("BAD_IMAGE", "The file is not a PNG, JPEG or WebP image "
                             "(or it is damaged). Save the photo as PNG or JPEG and try again.") from None
     if w * h > max_pixels:
-        raise PipelineError("BAD_IMAGE", f"The photo is {w}x{h} ({w * h / 1e6:.0f} MP); the limit is "
-                            f"{max_pixels / 1e6:.0f} MP. Scale it down and try again.")
+        raise _too_many_pixels(w, h, max_pixels)
     if min(w, h) < MIN_SIDE:
         raise PipelineError("BAD_IMAGE", f"The photo is only {w}x{h} pixels.")
     return fmt, w, h

@@ -108,3 +108,126 @@ def test_submit_reports_an_absent_server(photo_file, tmp_path):
 
 def test_run_missing_photo_is_a_usage_error(tmp_path):
     assert cli(["run", str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "x.glb")]) == EXIT_USAGE
+
+
+def _start_cli(argv, tmp_path):
+    """`python -m gen3dface.backend ARGV` in a child process (stderr piped, line by line)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "gen3dface.backend", *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(proc, needle: str, timeout_s: float = 20.0) -> list[str]:
+    import threading
+
+    lines, found = [], threading.Event()
+
+    def read():
+        for line in proc.stderr:
+            lines.append(line)
+            if needle in line:
+                found.set()
+        found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout_s) and any(needle in x for x in lines), "".join(lines)
+    return lines
+
+
+def test_ctrl_c_on_submit_cancels_the_job_on_the_server(tmp_path, photo_file):
+    """SIGINT mid-job: the client cancels the job (the server's policy is `keep`), exits 5,
+    prints the job id and writes the --json summary with the job id and idempotency key."""
+    import signal
+    import time
+
+    from gen3dface.protocol.client import Client
+
+    w = SyntheticWorkload(steps=400, step_s=0.05, result_bytes=1000)    # 20 s if not cancelled
+    summary = tmp_path / "s.json"
+    with ServerThread(w, insecure=True, on_client_lost="keep") as st:
+        proc = _start_cli(["submit", str(photo_file), "-o", str(tmp_path / "x.glb"), "--insecure",
+                           "--server", st.endpoint, "--json", str(summary),
+                           "--idempotency-key", "ctrl-c-test"], tmp_path)
+        try:
+            lines = _wait_for_line(proc, "] decode")        # the job is running
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == EXIT_CANCELLED
+            assert time.monotonic() - t0 < 5
+        finally:
+            proc.kill()
+        s = json.loads(summary.read_text())
+        assert s["exit_code"] == EXIT_CANCELLED and s["error"]["code"] == "CANCELLED"
+        assert s["idempotency_key"] == "ctrl-c-test" and s["job_id"] and s["cancel_confirmed"]
+        time.sleep(0.2)
+        assert s["job_id"] in "".join(lines)                # the job id is printed
+        with Client(st.endpoint, insecure=True) as c:
+            c.wait_connected(5)
+            deadline = time.monotonic() + 5
+            while (state := c.status(s["job_id"])["state"]) != "cancelled" \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert state == "cancelled"
+    assert not (tmp_path / "x.glb").exists()
+
+
+class _NotesWorkload(SyntheticWorkload):
+    """The synthetic workload with warnings and fallbacks in its sidecar."""
+
+    def run(self, image, rig, options, sink, cancel):
+        r = super().run(image, rig, options, sink, cancel)
+        r.sidecar.update(warnings=["2 faces found; used the largest, most central one"],
+                         fallbacks=["head_model: mediapipe face mesh (no head model installed)"])
+        return r
+
+
+def test_submit_prints_the_sidecar_warnings_and_fallbacks(tmp_path, photo_file, capsys):
+    with ServerThread(_NotesWorkload(steps=3, step_s=0.001, result_bytes=100)) as st:
+        code = cli(["submit", str(photo_file), "-o", str(tmp_path / "h.glb"), "--insecure",
+                    "--server", st.endpoint])
+    assert code == EXIT_OK
+    err = capsys.readouterr().err
+    assert "warning: 2 faces found; used the largest" in err
+    assert "note: head_model: mediapipe face mesh (no head model installed)" in err
+    assert err.index("wrote") < err.index("warning:")
+
+
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_usage_errors_write_the_json_summary(tmp_path, photo_file, command):
+    extra = ["--insecure", "--server", f"tcp://127.0.0.1:{free_tcp_port()}"] if command == "submit" else []
+    s = tmp_path / "s.json"
+    assert cli([command, str(tmp_path / "nope.jpg"), "-o", str(tmp_path / "x.glb"),
+                "--json", str(s), *extra]) == EXIT_USAGE
+    got = json.loads(s.read_text())
+    assert got["ok"] is False and got["exit_code"] == EXIT_USAGE and "nope.jpg" in got["error"]["message"]
+    # an output folder that does not exist: refused before any work, one line, no traceback
+    s.unlink()
+    assert cli([command, str(photo_file), "-o", str(tmp_path / "no" / "such" / "x.glb"),
+                "--json", str(s), *extra]) == EXIT_USAGE
+    assert "does not exist" in json.loads(s.read_text())["error"]["message"]
+
+
+def test_submit_key_choice_is_a_usage_error_with_summary(tmp_path, photo_file):
+    s = tmp_path / "s.json"
+    assert cli(["submit", str(photo_file), "-o", str(tmp_path / "x.glb"), "--json", str(s)]) == EXIT_USAGE
+    assert "--key-file" in json.loads(s.read_text())["error"]["message"]
+
+
+@pytest.mark.parametrize("option", ["--quality", "--generator", "--output-kind"])
+@pytest.mark.parametrize("command", ["run", "submit"])
+def test_bad_choice_values_are_usage_errors(tmp_path, photo_file, option, command):
+    with pytest.raises(SystemExit) as e:
+        cli([command, str(photo_file), "-o", str(tmp_path / "x.glb"), option, "ultra"])
+    assert e.value.code == EXIT_USAGE
+
+
+def test_serve_new_key_file_that_exists_points_at_key_file(tmp_path, capsys):
+    key = tmp_path / "key"
+    key.write_text("x" * 64)
+    key.chmod(0o600)
+    assert cli(["serve", "--new-key-file", str(key), "--ephemeral",
+                "--bind", "tcp://127.0.0.1:0"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--key-file {key}" in err and "reuse" in err

@@ -9,7 +9,7 @@ import trimesh
 
 from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.recon.sdf import (HashGrid, SDFConfig, SDFNetwork, grid_sdf_function,
-                                         render_rays, train_sdf)
+                                         render_rays, train_sdf, view_consistency)
 from gen3dface.backend.recon.views import as_views
 from gen3dface.backend.render.camera import orbit_cameras
 from gen3dface.backend.render.mesh import TexturedMesh
@@ -92,6 +92,8 @@ def test_sdf_reconstructs_a_sphere_on_cpu(sphere_views, device):
     assert abs(r.mean() - R) < 0.008 and abs(r.mean() - R) < 0.4 * (init_r - R)
     assert r.std() < 0.008
     assert res.losses[-1] < res.losses[0]
+    assert res.kept == "trained"                        # better than the wrong start: kept
+    assert res.scores["trained"]["score"] < res.scores["initial"]["score"]
     assert events[-1] == 1.0
     assert res.mesh.uvs is not None and len(res.mesh.faces) <= 4000
 
@@ -102,3 +104,28 @@ def test_sdf_is_cancellable(sphere_views):
     with pytest.raises(JobCancelled):
         train_sdf(sphere_views, BOX, lambda x: x.norm(dim=-1) - R, SDFConfig.tiny(),
                   cancel=token)
+
+
+def test_view_consistency_prefers_the_true_surface(sphere_views):
+    right = trimesh.creation.icosphere(3, radius=R)
+    wrong = trimesh.creation.icosphere(3, radius=R + 0.01)
+    good = view_consistency(right.vertices, right.faces, sphere_views, 3000)
+    bad = view_consistency(wrong.vertices, wrong.faces, sphere_views, 3000)
+    assert good["silhouette"] < 0.05 < bad["silhouette"]
+    assert good["score"] < bad["score"]
+    assert good["seen_fraction"] > 0.8
+
+
+def test_safeguard_never_returns_a_surface_worse_than_its_init(sphere_views):
+    """From the exact sphere, a deliberately destructive schedule (huge geometry lr) makes the
+    trained field worse: the stage must notice it from the views and keep the initial
+    surface; and whatever it keeps scores no worse than the initial surface."""
+    cfg = SDFConfig.tiny(iterations=25, color_warmup=0, lr_grid=0.5, lr_mlp=0.1,
+                         mesh_resolution=48)
+    res = train_sdf(sphere_views, BOX, lambda x: x.norm(dim=-1) - R, cfg)
+    assert res.kept == "initial"
+    assert res.scores["trained"]["score"] > res.scores["initial"]["score"]
+    v, f = res.mesh.vertices, res.mesh.faces
+    kept = view_consistency(v, f, sphere_views, cfg.safeguard_points, cfg.seed)
+    assert kept["score"] <= res.scores["initial"]["score"] + 1e-9
+    assert abs(np.linalg.norm(v, axis=1).mean() - R) < 0.003

@@ -1,4 +1,8 @@
-"""`gen3dface run IMAGE -o OUT.glb`: the whole pipeline in this process, no server."""
+"""`gen3dface run IMAGE -o OUT.glb`: the whole pipeline in this process, no server.
+
+The pipeline runs on a worker thread; Ctrl-C sets its CancelToken (it stops at its next
+check), and the command then exits 5 (cancelled) with the --json summary written.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,10 +10,18 @@ import sys
 import time
 from pathlib import Path
 
-from ..service.cli_support import (EXIT_CODES_HELP, EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL,
-                                   EXIT_OK, EXIT_USAGE, ProgressDisplay, exit_code_for,
-                                   read_rig_file, sidecar_path_for, write_json_summary,
-                                   write_output)
+from ..service.cli_support import (EXIT_CODES_HELP, EXIT_CANCELLED, EXIT_INPUT, EXIT_OK,
+                                   EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay,
+                                   call_cancellable, exit_code_for, output_problem,
+                                   read_rig_file, report_sidecar_notes, sidecar_path_for,
+                                   write_json_summary, write_output)
+
+# the pipeline's JobOptions choices (backend/pipeline/pipeline.py), repeated here so that
+# `--help` and argparse need no torch import
+GENERATORS = ("auto", "offline", "gen3dface")
+QUALITIES = ("draft", "standard", "high")
+OUTPUT_KINDS = ("rigged", "surface", "both")
+DEVICES = ("cpu", "cuda")
 
 
 def add_parser(subparsers) -> None:
@@ -20,41 +32,88 @@ def add_parser(subparsers) -> None:
     p.add_argument("image", help="photo of a face (PNG, JPEG or WebP)")
     p.add_argument("-o", "--output", required=True, help="where to write the GLB")
     p.add_argument("--rig", help="camera rig JSON (protocol/SPEC.md, 'Rig'); default: the photo's own camera")
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu); "
+                   "cuda[:N] needs a CUDA GPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_path", help="write a machine-readable summary here")
     p.add_argument("--assets", help="folder with the head model and weights (see `gen3dface assets`)")
     p.add_argument("--checkpoint", help="folder of trained Gen3D-Face weights")
-    p.add_argument("--generator", default="auto", help="auto | offline | gen3dface (default auto)")
-    p.add_argument("--quality", default="standard", help="draft | standard | high")
+    p.add_argument("--generator", default="auto", choices=GENERATORS, help="default auto")
+    p.add_argument("--quality", default="standard", choices=QUALITIES, help="default standard")
     p.add_argument("--texture-size", type=int, default=1024)
-    p.add_argument("--output-kind", default="rigged", help="rigged | surface | both")
+    p.add_argument("--output-kind", default="rigged", choices=OUTPUT_KINDS, help="default rigged")
     p.set_defaults(func=handle)
 
 
-def handle(args) -> int:
-    from ..pipeline.events import CallbackSink, CancelToken, JobCancelled, PipelineError
+def device_problem(device: str) -> str | None:
+    """Why the pipeline cannot run on `device` here, or None (checked before any work)."""
+    name = device.split(":", 1)[0]
+    if name not in DEVICES:
+        return f"unknown --device {device!r}: use cpu or cuda (cuda:N for another GPU)"
+    if name == "cuda":
+        try:
+            import torch
+        except ImportError:
+            return "--device cuda needs PyTorch with CUDA; it is not installed"
+        if not torch.cuda.is_available():
+            return ("--device cuda: no CUDA GPU is usable on this machine (torch.cuda."
+                    "is_available() is False); use --device cpu, or `gen3dface submit` to a GPU backend")
+        if ":" in device:
+            idx = device.split(":", 1)[1]
+            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
+                return (f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                        "device(s)")
+    return None
 
+
+def handle(args) -> int:
     image_path = Path(args.image)
+    summary = {"command": "run", "image": str(image_path), "output": str(args.output),
+               "ok": False}
+    t0 = time.monotonic()
+
+    def finish(code: int) -> int:
+        summary["seconds"] = round(time.monotonic() - t0, 3)
+        summary["exit_code"] = code
+        if args.json_path:
+            try:
+                write_json_summary(args.json_path, summary)
+            except OSError as e:
+                print(f"error: cannot write the --json summary {args.json_path}: {e}", file=sys.stderr)
+        return code
+
+    def refuse(code: int, error_code: str, message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        summary["error"] = {"code": error_code, "message": message}
+        return finish(code)
+
     if not image_path.is_file():
-        print(f"error: no such photo: {image_path}", file=sys.stderr)
-        return EXIT_USAGE
-    image = image_path.read_bytes()
-    rig = rig_dict = None
+        return refuse(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")
+    problem = output_problem(args.output) or device_problem(args.device)
+    if problem:
+        return refuse(EXIT_USAGE, "USAGE", problem)
+    if args.texture_size <= 0:
+        return refuse(EXIT_USAGE, "USAGE", "--texture-size must be a positive number of pixels")
+    try:
+        image = image_path.read_bytes()
+    except OSError as e:
+        return refuse(EXIT_USAGE, "USAGE", f"cannot read the photo {image_path}: {e}")
+    summary["image_sha256"] = hashlib.sha256(image).hexdigest()
+    rig = None
     if args.rig:
         try:
-            rig_dict, rig = read_rig_file(args.rig)
+            _, rig = read_rig_file(args.rig)
         except FileNotFoundError:
-            print(f"error: no such rig file: {args.rig}", file=sys.stderr)
-            return EXIT_USAGE
+            return refuse(EXIT_USAGE, "USAGE", f"no such rig file: {args.rig}")
         except ValueError as e:
-            print(f"error: bad rig file {args.rig}: {e}", file=sys.stderr)
-            return EXIT_INPUT
-    summary = {"command": "run", "image": str(image_path), "output": str(args.output),
-               "image_sha256": hashlib.sha256(image).hexdigest(), "ok": False}
+            return refuse(EXIT_INPUT, "BAD_REQUEST", f"bad rig file {args.rig}: {e}")
+
+    from ..pipeline.events import CallbackSink, CancelToken, JobCancelled, PipelineError
+
     display = ProgressDisplay()
-    t0 = time.monotonic()
-    try:
+    cancel = CancelToken()
+
+    def work():
         from ..pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
 
         options = JobOptions.from_dict({"generator": args.generator, "seed": args.seed,
@@ -62,30 +121,39 @@ def handle(args) -> int:
                                         "output_kind": args.output_kind})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
-        result = pipeline.run(image, rig, options, CallbackSink(on_progress=display), CancelToken())
+        return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)
+
+    try:
+        result = call_cancellable(work, cancel)
+    except Interrupted as e:
+        display.done("interrupted (Ctrl-C): the pipeline was cancelled" if e.finished else
+                     "interrupted (Ctrl-C): cancelled; the pipeline had not stopped yet")
+        summary["error"] = {"code": "CANCELLED", "message": "interrupted (Ctrl-C)"}
+        return finish(EXIT_CANCELLED)
     except PipelineError as e:
         display.done(f"error {e.code}: {e.message}")
-        summary.update(error={"code": e.code, "message": e.message})
-        code = exit_code_for(e.code)
+        summary["error"] = {"code": e.code, "message": e.message}
+        return finish(exit_code_for(e.code))
     except JobCancelled:
         display.done("cancelled")
-        summary.update(error={"code": "CANCELLED", "message": "cancelled"})
-        code = EXIT_CANCELLED
+        summary["error"] = {"code": "CANCELLED", "message": "cancelled"}
+        return finish(EXIT_CANCELLED)
     except ImportError as e:
-        display.done(f"internal error: the pipeline is not available ({e})")
-        summary.update(error={"code": "NOT_AVAILABLE", "message": str(e)})
-        code = EXIT_INTERNAL
-    else:
+        display.done(f"error NOT_AVAILABLE: the pipeline cannot be loaded ({e})")
+        summary["error"] = {"code": "NOT_AVAILABLE", "message": str(e)}
+        return finish(EXIT_SERVER)
+    sidecar_path = sidecar_path_for(args.output)
+    try:
         write_output(args.output, result.glb)
-        sidecar_path = sidecar_path_for(args.output)
         write_json_summary(sidecar_path, result.sidecar)
-        summary.update(ok=True, glb_sha256=hashlib.sha256(result.glb).hexdigest(),
-                       glb_size=len(result.glb), sidecar_path=str(sidecar_path), sidecar=result.sidecar)
-        display.done(f"wrote {args.output} ({len(result.glb) / 1e6:.1f} MB) and {sidecar_path} "
-                     f"in {time.monotonic() - t0:.1f} s")
-        code = EXIT_OK
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    summary["exit_code"] = code
-    if args.json_path:
-        write_json_summary(args.json_path, summary)
-    return code
+    except OSError as e:
+        message = f"cannot write {args.output}: {e}"
+        display.done(f"error: {message}")
+        summary["error"] = {"code": "USAGE", "message": message}
+        return finish(EXIT_USAGE)
+    summary.update(ok=True, glb_sha256=hashlib.sha256(result.glb).hexdigest(),
+                   glb_size=len(result.glb), sidecar_path=str(sidecar_path), sidecar=result.sidecar)
+    display.done(f"wrote {args.output} ({len(result.glb) / 1e6:.1f} MB) and {sidecar_path} "
+                 f"in {time.monotonic() - t0:.1f} s")
+    report_sidecar_notes(result.sidecar)
+    return finish(EXIT_OK)

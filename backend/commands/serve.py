@@ -99,6 +99,11 @@ def handle(args) -> int:
     if args.queue < 1:
         print("gen3dface serve: --queue must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.new_key_file and Path(args.new_key_file).expanduser().exists():
+        print(f"gen3dface serve: key file {args.new_key_file} already exists; not overwriting "
+              f"it (clients may use it): use --key-file {args.new_key_file} to reuse it, or "
+              "give --new-key-file a new path", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.new_key_file:
             key = signing.generate_key_file(args.new_key_file)

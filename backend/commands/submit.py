@@ -1,28 +1,35 @@
 """`gen3dface submit IMAGE -o OUT.glb --server ADDR`: run a job on a `gen3dface serve` backend.
 
-Uses the protocol's blocking client (gen3dface.protocol.client.Client.run_job): heartbeats,
-reconnection and resubmission with the same idempotency key happen while it waits, so a
-backend restart during the job costs time, not the job.
+Uses the protocol's client (gen3dface.protocol.client.Client): heartbeats, reconnection and
+resubmission with the same idempotency key happen while it waits, so a backend restart
+during the job costs time, not the job. The wait loop is the client's run_job loop, kept
+here so that the job handle survives a Ctrl-C: the job is then cancelled on the server
+(whatever its --on-client-lost policy), the job id is printed, the command exits 5 and the
+--json summary is written.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from ..service.cli_support import (EXIT_CODES_HELP, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK,
-                                   EXIT_SERVER, EXIT_USAGE, ProgressDisplay, exit_code_for,
-                                   read_rig_file, sidecar_path_for, write_json_summary,
+from ..service.cli_support import (CANCEL_WAIT_S, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_INPUT,
+                                   EXIT_OK, EXIT_SERVER, EXIT_USAGE, ProgressDisplay,
+                                   exit_code_for, output_problem, read_rig_file,
+                                   report_sidecar_notes, sidecar_path_for, write_json_summary,
                                    write_output)
+from .run import GENERATORS, OUTPUT_KINDS, QUALITIES
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "submit", help="make a head from one photo on a running `gen3dface serve` backend",
         description="Send one photo to a backend, wait for the result, write the GLB and its "
-                    "JSON sidecar (OUT.sidecar.json).", epilog=EXIT_CODES_HELP)
+                    "JSON sidecar (OUT.sidecar.json). Ctrl-C cancels the job on the backend.",
+        epilog=EXIT_CODES_HELP)
     p.add_argument("image", help="photo of a face (PNG, JPEG or WebP)")
     p.add_argument("-o", "--output", required=True, help="where to write the GLB")
     p.add_argument("--server", default="tcp://127.0.0.1:5555", help="backend address (default tcp://127.0.0.1:5555)")
@@ -37,45 +44,126 @@ def add_parser(subparsers) -> None:
                    "(default: a fresh one)")
     p.add_argument("--rig", help="camera rig JSON (protocol/SPEC.md, 'Rig')")
     p.add_argument("--seed", type=int)
-    p.add_argument("--generator", help="auto | offline | gen3dface")
-    p.add_argument("--quality", help="draft | standard | high")
+    p.add_argument("--generator", choices=GENERATORS, help="default: the backend's (auto)")
+    p.add_argument("--quality", choices=QUALITIES, help="default: the backend's (standard)")
     p.add_argument("--texture-size", type=int)
-    p.add_argument("--output-kind", help="rigged | surface | both")
+    p.add_argument("--output-kind", choices=OUTPUT_KINDS, help="default: the backend's (rigged)")
     p.set_defaults(func=handle)
 
 
+class _Interrupted(Exception):
+    def __init__(self, handle, confirmed: bool):
+        super().__init__("interrupted")
+        self.handle, self.confirmed = handle, confirmed
+
+
+def wait_for_job(client, h, *, deadline_s: float, give_up_disconnected_s: float,
+                 on_progress, on_event):
+    """Block until job `h` ends (the client's run_job loop). Returns h when it is done;
+    raises JobError (TIMEOUT, DISCONNECTED, AUTH, or the job's own error) or, on Ctrl-C,
+    _Interrupted after sending `cancel` and waiting up to CANCEL_WAIT_S for CANCELLED."""
+    from ...protocol.client import JobError
+
+    end = math.inf if deadline_s is None else time.monotonic() + deadline_s
+    lost_since = None
+    try:
+        while not h.done:
+            now = time.monotonic()
+            if now >= end:
+                client.cancel(h)
+                client.poll(0)
+                raise JobError("TIMEOUT", f"the job did not finish within {deadline_s:.0f} s "
+                               f"(last stage: {h.stage or 'none'})", job_id=h.job_id)
+            for ev in client.poll(min(end - now, 0.25)):
+                on_event(ev)
+                if ev.kind == "disconnected":
+                    lost_since = lost_since or time.monotonic()
+                elif ev.kind in ("connected", "reconnected"):
+                    lost_since = None
+                elif ev.job is not h:
+                    if ev.kind == "error" and ev.job is None and h.job_id is None \
+                            and ev.data.get("code") == "AUTH":
+                        raise JobError("AUTH", ev.data["message"])
+                elif ev.kind == "progress":
+                    on_progress(h.stage or "", h.fraction, h.message)
+            if (lost_since is not None and give_up_disconnected_s is not None
+                    and time.monotonic() - lost_since > give_up_disconnected_s):
+                raise JobError("DISCONNECTED", f"the server at {client.endpoint} has not "
+                               f"answered for {give_up_disconnected_s:.0f} s", job_id=h.job_id)
+    except KeyboardInterrupt:
+        raise _Interrupted(h, cancel_and_wait(client, h)) from None
+    if h.state != "done":
+        raise h.error or JobError("INTERNAL", "the job ended without a result", job_id=h.job_id)
+    return h
+
+
+def cancel_and_wait(client, h, wait_s: float = CANCEL_WAIT_S) -> bool:
+    """Send `cancel` for h (at once, or as soon as its job id is known) and wait up to wait_s
+    for the job to end; True when the server confirmed (the job ended, or its cancel_reply
+    said it was cancelled or is stopping)."""
+    client.cancel(h)
+    confirmed = h.done
+    end = time.monotonic() + wait_s
+    while not h.done and time.monotonic() < end:
+        for ev in client.poll(min(0.1, max(0.0, end - time.monotonic()))):
+            if ev.kind == "cancel_reply" and ev.data.get("job_id") == h.job_id:
+                confirmed = confirmed or bool(ev.data.get("cancelling")) or \
+                    ev.data.get("state") in ("cancelled", "failed", "done")
+    return confirmed or h.done
+
+
 def handle(args) -> int:
-    from ...protocol.client import Client, ClientConfig, JobError
-    from ...protocol.errors import ProtocolError
+    image_path = Path(args.image)
+    key = args.idempotency_key or uuid.uuid4().hex
+    summary = {"command": "submit", "server": args.server, "image": str(image_path),
+               "output": str(args.output), "idempotency_key": key, "ok": False}
+    t0 = time.monotonic()
+
+    def finish(code: int) -> int:
+        summary["seconds"] = round(time.monotonic() - t0, 3)
+        summary["exit_code"] = code
+        if args.json_path:
+            try:
+                write_json_summary(args.json_path, summary)
+            except OSError as e:
+                print(f"error: cannot write the --json summary {args.json_path}: {e}", file=sys.stderr)
+        return code
+
+    def refuse(code: int, error_code: str, message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        summary["error"] = {"code": error_code, "message": message}
+        return finish(code)
 
     if bool(args.key_file) == bool(args.insecure):
-        print("error: give --key-file FILE (the backend's key) or --insecure (development "
-              "backend on loopback), not both and not neither", file=sys.stderr)
-        return EXIT_USAGE
-    image_path = Path(args.image)
+        return refuse(EXIT_USAGE, "USAGE", "give --key-file FILE (the backend's key) or --insecure "
+                      "(development backend on loopback), not both and not neither")
     if not image_path.is_file():
-        print(f"error: no such photo: {image_path}", file=sys.stderr)
-        return EXIT_USAGE
-    image = image_path.read_bytes()
+        return refuse(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")
+    problem = output_problem(args.output)
+    if problem:
+        return refuse(EXIT_USAGE, "USAGE", problem)
+    try:
+        image = image_path.read_bytes()
+    except OSError as e:
+        return refuse(EXIT_USAGE, "USAGE", f"cannot read the photo {image_path}: {e}")
+    summary["image_sha256"] = hashlib.sha256(image).hexdigest()
     rig = None
     if args.rig:
         try:
             rig, _ = read_rig_file(args.rig)
         except FileNotFoundError:
-            print(f"error: no such rig file: {args.rig}", file=sys.stderr)
-            return EXIT_USAGE
+            return refuse(EXIT_USAGE, "USAGE", f"no such rig file: {args.rig}")
         except ValueError as e:
-            print(f"error: bad rig file {args.rig}: {e}", file=sys.stderr)
-            return EXIT_INPUT
+            return refuse(EXIT_INPUT, "BAD_REQUEST", f"bad rig file {args.rig}: {e}")
     options = {k: v for k, v in (("seed", args.seed), ("generator", args.generator),
                                  ("quality", args.quality), ("texture_size", args.texture_size),
                                  ("output_kind", args.output_kind)) if v is not None}
-    key = args.idempotency_key or uuid.uuid4().hex
-    summary = {"command": "submit", "server": args.server, "image": str(image_path),
-               "output": str(args.output), "idempotency_key": key, "options": options,
-               "image_sha256": hashlib.sha256(image).hexdigest(), "ok": False}
+    summary["options"] = options
+
+    from ...protocol.client import Client, ClientConfig, JobError
+    from ...protocol.errors import ProtocolError
+
     display = ProgressDisplay()
-    t0 = time.monotonic()
 
     def on_event(ev):
         if ev.kind == "disconnected":
@@ -83,38 +171,63 @@ def handle(args) -> int:
         elif ev.kind == "reconnected":
             display.done("backend back; resubmitting the job with the same idempotency key")
 
-    code = EXIT_INTERNAL
+    h = None
     try:
         with Client(args.server, key_file=args.key_file, insecure=args.insecure,
                     config=ClientConfig(zero_copy=True)) as client:    # the GLB goes to a file as is
-            result = client.run_job(image, rig=rig, options=options, on_progress=display,
-                                    deadline_s=args.timeout, idempotency_key=key, on_event=on_event,
-                                    give_up_disconnected_s=args.give_up_disconnected,
-                                    name=image_path.name)
+            try:
+                h = client.submit(image, rig=rig, options=options, idempotency_key=key,
+                                  name=image_path.name)
+                wait_for_job(client, h, deadline_s=args.timeout, on_progress=display,
+                             give_up_disconnected_s=args.give_up_disconnected, on_event=on_event)
+            except KeyboardInterrupt:        # before the wait loop: cancel what was sent
+                if h is None:
+                    raise
+                raise _Interrupted(h, cancel_and_wait(client, h)) from None
+            glb, sidecar = h.glb, h.sidecar or {}
+            sidecar_path = sidecar_path_for(args.output)
+            write_output(args.output, glb)       # while the received frame is still alive
+            write_json_summary(sidecar_path, sidecar)
+            summary.update(glb_size=len(glb), glb_sha256=hashlib.sha256(glb).hexdigest())
+    except KeyboardInterrupt:                   # before sending, or while writing the output
+        summary.update(job_id=h.job_id if h else None,
+                       error={"code": "CANCELLED", "message": "interrupted (Ctrl-C)"})
+        display.done("interrupted (Ctrl-C)" + (f" after job {h.job_id} ended" if h else
+                                               " before the job was sent"))
+        return finish(EXIT_CANCELLED)
+    except _Interrupted as e:
+        job_id = e.handle.job_id
+        summary.update(job_id=job_id, cancel_confirmed=e.confirmed,
+                       error={"code": "CANCELLED", "message": "interrupted (Ctrl-C); cancel sent "
+                              "to the server" + (" and confirmed" if e.confirmed else "")})
+        if job_id is None:
+            display.done(f"interrupted (Ctrl-C): the job (idempotency key {key}) was not "
+                         "accepted yet; it is cancelled if it reaches the server")
+        else:
+            display.done(f"interrupted (Ctrl-C): job {job_id} "
+                         + ("cancelled on the server" if e.confirmed else
+                            f"- cancel sent, not confirmed within {CANCEL_WAIT_S:g} s")
+                         + f" (idempotency key {key})")
+        return finish(EXIT_CANCELLED)
     except JobError as e:
         display.done(f"error {e.code}: {e.message}")
         summary.update(error={"code": e.code, "message": e.message}, job_id=e.job_id)
-        code = EXIT_SERVER if e.code in ("TIMEOUT", "DISCONNECTED") else exit_code_for(e.code)
+        return finish(EXIT_SERVER if e.code in ("TIMEOUT", "DISCONNECTED") else exit_code_for(e.code))
     except ProtocolError as e:               # refused locally before sending (photo, rig, key file)
         display.done(f"error {e.code}: {e.message}")
         summary.update(error={"code": e.code, "message": e.message})
-        code = EXIT_USAGE if e.code == "AUTH" else EXIT_INPUT
+        return finish(EXIT_USAGE if e.code == "AUTH" else EXIT_INPUT)
     except ValueError as e:                  # a bad rig (CameraError) found before sending
         display.done(f"error: {e}")
         summary.update(error={"code": "BAD_REQUEST", "message": str(e)})
-        code = EXIT_INPUT
-    else:
-        write_output(args.output, result.glb)
-        sidecar_path = sidecar_path_for(args.output)
-        write_json_summary(sidecar_path, result.sidecar)
-        summary.update(ok=True, job_id=result.job_id, glb_size=len(result.glb),
-                       glb_sha256=hashlib.sha256(result.glb).hexdigest(),
-                       sidecar_path=str(sidecar_path), sidecar=result.sidecar)
-        display.done(f"wrote {args.output} ({len(result.glb) / 1e6:.1f} MB) and {sidecar_path} "
-                     f"in {time.monotonic() - t0:.1f} s")
-        code = EXIT_OK
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    summary["exit_code"] = code
-    if args.json_path:
-        write_json_summary(args.json_path, summary)
-    return code
+        return finish(EXIT_INPUT)
+    except OSError as e:
+        message = f"cannot write {args.output}: {e}"
+        display.done(f"error: {message}")
+        summary.update(error={"code": "USAGE", "message": message}, job_id=h.job_id if h else None)
+        return finish(EXIT_USAGE)
+    summary.update(ok=True, job_id=h.job_id, sidecar_path=str(sidecar_path), sidecar=sidecar)
+    display.done(f"wrote {args.output} ({summary['glb_size'] / 1e6:.1f} MB) and {sidecar_path} "
+                 f"in {time.monotonic() - t0:.1f} s")
+    report_sidecar_notes(sidecar)
+    return finish(EXIT_OK)

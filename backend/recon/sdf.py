@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..pipeline.events import CancelToken, NullSink, ProgressSink
-from .meshing import MeshingConfig, SurfaceMesh, field_to_mesh
+from .meshing import MeshingConfig, SurfaceMesh, atlas_uvs, field_to_mesh
 from .views import View
 
 STAGE = "reconstruct"
@@ -53,7 +53,7 @@ class SDFConfig:
     final_lr_factor: float = 1.0         # lr decays (cosine) to this factor at the end
     residual_scale_m: float = 0.02       # the learned offset to the initial SDF, per unit
     safeguard: bool = True               # keep the initial surface if training made it worse
-    safeguard_tolerance: float = 0.02    # relative: the trained score must be below (1-tol)x
+    safeguard_tolerance: float = 0.05    # relative: the trained score must be below (1-tol)x
     safeguard_points: int = 8000         # surface samples for the photo-consistency term
     mesh_resolution: int = 256
     meshing: MeshingConfig = field(default_factory=MeshingConfig)
@@ -265,6 +265,8 @@ class SDFResult:
     voxel: float
     timings_s: dict
     losses: list
+    kept: str = "trained"           # "trained" | "initial" (the safeguard kept the init)
+    scores: dict = field(default_factory=dict)   # view_consistency of "trained"/"initial"
 
 
 def grid_sdf_function(field: np.ndarray, origin: np.ndarray, voxel: float
@@ -315,16 +317,24 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     # put the rays on the device once (the CPU path keeps them in host memory)
     o_t, d_t = torch.tensor(o_all, device=dev), torch.tensor(d_all, device=dev)
     c_t, m_t = torch.tensor(c_all, device=dev), torch.tensor(m_all, device=dev)
-    opt = torch.optim.Adam([{"params": net.grid.parameters(), "lr": config.lr_grid},
-                            {"params": list(net.sdf_mlp.parameters())
-                             + list(net.color_mlp.parameters()), "lr": config.lr_mlp},
-                            {"params": [net.log_inv_s], "lr": config.lr_mlp}], eps=1e-15)
-    geometry = list(net.grid.parameters()) + list(net.sdf_mlp.parameters()) + [net.log_inv_s]
+    geo_scale = float(config.geometry_lr_scale)
+    groups = [
+        {"params": list(net.grid.parameters()), "lr": config.lr_grid, "geo": True},
+        {"params": list(net.sdf_mlp.parameters()), "lr": config.lr_mlp, "geo": True},
+        {"params": list(net.color_mlp.parameters()), "lr": config.lr_mlp, "geo": False},
+        {"params": [net.log_inv_s], "lr": config.lr_mlp, "geo": True}]
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.Adam(groups, eps=1e-15)
     t1 = time.perf_counter()
     for it in range(config.iterations):
         cancel.raise_if_cancelled()
+        geo_f, col_f = _lr_factors(it, config)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * (geo_f * geo_scale if g["geo"] else col_f)
         idx = torch.tensor(gen.integers(0, len(o_all), config.rays_per_batch), device=dev)
-        out = render_rays(net, o_t[idx], d_t[idx], config.samples_per_ray, lo_t, hi_t)
+        out = render_rays(net, o_t[idx], d_t[idx], config.samples_per_ray, lo_t, hi_t,
+                          color_geometry_weight=config.color_geometry_weight)
         mask = m_t[idx]
         op = out["opacity"].clamp(1e-4, 1 - 1e-4)
         l_col = (out["rgb"] - c_t[idx]).abs().mean()
@@ -333,29 +343,133 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         loss = l_col + config.mask_weight * l_mask + config.eikonal_weight * l_eik
         opt.zero_grad()
         loss.backward()
-        if it < config.color_warmup:          # geometry waits until colours make sense
-            for p in geometry:
-                p.grad = None
+        if geo_f == 0.0:                      # geometry waits until colours make sense
+            for g in opt.param_groups:
+                if g["geo"]:
+                    for p in g["params"]:
+                        p.grad = None
         opt.step()
         losses.append(float(loss.detach()))
         if (it + 1) % config.progress_every == 0 or it + 1 == config.iterations:
-            sink.progress(STAGE, 0.05 + 0.85 * (it + 1) / config.iterations,
+            sink.progress(STAGE, 0.05 + 0.8 * (it + 1) / config.iterations,
                           f"SDF iteration {it + 1}/{config.iterations}")
     times["optimise"] = time.perf_counter() - t1
 
-    # 3. extract
+    # 3. extract; the safeguard keeps the initial surface when the views say training hurt
     t2 = time.perf_counter()
     cancel.raise_if_cancelled()
     field_, origin, voxel = sample_grid(net, lo, hi, config.mesh_resolution, dev)
-    mesh = field_to_mesh(field_, origin, voxel, config.meshing)
+    kept, scores = "trained", {}
+    if config.safeguard:
+        try:
+            trained = field_to_mesh(field_, origin, voxel, config.meshing, with_uvs=False)
+        except ValueError:                  # training emptied the field: keep the initial one
+            trained = None
+        init_field, _, _ = sample_grid(init_sdf, lo, hi, config.mesh_resolution, dev)
+        try:
+            initial = field_to_mesh(init_field, origin, voxel, config.meshing, with_uvs=False)
+        except ValueError:                  # the initial field has no surface: nothing to keep
+            initial = None
+        cancel.raise_if_cancelled()
+        if trained is None and initial is None:
+            raise ValueError("the SDF has no zero crossing: nothing to mesh")
+        if trained is not None:
+            scores["trained"] = view_consistency(trained.vertices, trained.faces, views,
+                                                 config.safeguard_points, config.seed)
+        if trained is None:
+            kept, field_ = "initial", init_field
+        elif initial is not None:
+            scores["initial"] = view_consistency(initial.vertices, initial.faces, views,
+                                                 config.safeguard_points, config.seed)
+            if scores["trained"]["score"] > (1 - config.safeguard_tolerance) \
+                    * scores["initial"]["score"]:
+                kept, field_ = "initial", init_field
+        chosen = trained if kept == "trained" else initial
+        mesh = atlas_uvs(chosen.vertices, chosen.faces, config.meshing)
+    else:
+        mesh = field_to_mesh(field_, origin, voxel, config.meshing)
     times["mesh"] = time.perf_counter() - t2
-    sink.progress(STAGE, 1.0, "surface extracted")
+    sink.progress(STAGE, 1.0, "surface extracted" + (
+        " (training did not improve on the template's surface: kept that)"
+        if kept == "initial" else ""))
     return SDFResult(mesh=mesh, network=net, field=field_, origin=origin, voxel=voxel,
-                     timings_s=times, losses=losses)
+                     timings_s=times, losses=losses, kept=kept, scores=scores)
+
+
+def _lr_factors(it: int, config: SDFConfig) -> tuple[float, float]:
+    """(geometry, colour) learning-rate factors at iteration `it`: geometry frozen for
+    `color_warmup` iterations then ramped up over `geometry_rampup`; both decay (cosine) to
+    `final_lr_factor` at the end."""
+    n = max(config.iterations - 1, 1)
+    decay = config.final_lr_factor + (1 - config.final_lr_factor) * 0.5 * (
+        1 + math.cos(math.pi * it / n))
+    if it < config.color_warmup:
+        return 0.0, decay
+    ramp = min(1.0, (it - config.color_warmup + 1) / max(config.geometry_rampup, 1))
+    return ramp * decay, decay
+
+
+def view_consistency(vertices: np.ndarray, faces: np.ndarray, views: list[View],
+                     n_points: int = 8000, seed: int = 0) -> dict:
+    """How well a surface explains the views, from the views alone (no learned colour):
+    - silhouette: mean over views of |rendered mask XOR view mask| / |union| (1 - IoU);
+    - photo: mean over surface samples seen by >= 2 views of the standard deviation of their
+      colours across those views (a right surface sees the same colour from every view when
+      shading is tied to the head, as in generated and rendered views);
+    - score: silhouette + photo (both dimensionless, of similar size; lower is better)."""
+    from ..render.mesh import TexturedMesh
+    from ..render.raycast import RayCaster
+
+    caster = RayCaster(TexturedMesh(np.asarray(vertices, np.float64),
+                                    np.asarray(faces, np.int64)))
+    sil = []
+    for v in views:
+        o, d = v.camera.pixel_rays()
+        hit = caster.cast(o, d).hit.reshape(v.mask.shape)
+        m = v.mask > 0.5
+        union = np.count_nonzero(hit | m)
+        sil.append(np.count_nonzero(hit ^ m) / max(union, 1))
+    pts = trimesh_sample(vertices, faces, n_points, seed)
+    cols, seen = [], []
+    for v in views:
+        cam = v.camera
+        uv, z = cam.project(pts)
+        i, j = np.floor(uv[:, 0]).astype(int), np.floor(uv[:, 1]).astype(int)
+        ok = (z > 0) & (i >= 0) & (j >= 0) & (i < cam.width) & (j < cam.height)
+        c = cam.center
+        dirs = pts - c
+        dist = np.linalg.norm(dirs, axis=1)
+        hits = caster.cast(np.broadcast_to(c, pts.shape), dirs / dist[:, None])
+        tol = 2e-3 + 1e-3 * dist.mean()      # a ray hits its own sample, within a mesh cell
+        ok &= hits.t > dist - tol
+        ii, jj = np.clip(i, 0, cam.width - 1), np.clip(j, 0, cam.height - 1)
+        ok &= v.mask[jj, ii] > 0.5
+        cols.append(v.rgb[jj, ii])
+        seen.append(ok)
+    cols, seen = np.stack(cols), np.stack(seen).astype(np.float64)   # (V, P, 3), (V, P)
+    n = seen.sum(0)
+    multi = n >= 2
+    mean = (cols * seen[..., None]).sum(0) / np.maximum(n, 1)[:, None]
+    var = (((cols - mean) ** 2).sum(-1) * seen).sum(0) / np.maximum(n - 1, 1)
+    photo = float(np.sqrt(var[multi]).mean()) if multi.any() else 1.0
+    silhouette = float(np.mean(sil))
+    return dict(silhouette=silhouette, photo=photo, score=silhouette + photo,
+                seen_fraction=float(multi.mean()))
+
+
+def trimesh_sample(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n, 3) area-weighted random points on a triangle mesh (seeded)."""
+    rng = np.random.default_rng(seed)
+    tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    f = rng.choice(len(tri), n, p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
+    a, b, c = 1 - r1, r1 * (1 - r2), r1 * r2
+    return a[:, None] * tri[f, 0] + b[:, None] * tri[f, 1] + c[:, None] * tri[f, 2]
 
 
 @torch.no_grad()
-def sample_grid(net: SDFNetwork, lo: np.ndarray, hi: np.ndarray, resolution: int,
+def sample_grid(net: "SDFNetwork | Callable", lo: np.ndarray, hi: np.ndarray, resolution: int,
                 device, chunk: int = 65536):
     """The SDF on a grid with `resolution` samples along the longest box axis."""
     voxel = float((hi - lo).max() / (resolution - 1))
@@ -364,5 +478,6 @@ def sample_grid(net: SDFNetwork, lo: np.ndarray, hi: np.ndarray, resolution: int
     g = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
     out = np.empty(len(g), np.float32)
     for s in range(0, len(g), chunk):
-        out[s:s + chunk] = net.sdf(torch.tensor(g[s:s + chunk], device=device)).cpu().numpy()
+        x = torch.tensor(g[s:s + chunk], device=device)
+        out[s:s + chunk] = (net.sdf(x) if isinstance(net, SDFNetwork) else net(x)).cpu().numpy()
     return out.reshape(tuple(n)), lo.astype(np.float64), voxel

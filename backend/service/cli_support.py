@@ -6,15 +6,19 @@ Exit codes (documented in README and `gen3dface --help`):
     1  internal error (a bug: please report it with the log)
     2  usage error (bad arguments, missing file, no key and no --insecure)
     3  input error: the photo or rig was refused (BAD_IMAGE, BAD_REQUEST, NO_FACE, FACE_TOO_SMALL)
-    4  server or connection error (unreachable, timed out, AUTH, QUEUE_FULL, OUT_OF_MEMORY,
-       NOT_AVAILABLE, NOT_FOUND)
-    5  cancelled
+    4  server or connection error, or not available here (unreachable, timed out, AUTH,
+       QUEUE_FULL, OUT_OF_MEMORY, NOT_AVAILABLE, NOT_FOUND)
+    5  cancelled (also Ctrl-C: the job is cancelled, the --json summary still written)
+
+Every failure after the arguments were parsed writes the --json summary too (argparse's own
+refusals, exit 2, happen before the arguments, --json included, could be read).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TextIO
@@ -25,8 +29,12 @@ INPUT_CODES = {"BAD_IMAGE", "BAD_REQUEST", "NO_FACE", "FACE_TOO_SMALL"}
 SERVER_CODES = {"AUTH", "QUEUE_FULL", "OUT_OF_MEMORY", "NOT_AVAILABLE", "NOT_FOUND", "TIMEOUT",
                 "CONNECTION", "INTERRUPTED", "SERVER_GONE"}
 
-EXIT_CODES_HELP = ("exit codes: 0 ok, 1 internal error, 2 usage error, 3 input refused (photo, rig, "
-                   "no face), 4 server/connection error, 5 cancelled")
+EXIT_CODES_HELP = ("exit codes: 0 ok; 1 internal error; 2 usage error (bad arguments, missing "
+                   "file, unwritable output, no key); 3 input refused (BAD_IMAGE, BAD_REQUEST, "
+                   "NO_FACE, FACE_TOO_SMALL); 4 server/connection error or not available "
+                   "(unreachable, timed out, AUTH, QUEUE_FULL, OUT_OF_MEMORY, NOT_AVAILABLE, "
+                   "NOT_FOUND); 5 cancelled (also Ctrl-C)")
+CANCEL_WAIT_S = 2.0      # after Ctrl-C, wait this long for the server to confirm the cancel
 
 
 def exit_code_for(code: str | None) -> int:
@@ -96,3 +104,66 @@ def read_rig_file(path: str | os.PathLike):
 
     d = json.loads(Path(path).read_text())
     return d, Rig.from_dict(d)
+
+
+def output_problem(path: str | os.PathLike) -> str | None:
+    """Why the GLB (and its sidecar beside it) cannot be written at `path`, or None; checked
+    before any work is done."""
+    p = Path(path)
+    if p.is_dir():
+        return f"the output {p} is a folder; give a file name such as {p / 'head.glb'}"
+    folder = p.parent
+    if not folder.exists():
+        return f"the output folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"the output's parent {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write to the output folder {folder} (permission denied)"
+    return None
+
+
+def report_sidecar_notes(sidecar: dict, stream: TextIO | None = None) -> None:
+    """The sidecar's `warnings` and `fallbacks`, one line each ("warning: ...", "note: ..."),
+    so that what the artist should know reaches the terminal, not only the JSON file."""
+    stream = stream or sys.stderr
+    for w in (sidecar or {}).get("warnings") or []:
+        stream.write(f"warning: {w}\n")
+    for f in (sidecar or {}).get("fallbacks") or []:
+        stream.write(f"note: {f}\n")
+    stream.flush()
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived while the in-process pipeline ran; `finished` says whether the pipeline
+    stopped (at its next cancel check) within the grace period."""
+
+    def __init__(self, finished: bool):
+        super().__init__("interrupted")
+        self.finished = finished
+
+
+def call_cancellable(fn, cancel, grace_s: float = 10.0):
+    """fn() on a worker thread while this (main) thread waits for Ctrl-C. On Ctrl-C the
+    CancelToken `cancel` is set and the worker gets `grace_s` to stop (the pipeline raises
+    JobCancelled at its next check); then Interrupted is raised. fn's result or exception
+    is passed through otherwise."""
+    box: dict = {}
+
+    def work():
+        try:
+            box["result"] = fn()
+        except BaseException as e:          # handed to the main thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="gen3dface-run", daemon=True)
+    t.start()
+    try:
+        while t.is_alive():
+            t.join(0.1)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        t.join(grace_s)
+        raise Interrupted(finished=not t.is_alive()) from None
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -8,8 +8,12 @@ photos, the JSON summary and the exit code. The bpy layer supplies two callables
 (the protocol client's BLOCKING mode with deadlines; bpy.app.timers do not fire in
 `blender -b` while a script runs) and `place` (imports one GLB at one grid cell).
 
-Exit codes: 0 every photo gave a head; 1 at least one photo failed (the summary says which
-and why); 2 bad arguments or no photos found.
+Exit codes: 0 every photo gave a head (also `--help`); 1 at least one photo failed (the
+summary says which and why); 2 bad arguments, no photos found, no key given, or a key the
+backend refuses (found by one `hello` before the first photo).
+
+Per-photo outputs in --glb-dir: <stem>.glb and <stem>.sidecar.json (as `gen3dface run`).
+Messages name command-line options, never Blender's preferences or panel (BATCH_ADVICE).
 """
 from __future__ import annotations
 
@@ -21,12 +25,53 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .messages import BAD_INPUT, UNREACHABLE, user_error
+from .messages import (BACKEND_LOST, BAD_INPUT, JOB_TIMEOUT, OFFLINE, PROTOCOL, UNREACHABLE,
+                       UserError, user_error)
 from .settings import (GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES, ConnectionSettings,
                        GenerateOptions, RingSettings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+DEFAULT_RING_CAMERAS = 16
+KEY_ADVICE = ("pass --key-file FILE with the key file the backend was started with "
+              "(`gen3dface serve --key-file FILE`), or --insecure for a development backend "
+              "on loopback started with --insecure")
+KEY_CODES = ("AUTH", PROTOCOL, "UNSUPPORTED_VERSION")     # the batch cannot work at all
+
+# What to do, in batch terms: messages.ADVICE speaks of the panel and the add-on preferences.
+BATCH_ADVICE = {
+    "BAD_REQUEST": "Check --generator, --quality, --texture-size and --output-kind; if they "
+                   "look right, the add-on and backend versions may not match.",
+    "OUT_OF_MEMORY": "Lower --quality or --texture-size, or free GPU memory on the backend "
+                     "machine, then run the batch again for this photo.",
+    "CANCELLED": "The job was cancelled on the backend; run the batch again for this photo.",
+    "INTERRUPTED": "The backend stopped during the job: start it again and run the batch "
+                   "again for this photo.",
+    "AUTH": "The key does not match the backend's: " + KEY_ADVICE + ".",
+    "NOT_AVAILABLE": "Pick another --generator or --output-kind (the backend does not offer "
+                     "this one).",
+    "NOT_FOUND": "The backend no longer has this job (restarted or expired): run the batch "
+                 "again for this photo.",
+    "TIMEOUT": "Raise --job-timeout, or pick a faster --quality.",
+    "DISCONNECTED": "The backend stopped answering (stopped or crashed): check its console, "
+                    "restart it, then run the batch again.",
+    UNREACHABLE: "Start the backend (`gen3dface serve`), check --address and the port, or "
+                 "raise --connect-timeout.",
+    BACKEND_LOST: "The backend stopped answering during the job (stopped or crashed): check "
+                  "its console, restart it, then run the batch again.",
+    JOB_TIMEOUT: "Raise --job-timeout, or pick a faster --quality.",
+    OFFLINE: "Blender's online access is off: start Blender with --online-mode, or use a "
+             "backend on this machine (127.0.0.1).",
+    BAD_INPUT: "Check that the photo file exists and is readable (PNG, JPEG or WebP).",
+    PROTOCOL: "The add-on and backend do not speak the same protocol version or key: update "
+              "both to the same release and check --key-file.",
+}
+
+
+def batch_error(code: str, message: str) -> UserError:
+    """user_error() with the batch's advice (command-line options, not preferences)."""
+    err = user_error(code, message)
+    return UserError(err.code, err.message, BATCH_ADVICE.get(code, err.advice))
 
 
 class JobError(Exception):
@@ -92,12 +137,18 @@ class BatchSummary:
 def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Gen3D-Face batch: photos of faces -> heads in a .blend and/or "
-        "GLB files, with a JSON summary. Exit code 0 when every photo gave a head, 1 when any "
-        "failed (see the summary), 2 on bad arguments.")
+        "GLB files, with a JSON summary. Each head gets a ring rig of its own (--cameras) and "
+        "the heads are laid out in a grid.",
+        epilog="exit codes: 0 every photo gave a head; 1 some photo failed (the summary and "
+        "stderr say which and why); 2 bad arguments, no photos, no key (--key-file or "
+        "--insecure), or a key the backend refuses.")
     p.add_argument("photos", nargs="*", help="photo files and/or folders of photos")
     p.add_argument("--list", dest="list_file", help="a text file with one photo path per line")
     p.add_argument("--address", default=ConnectionSettings.address, help="backend address")
-    p.add_argument("--key-file", default="", help="the backend's key file")
+    p.add_argument("--key-file", default="", help="the backend's key file (the one "
+                   "`gen3dface serve --key-file` uses)")
+    p.add_argument("--insecure", action="store_true",
+                   help="no key: a development backend on loopback started with --insecure")
     p.add_argument("--connect-timeout", type=float, default=ConnectionSettings.connect_timeout_s)
     p.add_argument("--job-timeout", type=float, default=ConnectionSettings.job_timeout_s)
     p.add_argument("--generator", choices=GENERATORS, default="auto")
@@ -105,12 +156,15 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p.add_argument("--quality", choices=QUALITIES, default="standard")
     p.add_argument("--texture-size", type=int, choices=TEXTURE_SIZES, default=1024)
     p.add_argument("--output-kind", choices=OUTPUT_KINDS, default="rigged")
-    p.add_argument("--cameras", type=int, default=0,
-                   help="send a default ring of N cameras around each head (0: no rig)")
+    p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,
+                   help=f"each head's ring rig: N cameras around it, sent with the job, the "
+                   f"head centred on it (default {DEFAULT_RING_CAMERAS}; 0: no rig, the "
+                   "photo's own camera)")
     p.add_argument("--spacing", type=float, default=0.5,
                    help="grid spacing between heads in metres (default 0.5)")
     p.add_argument("--blend", help="save the scene with all heads to this .blend")
-    p.add_argument("--glb-dir", help="write each head as <photo stem>.glb (+ .json sidecar)")
+    p.add_argument("--glb-dir", help="write each head as <photo stem>.glb and its sidecar "
+                   "<photo stem>.sidecar.json")
     p.add_argument("--summary", help="write the JSON summary here (default: print it)")
     return p
 
@@ -131,12 +185,18 @@ class UsageError(ValueError):
     pass
 
 
+class HelpShown(Exception):
+    """--help (or -h) printed the help: exit code 0."""
+
+
 def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSettings:
     """Parse and validate; UsageError (exit code 2) with a message on anything unusable."""
     parser = build_parser(prog)
     try:
         a = parser.parse_args(list(argv))
-    except SystemExit as e:          # argparse printed its message already
+    except SystemExit as e:          # argparse printed its message (or the help) already
+        if e.code in (0, None):
+            raise HelpShown() from None
         raise UsageError("bad arguments (see above)") from e
     inputs = list(a.photos)
     if a.list_file:
@@ -150,6 +210,11 @@ def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSet
         raise UsageError("say where the heads go: --blend OUT.blend and/or --glb-dir DIR")
     if not (a.spacing > 0 and math.isfinite(a.spacing)):
         raise UsageError("--spacing must be a positive number of metres")
+    if bool(a.key_file) == bool(a.insecure):
+        raise UsageError("no key given: " + KEY_ADVICE if not a.key_file else
+                         "give --key-file or --insecure, not both")
+    if a.cameras < 0:
+        raise UsageError("--cameras must be 0 (no rig) or a number of cameras")
     try:
         conn = ConnectionSettings(a.address, a.key_file, a.connect_timeout, a.job_timeout)
         opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind)
@@ -210,24 +275,42 @@ def safe_stem(photo: Path, used: set) -> str:
     return name
 
 
+def check_backend(settings: BatchSettings, hello: Callable[[], object]) -> JobError | None:
+    """One `hello` before the first photo. A key the backend refuses (or an unusable key file)
+    is a usage problem of the whole batch: UsageError saying to pass --key-file / --insecure.
+    Returns the JobError when nothing answers (run_batch then fails every photo at once with
+    it), None when the backend answered."""
+    try:
+        hello()
+    except JobError as e:
+        if e.code == UNREACHABLE:
+            return e
+        if e.code in KEY_CODES:             # refused by the backend, or an unusable key file
+            raise UsageError(f"cannot talk to the backend at {settings.connection.address} "
+                             f"({e.code}: {e.message.rstrip('.')}); {KEY_ADVICE}") from None
+        return None                         # anything else: each photo reports it
+    return None
+
+
 def run_batch(settings: BatchSettings,
               generate: Callable[[Path, tuple], JobOutput],
               place: Callable[[str, JobOutput, tuple], list],
               log: Callable[[str], None] = print,
-              clock: Callable[[], float] = time.monotonic) -> BatchSummary:
+              clock: Callable[[], float] = time.monotonic,
+              unreachable: JobError | None = None) -> BatchSummary:
     """Process every photo in order.
 
     generate(photo, cell) -> JobOutput or raises JobError (the blocking client with its
     deadlines); place(name, output, cell) -> names of the objects it made (None when there is
-    no .blend to build). When the backend is unreachable, the remaining photos fail at once
-    with the same reason instead of each waiting out the connect timeout."""
+    no .blend to build). When the backend is unreachable (found by check_backend, given as
+    `unreachable`, or by a photo), the remaining photos fail at once with the same reason
+    instead of each waiting out the connect timeout."""
     t0 = clock()
     summary = BatchSummary(settings.connection.address,
                            {k: v for k, v in (("blend", settings.blend),
                                               ("glb_dir", settings.glb_dir)) if v})
     cells = grid_cells(len(settings.photos), settings.spacing_m)
     used: set = set()
-    unreachable = None
     if settings.glb_dir:
         Path(settings.glb_dir).mkdir(parents=True, exist_ok=True)
     for k, (photo, cell) in enumerate(zip(settings.photos, cells), 1):
@@ -243,18 +326,18 @@ def run_batch(settings: BatchSettings,
             if settings.glb_dir:
                 glb_path = Path(settings.glb_dir) / f"{name}.glb"
                 glb_path.write_bytes(out.glb)
-                glb_path.with_suffix(".json").write_text(
+                glb_path.with_name(f"{name}.sidecar.json").write_text(
                     json.dumps(out.sidecar, indent=2, default=str) + "\n", encoding="utf-8")
                 item.glb_path = str(glb_path)
             item.objects = list(place(name, out, cell) or [])
             item.ok = True
         except JobError as e:
-            err = user_error(e.code, e.message)
+            err = batch_error(e.code, e.message)
             item.code, item.message, item.advice = err.code, err.message, err.advice
             if e.code == UNREACHABLE:
                 unreachable = e
         except OSError as e:
-            err = user_error(BAD_INPUT, f"{photo}: {e}")
+            err = batch_error(BAD_INPUT, f"{photo}: {e}")
             item.code, item.message, item.advice = err.code, err.message, err.advice
         item.seconds = round(clock() - t, 3)
         summary.items.append(item)

@@ -1,0 +1,84 @@
+"""`gen3dface run`: Ctrl-C, warnings on the terminal, up-front refusals, the photo size guard."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from gen3dface.backend.images import check_image_header, encode_png
+from gen3dface.backend.pipeline.events import PipelineError
+from gen3dface.backend.service.cli_support import EXIT_CANCELLED, EXIT_OK, EXIT_USAGE
+from gen3dface.backend.service.harness import png_bomb
+
+from test_cli_service import _start_cli, _wait_for_line, cli
+
+
+def test_ctrl_c_on_run_cancels_the_pipeline_and_writes_the_summary(tmp_path, data_dir, faces_dir):
+    summary = tmp_path / "s.json"
+    proc = _start_cli(["run", str(faces_dir / "biden.jpg"), "-o", str(tmp_path / "b.glb"),
+                       "--assets", str(data_dir), "--json", str(summary)], tmp_path)
+    try:
+        lines = _wait_for_line(proc, "] fit", timeout_s=60)    # fitting the head model
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == EXIT_CANCELLED
+    finally:
+        proc.kill()
+    s = json.loads(summary.read_text())
+    assert s["exit_code"] == EXIT_CANCELLED and s["error"]["code"] == "CANCELLED"
+    time.sleep(0.2)
+    assert "interrupted (Ctrl-C): the pipeline was cancelled" in "".join(lines)
+    assert not (tmp_path / "b.glb").exists()
+
+
+def test_run_prints_the_sidecar_warnings(tmp_path, faces_dir, capsys):
+    out = tmp_path / "tp.glb"
+    assert cli(["run", str(faces_dir / "two_people.jpg"), "-o", str(out), "--quality", "draft",
+                "--assets", str(tmp_path)]) == EXIT_OK            # no head model in tmp_path
+    err = capsys.readouterr().err
+    sidecar = json.loads((tmp_path / "tp.sidecar.json").read_text())
+    assert "warning: 2 faces found; used the largest, most central one" in err
+    for w in sidecar["warnings"]:
+        assert f"warning: {w}" in err
+    for f in sidecar["fallbacks"]:
+        assert f"note: {f}" in err
+    assert sidecar["fallbacks"] and err.index("wrote") < err.index("warning:")
+
+
+def test_run_refuses_an_unwritable_output_before_running(tmp_path, capsys):
+    photo = tmp_path / "face.png"
+    photo.write_bytes(encode_png(np.zeros((40, 40, 3), np.uint8)))
+    (tmp_path / "afile").write_text("x")
+    s = tmp_path / "s.json"
+    t0 = time.monotonic()
+    for out in (tmp_path / "missing" / "x.glb", tmp_path / "afile" / "x.glb", tmp_path):
+        assert cli(["run", str(photo), "-o", str(out), "--json", str(s)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+        assert json.loads(s.read_text())["exit_code"] == EXIT_USAGE
+    assert time.monotonic() - t0 < 5            # no pipeline was loaded
+
+
+def test_run_device_cuda_without_cuda_is_a_usage_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    photo = tmp_path / "face.png"
+    photo.write_bytes(encode_png(np.zeros((40, 40, 3), np.uint8)))
+    assert cli(["run", str(photo), "-o", str(tmp_path / "x.glb"), "--device", "cuda"]) == EXIT_USAGE
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert cli(["run", str(photo), "-o", str(tmp_path / "x.glb"), "--device", "tpu"]) == EXIT_USAGE
+
+
+def test_a_400_megapixel_png_gets_a_clean_message():
+    with pytest.raises(PipelineError) as e:
+        check_image_header(png_bomb(20000, 20000))
+    assert e.value.code == "BAD_IMAGE"
+    assert e.value.message == ("The photo is 20000x20000 (400 MP); the limit is 40 MP. "
+                               "Scale it down and try again.")
+    with pytest.raises(PipelineError, match="41 MP"):          # just over: Pillow would allow it
+        check_image_header(png_bomb(6400, 6400, 4096))
+    assert check_image_header(encode_png(np.zeros((20, 30, 3), np.uint8))) == ("PNG", 30, 20)
