@@ -34,19 +34,20 @@ def test_collect_photos_refuses_missing_and_empty(tmp_path):
 def test_settings_from_args_requires_an_output_and_reads_lists(tmp_path):
     d = make_photos(tmp_path)
     with pytest.raises(batch.UsageError, match="--blend"):
-        batch.settings_from_args([str(d)])
+        batch.settings_from_args([str(d), "--insecure"])
     lst = tmp_path / "list.txt"
     lst.write_text(f"# photos\n{d / 'b.png'}\n\n{d / 'a.jpg'}\n")
     s = batch.settings_from_args(["--list", str(lst), "--glb-dir", str(tmp_path / "out"),
-                                  "--quality", "draft", "--cameras", "8", "--seed", "7"])
+                                  "--quality", "draft", "--cameras", "8", "--seed", "7",
+                                  "--insecure"])
     assert [p.name for p in s.photos] == ["b.png", "a.jpg"]
     assert s.options.to_dict() == {"generator": "auto", "seed": 7, "quality": "draft",
                                    "texture_size": 1024, "output_kind": "rigged"}
     assert s.ring.n_cameras == 8
     with pytest.raises(batch.UsageError):
-        batch.settings_from_args([str(d), "--glb-dir", "x", "--job-timeout", "-1"])
+        batch.settings_from_args([str(d), "--glb-dir", "x", "--job-timeout", "-1", "--insecure"])
     with pytest.raises(batch.UsageError):
-        batch.settings_from_args([str(d), "--glb-dir", "x", "--quality", "ultra"])
+        batch.settings_from_args([str(d), "--glb-dir", "x", "--quality", "ultra", "--insecure"])
 
 
 def test_grid_cells_are_distinct_centred_rows():
@@ -64,7 +65,8 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
     (tmp_path / "in").mkdir()
     d = make_photos(tmp_path / "in")
     out = tmp_path / "glbs"
-    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--spacing", "1"])
+    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--spacing", "1",
+                                  "--insecure"])
 
     def generate(photo, cell):
         if photo.name == "b.png":
@@ -81,7 +83,7 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
     assert d_["failed"][0]["photo"].endswith("b.png")
     assert d_["failed"][0]["code"] == "NO_FACE" and "one face" in d_["failed"][0]["advice"]
     assert (out / "a.glb").read_bytes() == b"glTFa.jpg"
-    assert json.loads((out / "a.json").read_text())["generator"] == "offline"
+    assert json.loads((out / "a.sidecar.json").read_text())["generator"] == "offline"
     assert not (out / "b.glb").exists()
     assert [n for n, _ in placed] == ["a", "c"]
     assert placed[0][1] != placed[1][1]
@@ -91,7 +93,7 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
 
 def test_run_batch_all_ok_is_zero_and_unreachable_fails_fast(tmp_path):
     d = make_photos(tmp_path)
-    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o")])
+    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o"), "--insecure"])
     ok = batch.run_batch(s, lambda p, c: batch.JobOutput(b"g", {}), lambda *a: [],
                          log=lambda m: None)
     assert ok.exit_code() == batch.EXIT_OK
@@ -113,8 +115,102 @@ def test_same_stem_photos_get_distinct_outputs(tmp_path):
     (tmp_path / "x" / "face.jpg").write_bytes(b"1")
     (tmp_path / "y" / "face.jpg").write_bytes(b"2")
     s = batch.settings_from_args([str(tmp_path / "x"), str(tmp_path / "y"),
-                                  "--glb-dir", str(tmp_path / "o")])
+                                  "--glb-dir", str(tmp_path / "o"), "--insecure"])
     batch.run_batch(s, lambda p, c: batch.JobOutput(p.read_bytes(), {}), lambda *a: [],
                     log=lambda m: None)
     assert (tmp_path / "o" / "face.glb").read_bytes() == b"1"
     assert (tmp_path / "o" / "face_2.glb").read_bytes() == b"2"
+
+
+def test_help_exits_zero_and_lists_the_exit_codes(tmp_path, capsys):
+    with pytest.raises(batch.HelpShown):
+        batch.settings_from_args(["--help"])
+    out = capsys.readouterr().out
+    assert "--key-file" in out and "--insecure" in out and "exit codes" in out
+
+
+def test_a_missing_key_is_a_usage_error_naming_key_file(tmp_path):
+    d = make_photos(tmp_path)
+    with pytest.raises(batch.UsageError, match="--key-file") as e:
+        batch.settings_from_args([str(d), "--glb-dir", "o"])
+    assert "--insecure" in str(e.value) and "Preferences" not in str(e.value)
+    key = tmp_path / "key"
+    key.write_text("k" * 64)
+    with pytest.raises(batch.UsageError, match="not both"):
+        batch.settings_from_args([str(d), "--glb-dir", "o", "--insecure", "--key-file", str(key)])
+    s = batch.settings_from_args([str(d), "--glb-dir", "o", "--key-file", str(key)])
+    assert s.connection.key_file == str(key)
+
+
+def test_each_head_gets_a_16_camera_ring_by_default(tmp_path):
+    d = make_photos(tmp_path)
+    s = batch.settings_from_args([str(d), "--glb-dir", "o", "--insecure"])
+    assert s.ring is not None and s.ring.n_cameras == batch.DEFAULT_RING_CAMERAS == 16
+    assert batch.settings_from_args([str(d), "--glb-dir", "o", "--insecure",
+                                     "--cameras", "0"]).ring is None
+    with pytest.raises(batch.UsageError):
+        batch.settings_from_args([str(d), "--glb-dir", "o", "--insecure", "--cameras", "-1"])
+
+
+def test_the_default_ring_is_centred_on_each_head_cell():
+    """What batch_bpy sends: the ring around the cell, the head placed at the cell."""
+    from gen3dface.blender_addon.core import rig as core_rig
+    from gen3dface.blender_addon.core.settings import RingSettings
+
+    cell = batch.grid_cells(3, 0.5)[2]
+    r = core_rig.default_ring(cell, RingSettings(n_cameras=batch.DEFAULT_RING_CAMERAS))
+    assert len(r.cameras) == 16
+    assert [row[3] for row in r.head_to_world[:3]] == pytest.approx(list(cell))
+    centre = [sum(c.cam_to_world[i][3] for c in r.cameras) / 16 for i in range(3)]
+    assert centre == pytest.approx(list(cell), abs=1e-9)
+
+
+def test_batch_advice_speaks_of_options_not_preferences():
+    from gen3dface.blender_addon.core.messages import ADVICE
+
+    for code in ADVICE:
+        advice = batch.batch_error(code, "m").advice
+        for word in ("Preferences", "preferences", "panel", "press Generate", "Test connection"):
+            assert word not in advice, (code, advice)
+    assert "--key-file" in batch.batch_error("AUTH", "bad signature").advice
+
+
+def test_check_backend_turns_a_refused_key_into_a_usage_error(tmp_path):
+    """One hello before the first photo, against a real keyed server."""
+    from gen3dface.blender_addon.core.settings import ConnectionSettings
+    from gen3dface.blender_addon.core.worker import connect, make_client
+    from gen3dface.backend.service.harness import ServerThread, free_tcp_port
+    from gen3dface.protocol.signing import generate_key_file
+
+    d = make_photos(tmp_path)
+    key = generate_key_file(tmp_path / "key")
+    other = tmp_path / "other"
+    generate_key_file(other)
+
+    def hello_with(s):
+        def hello():
+            c = make_client(s.connection)
+            try:
+                connect(c, s.connection)
+            finally:
+                c.close()
+        return hello
+
+    with ServerThread(key=key) as st:
+        common = [str(d), "--glb-dir", "o", "--address", st.endpoint, "--connect-timeout", "3"]
+        ok = batch.settings_from_args([*common, "--key-file", str(tmp_path / "key")])
+        assert batch.check_backend(ok, hello_with(ok)) is None
+        for wrong in (["--insecure"], ["--key-file", str(other)]):
+            s = batch.settings_from_args([*common, *wrong])
+            with pytest.raises(batch.UsageError, match="--key-file") as e:
+                batch.check_backend(s, hello_with(s))
+            assert "AUTH" in str(e.value)
+    s = batch.settings_from_args([str(d), "--glb-dir", "o", "--insecure", "--connect-timeout", "0.3",
+                                  "--address", f"tcp://127.0.0.1:{free_tcp_port()}"])
+    down = batch.check_backend(s, hello_with(s))
+    assert down is not None and down.code == UNREACHABLE
+    calls = []
+    summary = batch.run_batch(s, lambda p, c: calls.append(p), lambda *a: [], log=lambda m: None,
+                              unreachable=down)
+    assert not calls and [i.code for i in summary.items] == [UNREACHABLE] * 3
+    assert "--address" in summary.items[0].advice

@@ -31,7 +31,28 @@ def scenario_cli_command(args_json: str) -> None:
     cli = sys.modules["bl_ext.user_default.gen3dface.blender.cli"]
     assert cli._handle is not None, "the extension did not register its -c command"
     code = cli._command(a["argv"])
+    # the batch started from an empty scene, and the add-on is still enabled and registered
+    import addon_utils
+    assert cli._handle is not None
+    assert addon_utils.check("bl_ext.user_default.gen3dface")[1], "the add-on was disabled"
+    print("OBJECTS " + json.dumps(sorted(o.name for o in bpy.data.objects)))
     sys.exit(code)
+
+
+def scenario_inspect_blend(path: str) -> None:
+    import bpy
+    bpy.ops.wm.open_mainfile(filepath=path)
+    print("OBJECTS " + json.dumps(sorted(o.name for o in bpy.data.objects)))
+    print("TYPES " + json.dumps(sorted({o.type for o in bpy.data.objects})))
+
+
+def blend_objects(blender_python, blend, env) -> tuple[list, list]:
+    p = subprocess.run([blender_python, str(Path(__file__)), "inspect_blend", str(blend)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    line = lambda tag: json.loads(next(x for x in p.stdout.splitlines()
+                                       if x.startswith(tag + " "))[len(tag) + 1:])
+    return line("OBJECTS"), line("TYPES")
 
 
 @pytest.mark.blender
@@ -65,6 +86,14 @@ def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir, b
         assert Path(ok["glb_path"]).read_bytes()[:4] == b"glTF"
         assert ok["objects"][0] == "biden" and "biden_Head" in ok["objects"]
         assert (out1 / "heads.blend").stat().st_size > 100_000
+        assert json.loads((out1 / "glb" / "biden.sidecar.json").read_text())["generator"]
+        # no startup cube/camera/light around the heads: the batch starts from an empty scene
+        names, types = blend_objects(blender_python, out1 / "heads.blend", blender_env(tmp_path / "b1"))
+        assert not {"Cube", "Camera", "Light"} & set(names), names
+        assert "biden_Head" in names and types == sorted(set(types) - {"CAMERA", "LIGHT"})
+        # the default 16-camera ring was sent with the job: the head sits centred on it
+        cam = json.loads(Path(ok["glb_path"]).with_name("biden.sidecar.json").read_text())["camera"]
+        assert "blender_cam_to_world" in cam
 
         # 2. the extension's `-c gen3dface` command on single-face photos -> exit code 0,
         #    heads in a grid, a ring rig sent with each job
@@ -78,6 +107,9 @@ def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir, b
             capture_output=True, text=True, timeout=600, cwd=tmp_path,
             env=blender_env(tmp_path / "b2"))
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        names = json.loads(next(x for x in p.stdout.splitlines()
+                                if x.startswith("OBJECTS "))[len("OBJECTS "):])
+        assert not {"Cube", "Camera", "Light"} & set(names), names
         s = json.loads((out2 / "summary.json").read_text())
         assert s["succeeded"] == 2 and s["failed"] == [] and s["exit_code"] == 0
         cells = [tuple(i["cell"]) for i in s["items"]]
@@ -86,11 +118,17 @@ def test_batch_both_entry_points(tmp_path, extension_zip, data_dir, faces_dir, b
         proc.kill()
         proc.wait()
 
-    # 3. bad arguments -> exit code 2 with a message, before any network traffic
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "blender_batch.py"), "--",
-                        str(photos)], capture_output=True, text=True, timeout=120,
+    # 3. bad arguments -> exit code 2 with a message, before any network traffic; --help -> 0
+    script = [sys.executable, str(REPO / "scripts" / "blender_batch.py"), "--"]
+    p = subprocess.run([*script, str(photos)], capture_output=True, text=True, timeout=120,
                        env=blender_env(tmp_path / "b3"))
     assert p.returncode == 2 and "--blend" in p.stderr
+    p = subprocess.run([*script, str(photos), "--glb-dir", str(tmp_path / "g")],
+                       capture_output=True, text=True, timeout=120, env=blender_env(tmp_path / "b3"))
+    assert p.returncode == 2 and "--key-file" in p.stderr and "Preferences" not in p.stderr
+    p = subprocess.run([*script, "--help"], capture_output=True, text=True, timeout=120,
+                       env=blender_env(tmp_path / "b3"))
+    assert p.returncode == 0 and "--cameras" in p.stdout, p.stderr[-2000:]
 
 
 if __name__ == "__main__":
