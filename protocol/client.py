@@ -66,8 +66,20 @@ class ClientConfig:
     zero_copy: bool = False                    # buffers as memoryviews (see module docstring)
 
 
+CANCEL_WAIT_S = 2.0      # how long Ctrl-C in wait() waits for the server to confirm a cancel
+
+
 class JobError(ProtocolError):
     """A job ended without a result (code from the server, or TIMEOUT/DISCONNECTED/AUTH)."""
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C while waiting for a job: `cancel` was sent; `confirmed` says whether the server
+    confirmed it within the wait. job_id is None when the job was not accepted yet."""
+
+    def __init__(self, job_id: str | None, idempotency_key: str, confirmed: bool):
+        super().__init__("interrupted")
+        self.job_id, self.idempotency_key, self.confirmed = job_id, idempotency_key, confirmed
 
 
 @dataclass
@@ -566,18 +578,18 @@ class Client:
         reply = self.request(M.job_request("status", job_id, self.session), timeout_s)
         return M.validate(reply, "to_client")
 
-    def run_job(self, image: bytes, rig: Rig | dict | None = None,
-                options: dict | None = None,
-                on_progress: Callable[[str, float, str], None] | None = None,
-                on_preview: Callable[[str, bytes], None] | None = None,
-                deadline_s: float | None = 3600.0, idempotency_key: str | None = None,
-                on_event: Callable[[Event], None] | None = None,
-                give_up_disconnected_s: float | None = None, name: str = "") -> JobResult:
-        """Submit and block until the result. Heartbeats, reconnection and resubmission run
-        meanwhile. Raises JobError with the server's code (NO_FACE, BAD_IMAGE, ...),
-        CANCELLED, TIMEOUT (deadline passed; the job is cancelled on the server) or
-        DISCONNECTED (server gone for longer than give_up_disconnected_s, if given)."""
-        h = self.submit(image, rig, options, idempotency_key, name)
+    def wait(self, h: JobHandle, deadline_s: float | None = 3600.0,
+             on_progress: Callable[[str, float, str], None] | None = None,
+             on_preview: Callable[[str, bytes], None] | None = None,
+             on_event: Callable[[Event], None] | None = None,
+             give_up_disconnected_s: float | None = None,
+             cancel_wait_s: float = CANCEL_WAIT_S) -> JobHandle:
+        """Block until submitted job `h` ends; returns h, done (h.glb, h.sidecar: memoryviews
+        with zero_copy). Heartbeats, reconnection and resubmission run meanwhile. Raises
+        JobError with the server's code (NO_FACE, BAD_IMAGE, ...), CANCELLED, TIMEOUT
+        (deadline passed; the job is cancelled on the server) or DISCONNECTED (server gone for
+        longer than give_up_disconnected_s, if given). On Ctrl-C it sends `cancel`, waits up to
+        cancel_wait_s for the server to confirm, and raises JobInterrupted."""
         end = math.inf if deadline_s is None else time.monotonic() + deadline_s
         lost_since: float | None = None
         try:
@@ -609,14 +621,46 @@ class Client:
                     raise JobError("DISCONNECTED", f"the server at {self.endpoint} has not "
                                    f"answered for {give_up_disconnected_s:.0f} s",
                                    job_id=h.job_id)
+        except KeyboardInterrupt:
+            confirmed = self.cancel_and_wait(h, cancel_wait_s)
+            self.forget(h)
+            raise JobInterrupted(h.job_id, h.idempotency_key, confirmed) from None
         except BaseException:
             self.forget(h)      # later events of this job are ignored
             raise
         if h.state != "done":
-            raise h.error or JobError("INTERNAL", "the job ended without a result")
+            self.forget(h)
+            raise h.error or JobError("INTERNAL", "the job ended without a result",
+                                      job_id=h.job_id)
+        return h
+
+    def cancel_and_wait(self, h: JobHandle, wait_s: float = CANCEL_WAIT_S) -> bool:
+        """Send `cancel` for h (at once, or as soon as its job id is known) and wait up to
+        wait_s for the job to end. True when the server confirmed: the job ended, or its
+        cancel_reply said it is cancelled or stopping."""
+        self.cancel(h)
+        confirmed = h.done
+        end = time.monotonic() + wait_s
+        while not h.done and time.monotonic() < end:
+            for ev in self.poll(min(0.1, max(0.0, end - time.monotonic()))):
+                if ev.kind == "cancel_reply" and ev.data.get("job_id") == h.job_id:
+                    confirmed = confirmed or bool(ev.data.get("cancelling")) or \
+                        ev.data.get("state") in ("cancelled", "failed", "done")
+        return confirmed or h.done
+
+    def run_job(self, image: bytes, rig: Rig | dict | None = None,
+                options: dict | None = None,
+                on_progress: Callable[[str, float, str], None] | None = None,
+                on_preview: Callable[[str, bytes], None] | None = None,
+                deadline_s: float | None = 3600.0, idempotency_key: str | None = None,
+                on_event: Callable[[Event], None] | None = None,
+                give_up_disconnected_s: float | None = None, name: str = "") -> JobResult:
+        """Submit and block until the result (`wait`); the GLB comes back as bytes."""
+        h = self.submit(image, rig, options, idempotency_key, name)
+        self.wait(h, deadline_s, on_progress, on_preview, on_event, give_up_disconnected_s)
         self.forget(h)
         return JobResult(h.job_id or "", bytes(h.glb or b""), h.sidecar or {})
 
 
-__all__ = ["Client", "ClientConfig", "JobHandle", "JobResult", "JobError", "Event",
+__all__ = ["Client", "ClientConfig", "JobHandle", "JobResult", "JobError", "JobInterrupted", "Event",
            "PROTOCOL_VERSION"]

@@ -31,7 +31,6 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="write each GLB and sidecar here")
     args = ap.parse_args()
 
-    import numpy as np
     import skimage.data
     from PIL import Image
 

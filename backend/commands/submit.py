@@ -10,7 +10,6 @@ here so that the job handle survives a Ctrl-C: the job is then cancelled on the 
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import time
 import uuid
@@ -49,67 +48,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--texture-size", type=int)
     p.add_argument("--output-kind", choices=OUTPUT_KINDS, help="default: the backend's (rigged)")
     p.set_defaults(func=handle)
-
-
-class _Interrupted(Exception):
-    def __init__(self, handle, confirmed: bool):
-        super().__init__("interrupted")
-        self.handle, self.confirmed = handle, confirmed
-
-
-def wait_for_job(client, h, *, deadline_s: float, give_up_disconnected_s: float,
-                 on_progress, on_event):
-    """Block until job `h` ends (the client's run_job loop). Returns h when it is done;
-    raises JobError (TIMEOUT, DISCONNECTED, AUTH, or the job's own error) or, on Ctrl-C,
-    _Interrupted after sending `cancel` and waiting up to CANCEL_WAIT_S for CANCELLED."""
-    from ...protocol.client import JobError
-
-    end = math.inf if deadline_s is None else time.monotonic() + deadline_s
-    lost_since = None
-    try:
-        while not h.done:
-            now = time.monotonic()
-            if now >= end:
-                client.cancel(h)
-                client.poll(0)
-                raise JobError("TIMEOUT", f"the job did not finish within {deadline_s:.0f} s "
-                               f"(last stage: {h.stage or 'none'})", job_id=h.job_id)
-            for ev in client.poll(min(end - now, 0.25)):
-                on_event(ev)
-                if ev.kind == "disconnected":
-                    lost_since = lost_since or time.monotonic()
-                elif ev.kind in ("connected", "reconnected"):
-                    lost_since = None
-                elif ev.job is not h:
-                    if ev.kind == "error" and ev.job is None and h.job_id is None \
-                            and ev.data.get("code") == "AUTH":
-                        raise JobError("AUTH", ev.data["message"])
-                elif ev.kind == "progress":
-                    on_progress(h.stage or "", h.fraction, h.message)
-            if (lost_since is not None and give_up_disconnected_s is not None
-                    and time.monotonic() - lost_since > give_up_disconnected_s):
-                raise JobError("DISCONNECTED", f"the server at {client.endpoint} has not "
-                               f"answered for {give_up_disconnected_s:.0f} s", job_id=h.job_id)
-    except KeyboardInterrupt:
-        raise _Interrupted(h, cancel_and_wait(client, h)) from None
-    if h.state != "done":
-        raise h.error or JobError("INTERNAL", "the job ended without a result", job_id=h.job_id)
-    return h
-
-
-def cancel_and_wait(client, h, wait_s: float = CANCEL_WAIT_S) -> bool:
-    """Send `cancel` for h (at once, or as soon as its job id is known) and wait up to wait_s
-    for the job to end; True when the server confirmed (the job ended, or its cancel_reply
-    said it was cancelled or is stopping)."""
-    client.cancel(h)
-    confirmed = h.done
-    end = time.monotonic() + wait_s
-    while not h.done and time.monotonic() < end:
-        for ev in client.poll(min(0.1, max(0.0, end - time.monotonic()))):
-            if ev.kind == "cancel_reply" and ev.data.get("job_id") == h.job_id:
-                confirmed = confirmed or bool(ev.data.get("cancelling")) or \
-                    ev.data.get("state") in ("cancelled", "failed", "done")
-    return confirmed or h.done
 
 
 def handle(args) -> int:
@@ -160,7 +98,7 @@ def handle(args) -> int:
                                  ("output_kind", args.output_kind)) if v is not None}
     summary["options"] = options
 
-    from ...protocol.client import Client, ClientConfig, JobError
+    from ...protocol.client import Client, ClientConfig, JobError, JobInterrupted
     from ...protocol.errors import ProtocolError
 
     display = ProgressDisplay()
@@ -178,25 +116,24 @@ def handle(args) -> int:
             try:
                 h = client.submit(image, rig=rig, options=options, idempotency_key=key,
                                   name=image_path.name)
-                wait_for_job(client, h, deadline_s=args.timeout, on_progress=display,
-                             give_up_disconnected_s=args.give_up_disconnected, on_event=on_event)
-            except KeyboardInterrupt:        # before the wait loop: cancel what was sent
+                # Ctrl-C inside wait() cancels the job on the server (JobInterrupted)
+                client.wait(h, deadline_s=args.timeout, on_progress=display, on_event=on_event,
+                            give_up_disconnected_s=args.give_up_disconnected,
+                            cancel_wait_s=CANCEL_WAIT_S)
+            except JobInterrupted:
+                raise
+            except KeyboardInterrupt:        # between submit() and wait(): cancel what was sent
                 if h is None:
                     raise
-                raise _Interrupted(h, cancel_and_wait(client, h)) from None
+                raise JobInterrupted(h.job_id, key, client.cancel_and_wait(h, CANCEL_WAIT_S)) \
+                    from None
             glb, sidecar = h.glb, h.sidecar or {}
             sidecar_path = sidecar_path_for(args.output)
             write_output(args.output, glb)       # while the received frame is still alive
             write_json_summary(sidecar_path, sidecar)
             summary.update(glb_size=len(glb), glb_sha256=hashlib.sha256(glb).hexdigest())
-    except KeyboardInterrupt:                   # before sending, or while writing the output
-        summary.update(job_id=h.job_id if h else None,
-                       error={"code": "CANCELLED", "message": "interrupted (Ctrl-C)"})
-        display.done("interrupted (Ctrl-C)" + (f" after job {h.job_id} ended" if h else
-                                               " before the job was sent"))
-        return finish(EXIT_CANCELLED)
-    except _Interrupted as e:
-        job_id = e.handle.job_id
+    except JobInterrupted as e:
+        job_id = e.job_id
         summary.update(job_id=job_id, cancel_confirmed=e.confirmed,
                        error={"code": "CANCELLED", "message": "interrupted (Ctrl-C); cancel sent "
                               "to the server" + (" and confirmed" if e.confirmed else "")})
@@ -208,6 +145,12 @@ def handle(args) -> int:
                          + ("cancelled on the server" if e.confirmed else
                             f"- cancel sent, not confirmed within {CANCEL_WAIT_S:g} s")
                          + f" (idempotency key {key})")
+        return finish(EXIT_CANCELLED)
+    except KeyboardInterrupt:                   # before sending, or while writing the output
+        summary.update(job_id=h.job_id if h else None,
+                       error={"code": "CANCELLED", "message": "interrupted (Ctrl-C)"})
+        display.done("interrupted (Ctrl-C)" + (f" after job {h.job_id} ended" if h else
+                                               " before the job was sent"))
         return finish(EXIT_CANCELLED)
     except JobError as e:
         display.done(f"error {e.code}: {e.message}")

@@ -22,7 +22,6 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 
 from .background import BackgroundRunner
 from .events import CancelToken, JobCancelled, NullSink, PipelineError, ProgressSink

@@ -84,7 +84,6 @@ def camera_angles(cfg: SynthConfig, rng: np.random.Generator) -> list[tuple[floa
 
 
 def random_lighting(rng: np.random.Generator):
-    from ..render.raycast import RenderConfig
     lights = []
     for _ in range(int(rng.integers(1, 4))):
         d = rng.normal(size=3)
