@@ -6,11 +6,10 @@ check), and the command then exits 5 (cancelled) with the --json summary written
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from pathlib import Path
 
-from ..service.cli_support import (EXIT_CODES_HELP, EXIT_CANCELLED, EXIT_INPUT, EXIT_OK,
+from ..service.cli_support import (CommandSummary, EXIT_CODES_HELP, EXIT_CANCELLED, EXIT_INPUT, EXIT_OK,
                                    EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay,
                                    call_cancellable, exit_code_for, output_problem,
                                    read_rig_file, report_sidecar_notes, sidecar_path_for,
@@ -68,24 +67,10 @@ def device_problem(device: str) -> str | None:
 
 def handle(args) -> int:
     image_path = Path(args.image)
-    summary = {"command": "run", "image": str(image_path), "output": str(args.output),
-               "ok": False}
+    summary = CommandSummary(args.json_path, command="run", image=str(image_path),
+                             output=str(args.output))
+    finish, refuse = summary.finish, summary.refuse
     t0 = time.monotonic()
-
-    def finish(code: int) -> int:
-        summary["seconds"] = round(time.monotonic() - t0, 3)
-        summary["exit_code"] = code
-        if args.json_path:
-            try:
-                write_json_summary(args.json_path, summary)
-            except OSError as e:
-                print(f"error: cannot write the --json summary {args.json_path}: {e}", file=sys.stderr)
-        return code
-
-    def refuse(code: int, error_code: str, message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
-        summary["error"] = {"code": error_code, "message": message}
-        return finish(code)
 
     if not image_path.is_file():
         return refuse(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")

@@ -10,12 +10,11 @@ here so that the job handle survives a Ctrl-C: the job is then cancelled on the 
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from ..service.cli_support import (CANCEL_WAIT_S, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_INPUT,
+from ..service.cli_support import (CommandSummary, CANCEL_WAIT_S, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_INPUT,
                                    EXIT_OK, EXIT_SERVER, EXIT_USAGE, ProgressDisplay,
                                    exit_code_for, output_problem, read_rig_file,
                                    report_sidecar_notes, sidecar_path_for, write_json_summary,
@@ -53,24 +52,10 @@ def add_parser(subparsers) -> None:
 def handle(args) -> int:
     image_path = Path(args.image)
     key = args.idempotency_key or uuid.uuid4().hex
-    summary = {"command": "submit", "server": args.server, "image": str(image_path),
-               "output": str(args.output), "idempotency_key": key, "ok": False}
+    summary = CommandSummary(args.json_path, command="submit", server=args.server,
+                             image=str(image_path), output=str(args.output), idempotency_key=key)
+    finish, refuse = summary.finish, summary.refuse
     t0 = time.monotonic()
-
-    def finish(code: int) -> int:
-        summary["seconds"] = round(time.monotonic() - t0, 3)
-        summary["exit_code"] = code
-        if args.json_path:
-            try:
-                write_json_summary(args.json_path, summary)
-            except OSError as e:
-                print(f"error: cannot write the --json summary {args.json_path}: {e}", file=sys.stderr)
-        return code
-
-    def refuse(code: int, error_code: str, message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
-        summary["error"] = {"code": error_code, "message": message}
-        return finish(code)
 
     if bool(args.key_file) == bool(args.insecure):
         return refuse(EXIT_USAGE, "USAGE", "give --key-file FILE (the backend's key) or --insecure "

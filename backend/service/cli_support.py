@@ -167,3 +167,30 @@ def call_cancellable(fn, cancel, grace_s: float = 10.0):
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+class CommandSummary(dict):
+    """The machine-readable summary of one `run` / `submit` (written to --json FILE): filled in
+    as the command goes, written on every exit with the exit code and the seconds taken."""
+
+    def __init__(self, json_path: str | None, **fields):
+        super().__init__(fields, ok=False)
+        self.json_path = json_path
+        self._t0 = time.monotonic()
+
+    def finish(self, code: int) -> int:
+        self["seconds"] = round(time.monotonic() - self._t0, 3)
+        self["exit_code"] = code
+        if self.json_path:
+            try:
+                write_json_summary(self.json_path, self)
+            except OSError as e:
+                print(f"error: cannot write the --json summary {self.json_path}: {e}",
+                      file=sys.stderr)
+        return code
+
+    def refuse(self, code: int, error_code: str, message: str) -> int:
+        """Print `message` as an error and finish with `code`."""
+        print(f"error: {message}", file=sys.stderr)
+        self["error"] = {"code": error_code, "message": message}
+        return self.finish(code)
