@@ -9,10 +9,10 @@ import hashlib
 import time
 from pathlib import Path
 
-from ..service.cli_support import (CommandSummary, EXIT_CODES_HELP, EXIT_CANCELLED, EXIT_INPUT, EXIT_OK,
-                                   EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay,
+from ..service.cli_support import (CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_OK,
+                                   EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay, Refused,
                                    call_cancellable, exit_code_for, output_problem,
-                                   read_rig_file, report_sidecar_notes, sidecar_path_for,
+                                   read_photo_and_rig, report_sidecar_notes, sidecar_path_for,
                                    write_json_summary, write_output)
 
 # the pipeline's JobOptions choices (backend/pipeline/pipeline.py), repeated here so that
@@ -72,26 +72,16 @@ def handle(args) -> int:
     finish, refuse = summary.finish, summary.refuse
     t0 = time.monotonic()
 
-    if not image_path.is_file():
-        return refuse(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")
     problem = output_problem(args.output) or device_problem(args.device)
     if problem:
         return refuse(EXIT_USAGE, "USAGE", problem)
     if args.texture_size <= 0:
         return refuse(EXIT_USAGE, "USAGE", "--texture-size must be a positive number of pixels")
     try:
-        image = image_path.read_bytes()
-    except OSError as e:
-        return refuse(EXIT_USAGE, "USAGE", f"cannot read the photo {image_path}: {e}")
+        image, rig = read_photo_and_rig(image_path, args.rig)
+    except Refused as e:
+        return refuse(e.exit_code, e.error_code, e.message)
     summary["image_sha256"] = hashlib.sha256(image).hexdigest()
-    rig = None
-    if args.rig:
-        try:
-            _, rig = read_rig_file(args.rig)
-        except FileNotFoundError:
-            return refuse(EXIT_USAGE, "USAGE", f"no such rig file: {args.rig}")
-        except ValueError as e:
-            return refuse(EXIT_INPUT, "BAD_REQUEST", f"bad rig file {args.rig}: {e}")
 
     from ..pipeline.events import CallbackSink, CancelToken, JobCancelled, PipelineError
 

@@ -14,9 +14,9 @@ import time
 import uuid
 from pathlib import Path
 
-from ..service.cli_support import (CommandSummary, CANCEL_WAIT_S, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_INPUT,
-                                   EXIT_OK, EXIT_SERVER, EXIT_USAGE, ProgressDisplay,
-                                   exit_code_for, output_problem, read_rig_file,
+from ..service.cli_support import (CANCEL_WAIT_S, CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP,
+                                   EXIT_INPUT, EXIT_OK, EXIT_SERVER, EXIT_USAGE, ProgressDisplay,
+                                   Refused, exit_code_for, output_problem, read_photo_and_rig,
                                    report_sidecar_notes, sidecar_path_for, write_json_summary,
                                    write_output)
 from .run import GENERATORS, OUTPUT_KINDS, QUALITIES
@@ -60,24 +60,14 @@ def handle(args) -> int:
     if bool(args.key_file) == bool(args.insecure):
         return refuse(EXIT_USAGE, "USAGE", "give --key-file FILE (the backend's key) or --insecure "
                       "(development backend on loopback), not both and not neither")
-    if not image_path.is_file():
-        return refuse(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")
     problem = output_problem(args.output)
     if problem:
         return refuse(EXIT_USAGE, "USAGE", problem)
     try:
-        image = image_path.read_bytes()
-    except OSError as e:
-        return refuse(EXIT_USAGE, "USAGE", f"cannot read the photo {image_path}: {e}")
+        image, rig = read_photo_and_rig(image_path, args.rig)
+    except Refused as e:
+        return refuse(e.exit_code, e.error_code, e.message)
     summary["image_sha256"] = hashlib.sha256(image).hexdigest()
-    rig = None
-    if args.rig:
-        try:
-            rig, _ = read_rig_file(args.rig)
-        except FileNotFoundError:
-            return refuse(EXIT_USAGE, "USAGE", f"no such rig file: {args.rig}")
-        except ValueError as e:
-            return refuse(EXIT_INPUT, "BAD_REQUEST", f"bad rig file {args.rig}: {e}")
     options = {k: v for k, v in (("seed", args.seed), ("generator", args.generator),
                                  ("quality", args.quality), ("texture_size", args.texture_size),
                                  ("output_kind", args.output_kind)) if v is not None}

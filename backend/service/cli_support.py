@@ -106,6 +106,33 @@ def read_rig_file(path: str | os.PathLike):
     return d, Rig.from_dict(d)
 
 
+class Refused(Exception):
+    """An input the command refuses before doing any work: exit code, error code, message."""
+
+    def __init__(self, exit_code: int, error_code: str, message: str):
+        super().__init__(message)
+        self.exit_code, self.error_code, self.message = exit_code, error_code, message
+
+
+def read_photo_and_rig(image_path: Path, rig_path: str | None):
+    """(photo bytes, Rig or None); raises Refused."""
+    if not image_path.is_file():
+        raise Refused(EXIT_USAGE, "USAGE", f"no such photo: {image_path}")
+    try:
+        image = image_path.read_bytes()
+    except OSError as e:
+        raise Refused(EXIT_USAGE, "USAGE", f"cannot read the photo {image_path}: {e}") from None
+    rig = None
+    if rig_path:
+        try:
+            _, rig = read_rig_file(rig_path)
+        except FileNotFoundError:
+            raise Refused(EXIT_USAGE, "USAGE", f"no such rig file: {rig_path}") from None
+        except ValueError as e:
+            raise Refused(EXIT_INPUT, "BAD_REQUEST", f"bad rig file {rig_path}: {e}") from None
+    return image, rig
+
+
 def output_problem(path: str | os.PathLike) -> str | None:
     """Why the GLB (and its sidecar beside it) cannot be written at `path`, or None; checked
     before any work is done."""
