@@ -78,6 +78,18 @@ def ict_npz(data_dir) -> Path:
     return p
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny torch models run far faster on one thread on the small shared CI machine; a
+    module opts in with `pytestmark = pytest.mark.usefixtures("torch_one_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def ict_model(ict_npz):
     from gen3dface.backend.headmodel.ict import load_ict_npz

@@ -14,12 +14,7 @@ from gen3dface.backend.mvdiff.unet_hooks import MultiViewSelfAttnProcessor
 from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _model() -> MultiViewDiffusion:

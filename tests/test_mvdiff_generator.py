@@ -16,12 +16,7 @@ from gen3dface.protocol.cameras import (Intrinsics, intrinsics_from_fov, orbit_w
                                         project_head_point, ring_rig)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

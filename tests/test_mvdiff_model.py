@@ -14,13 +14,7 @@ from gen3dface.backend.mvdiff import (MultiViewDiffusion, MVDiffusionConfig, Sam
 from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The CI machine is small and shared: tiny models run far faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _head_mesh():

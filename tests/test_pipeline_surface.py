@@ -37,12 +37,7 @@ FAST = {"sdf": {"preset": "tiny", "iterations": 20}, "init_grid": 32,
                          "fit_identity": 20}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # ---------------------------------------------------------------- what gets written, and why
