@@ -119,3 +119,42 @@ def run_blender_scenario(fn, *args) -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def gltf_validator_report(glb_path) -> dict:
+    """Khronos glTF-Validator's report on a GLB (scripts/validate_gltf.mjs); skips the calling
+    test when node or the npm package is missing (`bash scripts/install_gltf_validator.sh`)."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    roots = [os.environ.get("GLTF_VALIDATOR_DIR"), REPO_ROOT / "tools" / "node", REPO_ROOT / ".gl"]
+    if not any(r and (Path(r) / "node_modules" / "gltf-validator").is_dir() for r in roots):
+        pytest.skip("gltf-validator is not installed (run `bash scripts/install_gltf_validator.sh`)")
+    r = subprocess.run(["node", str(REPO_ROOT / "scripts" / "validate_gltf.mjs"), str(glb_path)],
+                       capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stdout)
+    report["_returncode"] = r.returncode
+    return report
+
+
+@pytest.fixture(scope="session")
+def tiny_mvdiff_checkpoint(tmp_path_factory):
+    """A tiny random-weight Gen3D-Face checkpoint with 32x32 views, saved once per session.
+    Plumbing only: it generates noise."""
+    import torch
+
+    from gen3dface.backend.mvdiff import MultiViewDiffusion, MVDiffusionConfig
+
+    cfg = MVDiffusionConfig.tiny()
+    cfg.backbone.resolution = 32
+    cfg.backbone.unet["sample_size"] = 16
+    cfg.backbone.vae["sample_size"] = 32
+    cfg.validate()
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("gen3dface_tiny")
+    MultiViewDiffusion(cfg).save_pretrained(folder)
+    return folder
+

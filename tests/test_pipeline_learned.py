@@ -9,10 +9,8 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
 from gen3dface.backend.export.gltf import read_glb
-from gen3dface.backend.mvdiff import MultiViewDiffusion, MVDiffusionConfig
 from gen3dface.backend.mvdiff.generator import GeneratedView
 from gen3dface.backend.mvdiff.learned import (LearnedGenerator, LearnedGeneratorConfig,
                                               contact_sheet, default_ring, make_generator)
@@ -29,17 +27,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random-weight Gen3D-Face checkpoint with 32x32 views."""
-    cfg = MVDiffusionConfig.tiny()
-    cfg.backbone.resolution = 32
-    cfg.backbone.unet["sample_size"] = 16
-    cfg.backbone.vae["sample_size"] = 32
-    cfg.validate()
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("gen3dface_tiny")
-    MultiViewDiffusion(cfg).save_pretrained(folder)
-    return folder
+def checkpoint(tiny_mvdiff_checkpoint):
+    return tiny_mvdiff_checkpoint
 
 
 @pytest.fixture(scope="module")

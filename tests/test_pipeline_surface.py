@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from gen3dface.backend.export.gltf import read_glb
 from gen3dface.backend.export.head_glb import ExportConfig, HeadAsset
@@ -83,19 +82,8 @@ def test_reconstruction_settings_are_checked():
 
 # ---------------------------------------------------------------- capabilities
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A tiny random-weight Gen3D-Face checkpoint (plumbing only: it generates noise)."""
-    from gen3dface.backend.mvdiff import MultiViewDiffusion, MVDiffusionConfig
-
-    cfg = MVDiffusionConfig.tiny()
-    cfg.backbone.resolution = 32
-    cfg.backbone.unet["sample_size"] = 16
-    cfg.backbone.vae["sample_size"] = 32
-    cfg.validate()
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("gen3dface_tiny_surface")
-    MultiViewDiffusion(cfg).save_pretrained(folder)
-    return folder
+def checkpoint(tiny_mvdiff_checkpoint):
+    return tiny_mvdiff_checkpoint
 
 
 def test_capabilities_offer_the_surface_only_with_the_learned_generator(checkpoint, data_dir,
