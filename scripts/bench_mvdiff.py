@@ -36,6 +36,9 @@ def parse_args(argv=None):
                    help="denoising steps to time (default: 1 on CPU, the full schedules on CUDA)")
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
+    p.add_argument("--compile-mode", default="default",
+                   choices=("default", "reduce-overhead", "max-autotune"),
+                   help="torch.compile mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--no-geometry", action="store_true")
     return p.parse_args(argv)
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
           f"latent={cfg.backbone.latent_size} volume={cfg.volume.resolution}^3 "
           f"frustum_depth={cfg.frustum.depth} guidance={args.guidance}")
     print(f"device={device} ({gpu}) dtype={str(dtype).replace('torch.', '')} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__} compile={args.compile}")
+          f"threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"compile={args.compile and args.compile_mode}")
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
@@ -85,7 +89,8 @@ def main(argv=None) -> int:
         model = MultiViewDiffusion(cfg)
     model.to_inference(device, dtype)
     if args.compile:
-        model.unet = torch.compile(model.unet)
+        # one graph: the tests check that the UNet with our hooks traces without a break
+        model.unet = torch.compile(model.unet, fullgraph=True, mode=args.compile_mode)
     print(f"build: {time.perf_counter() - t0:.1f} s")
 
     n_total = sum(p.numel() for p in model.parameters())

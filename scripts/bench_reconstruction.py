@@ -44,6 +44,13 @@ def main(argv=None) -> int:
     ap.add_argument("--layout", choices=("ring", "mixed"), default="ring")
     ap.add_argument("--sdf", action="store_true", help="also run the free-form SDF path")
     ap.add_argument("--sdf-iterations", type=int, default=None)
+    ap.add_argument("--sdf-rays", type=int, default=None, help="rays per SDF iteration")
+    ap.add_argument("--sdf-small", action="store_true",
+                    help="a smaller hash grid and MLP (SDFConfig.tiny sizes; for CPU runs)")
+    ap.add_argument("--no-safeguard", action="store_true",
+                    help="return the trained SDF surface even when the views score it worse")
+    ap.add_argument("--init-grid", type=int, default=96,
+                    help="template SDF samples along the box's longest axis")
     ap.add_argument("--device", default=None, help="torch device for --sdf (default: cuda if "
                     "available, else cpu)")
     ap.add_argument("--ict", default=None, help="path to ict_facekit_v1.npz")
@@ -114,15 +121,46 @@ def main(argv=None) -> int:
                vertex_error_mm(reg.vertices, head.template_vertices, ids))
         if args.sdf:
             from gen3dface.backend.recon.sdf import SDFConfig
-            from gen3dface.backend.recon.stage import ReconConfig, reconstruct
+            from gen3dface.backend.recon.meshing import field_to_mesh
+            from gen3dface.backend.recon.register import SKIN_GROUPS as REG_SKIN
+            from gen3dface.backend.recon.stage import (ReconConfig, closed_template,
+                                                       off_the_cap, reconstruct,
+                                                       template_sdf_grid)
+
+            skin_faces, _, _ = model.triangles(model.polygon_mask(*REG_SKIN))
 
             kw = {} if args.sdf_iterations is None else {"iterations": args.sdf_iterations}
-            cfg = ReconConfig(output_kind="surface", device=device,
-                              sdf=SDFConfig(device=device, **kw))
+            if args.sdf_rays:
+                kw["rays_per_batch"] = args.sdf_rays
+            sdf_cfg = SDFConfig.tiny(device=device, mesh_resolution=256,
+                                     meshing=SDFConfig().meshing, **kw) if args.sdf_small \
+                else SDFConfig(device=device, **kw)
+            sdf_cfg.safeguard = not args.no_safeguard
+            cfg = ReconConfig(output_kind="surface", device=device, sdf=sdf_cfg,
+                              init_grid=args.init_grid)
+            # the SDF's start: the registered template's closed SDF, meshed and opened at
+            # the neck as the stage does (what training must improve on)
+            w0, c0 = time.perf_counter(), time.process_time()
+            cv, cf, cap = closed_template(reg.vertices, skin_faces)
+            h_ = reg.hull
+            hi_ = h_.origin + (np.array(h_.field.shape) - 1) * h_.voxel
+            fld, org, vox = template_sdf_grid(cv, cf, h_.origin, hi_, args.init_grid)
+            start = field_to_mesh(fld, org, vox, sdf_cfg.meshing, with_uvs=False,
+                                  trim=off_the_cap(cv, cf, cap))
+            report("sdf-start", start.vertices, start.faces, time.perf_counter() - w0,
+                   time.process_time() - c0)
             w0, c0 = time.perf_counter(), time.process_time()
             res = reconstruct(views, model, None, cfg)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            if res.surface is None:
+                print(f"{seed:>5} sdf/{device}  failed: {res.surface_error}")
+                continue
             report(f"sdf/{device}", res.surface.vertices, res.surface.faces, wall, cpu)
+            sc = res.surface_scores
+            print(f"      kept: {res.surface_kept}; view scores (silhouette 1-IoU + colour "
+                  "spread; lower is better): " + ", ".join(
+                      f"{k} {v['score']:.4f} ({v['silhouette']:.4f} + {v['photo']:.4f})"
+                      for k, v in sc.items()), flush=True)
 
     print("# mean")
     for method in dict.fromkeys(r["method"] for r in rows):

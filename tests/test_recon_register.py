@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import trimesh
 
 from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.recon.hull import visual_hull
@@ -145,3 +146,34 @@ def test_stage_returns_a_textured_free_form_surface(scene, ict_model):
     assert res.surface_texture.shape == (256, 256, 3)
     d = MeshDistance(scene["gt"], scene["skin_f"])(s.vertices) * 1e3
     assert np.median(d) < 3.0
+
+
+def test_the_closed_template_opens_again_at_its_neck():
+    """The template's SDF needs a closed mesh, so its neck opening is capped; the surface
+    meshed from that SDF is opened again where the cap was (no disc under the neck), and
+    rays that meet the surface at the opening are left out of the SDF's losses."""
+    from gen3dface.backend.recon.meshing import MeshingConfig, boundary_loops, field_to_mesh
+    from gen3dface.backend.recon.metrics import MeshDistance
+    from gen3dface.backend.recon.stage import (at_the_opening, closed_template, off_the_cap,
+                                               template_sdf_grid)
+
+    s = trimesh.creation.icosphere(3, radius=0.1)
+    keep = s.vertices[s.faces].mean(axis=1)[:, 1] > -0.06           # open at the bottom
+    v, f = s.vertices, s.faces[keep]
+    cv, cf, cap = closed_template(v, f)
+    assert cap.sum() == len(cf) - len(f) > 0 and not boundary_loops(cf)
+    lo, hi = np.full(3, -0.13), np.full(3, 0.13)
+    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, 48)
+    closed = field_to_mesh(field_, origin, voxel, MeshingConfig(target_faces=3000),
+                           with_uvs=False)
+    opened = field_to_mesh(field_, origin, voxel, MeshingConfig(target_faces=3000),
+                           with_uvs=False, trim=off_the_cap(cv, cf, cap))
+    centre = cv[-1]                                  # the cap's fan centre, under the opening
+    assert np.linalg.norm(closed.vertices - centre, axis=1).min() < 0.01   # the cap, meshed
+    assert np.linalg.norm(opened.vertices - centre, axis=1).min() > 0.05   # gone again
+    assert boundary_loops(opened.faces)
+    assert MeshDistance(v, f)(opened.vertices).max() < voxel     # all of it is template
+    ignore = at_the_opening(cv, cf, cap, margin_m=0.01)
+    pts = np.array([[0.0, 0.1, 0.0], [0.1, 0.0, 0.0], [0.0, -0.085, 0.0], [0.05, -0.09, 0.0],
+                    [0.0, -0.2, 0.0]])
+    assert ignore(pts).tolist() == [False, False, True, True, True]

@@ -129,3 +129,32 @@ def test_safeguard_never_returns_a_surface_worse_than_its_init(sphere_views):
     kept = view_consistency(v, f, sphere_views, cfg.safeguard_points, cfg.seed)
     assert kept["score"] <= res.scores["initial"]["score"] + 1e-9
     assert abs(np.linalg.norm(v, axis=1).mean() - R) < 0.003
+
+
+def test_opacity_does_not_depend_on_the_angle_a_ray_meets_the_surface():
+    """A ray that crosses the surface is opaque however obliquely it meets it: the fine
+    samples span the SDF's whole sigmoid, not a fixed length of the ray (which under-states
+    grazing rays' opacity and made the mask loss inflate heads)."""
+    net = SDFNetwork(SDFConfig.tiny(init_inv_s=300.0), *BOX)
+    net.base = lambda x: x.norm(dim=-1) - R
+    offsets = torch.tensor([0.0, 0.05, 0.09, 0.097, 0.099])    # distance of the ray from the centre
+    o = torch.stack([torch.zeros(5), offsets, torch.full((5,), 0.5)], dim=1)
+    d = torch.tensor([0.0, 0.0, -1.0]).expand(5, 3).contiguous()
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in BOX)
+    op = render_rays(net, o, d, 24, lo, hi, train=False)["opacity"].detach()
+    # NeuS's opacity of a ray through a solid: 1 - sigmoid(deepest SDF * inv_s), whose
+    # deepest SDF is (offset - R); a band of fixed length along the ray gave 0.84 for 0.9 R
+    expected = 1 - torch.sigmoid((offsets - R) * 300.0)
+    assert (op - expected).abs().max() < 0.03, (op, expected)
+
+
+def test_the_eikonal_term_skips_where_the_base_is_no_distance():
+    net = SDFNetwork(SDFConfig.tiny(), *BOX)
+    x = (torch.rand(256, 3) - 0.5) * 0.3
+    net.base = lambda p: p.norm(dim=-1) - R
+    assert net.sdf_and_gradient(x, create_graph=False)[3].sub(1).abs().max() < 1e-3
+    net.base = lambda p: 2 * (p.norm(dim=-1) - R)                # a field twice as steep
+    o = torch.tensor([[0.0, 0.0, 0.5]])
+    d = torch.tensor([[0.0, 0.0, -1.0]])
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in BOX)
+    assert not render_rays(net, o, d, 16, lo, hi, train=False)["eikonal_mask"].any()

@@ -90,6 +90,14 @@ def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_edges: int):
     return np.concatenate(new_v), np.concatenate(new_f)
 
 
+def keep_faces(vertices: np.ndarray, faces: np.ndarray, keep: np.ndarray):
+    """The mesh with only the faces where `keep` (F,) is true, then its main component."""
+    f = np.asarray(faces, np.int64)[np.asarray(keep, bool)]
+    if len(f) == 0:
+        raise ValueError("no face left to keep")
+    return largest_component(vertices, f)
+
+
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int):
     """Reduce to about `target_faces` faces. Uses manifold3d's error-bounded simplification
     (bisecting its tolerance) on watertight meshes; otherwise returns the mesh unchanged if
@@ -154,9 +162,10 @@ def atlas_uvs(vertices: np.ndarray, faces: np.ndarray, config: MeshingConfig) ->
 
 def field_to_mesh(field: np.ndarray, origin: np.ndarray, voxel: float,
                   config: MeshingConfig | None = None, level: float = 0.0,
-                  with_uvs: bool = True) -> SurfaceMesh:
+                  with_uvs: bool = True, trim=None) -> SurfaceMesh:
     """Marching cubes (negative inside) -> main component -> small holes filled ->
-    decimated -> xatlas UVs."""
+    decimated -> trimmed (`trim(vertices, faces)` -> (F,) bool, the faces to keep; e.g. to
+    open the surface at the template's neck) -> xatlas UVs."""
     from skimage.measure import marching_cubes
 
     config = config or MeshingConfig()
@@ -169,6 +178,8 @@ def field_to_mesh(field: np.ndarray, origin: np.ndarray, voxel: float,
     v, fc = largest_component(verts, faces)
     v, fc = fill_small_holes(v, fc, config.max_hole_edges)
     v, fc = decimate(v, fc, config.target_faces)
+    if trim is not None:
+        v, fc = keep_faces(v, fc, trim(v, fc))
     if with_uvs:
         return atlas_uvs(v, fc, config)
     return SurfaceMesh(v, fc)

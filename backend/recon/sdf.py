@@ -45,7 +45,8 @@ class SDFConfig:
     lr_mlp: float = 1e-3
     eikonal_weight: float = 0.1
     mask_weight: float = 0.5
-    init_inv_s: float = 300.0            # NeuS sharpness at the start (learned afterwards)
+    init_inv_s: float = 1000.0           # NeuS sharpness at the start (learned afterwards):
+                                         # sharp, since the start is the registered template
     color_warmup: int = 200              # first iterations train colour only (geometry frozen)
     geometry_rampup: int = 0             # then the geometry lr ramps up linearly over these
     geometry_lr_scale: float = 1.0       # geometry (grid + SDF MLP) lr relative to lr_grid/mlp
@@ -66,7 +67,7 @@ class SDFConfig:
         """A reduced config that runs end to end on a CPU in test-sized time."""
         base = dict(n_levels=6, log2_table_size=13, base_resolution=8, max_resolution=64,
                     hidden=32, geo_features=7, iterations=60, rays_per_batch=256,
-                    samples_per_ray=24, color_warmup=20,
+                    samples_per_ray=24, color_warmup=20, init_inv_s=300.0,
                     mesh_resolution=64, lr_grid=1e-2, lr_mlp=3e-3,
                     meshing=MeshingConfig(target_faces=4000, uv_resolution=256))
         base.update(kw)
@@ -155,18 +156,21 @@ class SDFNetwork(nn.Module):
         return self.forward(x)[0]
 
     def sdf_and_gradient(self, x: torch.Tensor, create_graph: bool = True):
-        """SDF, features and spatial gradient. The base field's gradient is taken without a
-        graph (it has no parameters), so it may be any differentiable callable."""
+        """SDF, features, spatial gradient and the base field's gradient norm (ones without a
+        base). The base field's gradient is taken without a graph (it has no parameters), so
+        it may be any differentiable callable."""
         x = x.detach().requires_grad_(True)
         s, feat = self.residual(x)
         g = torch.autograd.grad(s.sum(), x, create_graph=create_graph)[0]
+        base_norm = torch.ones_like(s)
         if self.base is not None:
             with torch.enable_grad():
                 xb = x.detach().requires_grad_(True)
                 sb = self.base(xb)
                 gb = torch.autograd.grad(sb.sum(), xb)[0]
             s, g = s + sb.detach(), g + gb.detach()
-        return s, feat, g
+            base_norm = gb.detach().norm(dim=-1)
+        return s, feat, g, base_norm
 
     def color(self, x, normal, view_dir, feat):
         return torch.sigmoid(self.color_mlp(torch.cat([self.unit(x), normal, view_dir, feat],
@@ -187,7 +191,8 @@ def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: in
                 coarse_samples: int = 64, band: float = 0.015,
                 color_geometry_weight: float = 1.0):
     """NeuS volume rendering (unbiased, occlusion-aware weights). Returns dict(rgb (R, 3),
-    opacity (R,), gradients (R*S, 3)). The background is black (the views' colours are
+    opacity (R,), gradients (R*S, 3), eikonal_mask (R*S,) bool: where the eikonal term
+    applies). The background is black (the views' colours are
     premultiplied by their masks), so `rgb` is premultiplied by `opacity` too.
     `color_geometry_weight` scales the gradient the colour takes back into the geometry (the
     weights, normals and features it reads) without changing the forward values: below 1 the
@@ -195,18 +200,7 @@ def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: in
     near, far, hit = ray_box(o, d, lo, hi)
     far = torch.where(hit, far, near + 1e-3)
     r = o.shape[0]
-    # surface-guided sampling: a coarse pass (no graph) finds the first zero crossing; the
-    # samples then cover a band around it (rays without a crossing keep the whole segment)
-    with torch.no_grad():
-        tc = torch.linspace(0, 1, coarse_samples, device=o.device)
-        zc = near[:, None] + (far - near)[:, None] * tc
-        sc = net.sdf((o[:, None] + d[:, None] * zc[..., None]).reshape(-1, 3)).view(r, -1)
-        neg = sc < 0
-        first = torch.where(neg.any(1), neg.float().argmax(1), torch.full_like(near, -1).long())
-        crossing = first > 0
-        t_hit = zc.gather(1, first.clamp_min(0)[:, None])[:, 0]
-        lo_t = torch.where(crossing, (t_hit - band).clamp_min(near), near)
-        hi_t = torch.where(crossing, torch.minimum(t_hit + band, far), far)
+    lo_t, hi_t = _sample_band(net, o, d, near, far, coarse_samples, band)
     t = torch.linspace(0, 1, n_samples + 1, device=o.device)[:-1].expand(r, -1)
     if train:
         t = t + torch.rand_like(t) / n_samples
@@ -215,7 +209,7 @@ def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: in
     z = lo_t[:, None] + (hi_t - lo_t)[:, None] * t                    # (R, S) mid-points
     delta = ((hi_t - lo_t) / n_samples)[:, None].expand(-1, n_samples)
     pts = (o[:, None] + d[:, None] * z[..., None]).reshape(-1, 3)
-    sdf, feat, grad = net.sdf_and_gradient(pts, create_graph=train)
+    sdf, feat, grad, base_norm = net.sdf_and_gradient(pts, create_graph=train)
     dirs = d[:, None].expand(-1, n_samples, -1).reshape(-1, 3)
     inv_s = net.log_inv_s.exp().clamp(1.0, 1e5)
     true_cos = (dirs * grad).sum(-1)
@@ -232,7 +226,78 @@ def render_rays(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, n_samples: in
     k = float(color_geometry_weight)
     w_c, normal, feat = (_scale_grad(t_, k) for t_ in (w, normal, feat))
     rgb = net.color(pts, normal, dirs, feat).view(r, n_samples, 3)
-    return dict(rgb=(w_c[..., None] * rgb).sum(1), opacity=w.sum(1), gradients=grad)
+    # the eikonal term applies where the base field is a distance itself: at its kinks (a
+    # sampled template SDF's medial sheets at ears and lips) it would make the learned part
+    # "repair" the base, and through the hash grid's coarse levels move the whole surface
+    eik_mask = (base_norm - 1).abs() < 0.1
+    return dict(rgb=(w_c[..., None] * rgb).sum(1), opacity=w.sum(1), gradients=grad,
+                eikonal_mask=eik_mask)
+
+
+@torch.no_grad()
+def _coarse_pass(sdf, o: torch.Tensor, d: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
+                 coarse_samples: int):
+    """`coarse_samples` SDF samples per ray over [near, far] -> (z (R, C), sdf (R, C), index of
+    the first negative sample (R,; 0 without one), crossing (R,) bool, t of the first zero
+    crossing (R,; linearly interpolated), t of the closest approach (R,))."""
+    r = o.shape[0]
+    tc = torch.linspace(0, 1, coarse_samples, device=o.device)
+    zc = near[:, None] + (far - near)[:, None] * tc
+    sc = sdf((o[:, None] + d[:, None] * zc[..., None]).reshape(-1, 3)).view(r, -1)
+    neg = sc < 0
+    first = torch.where(neg.any(1), neg.float().argmax(1), torch.zeros_like(near).long())
+    crossing = first > 0
+    i0, i1 = (first - 1).clamp_min(0)[:, None], first[:, None]
+    s0, s1 = sc.gather(1, i0)[:, 0], sc.gather(1, i1)[:, 0]
+    z0, z1 = zc.gather(1, i0)[:, 0], zc.gather(1, i1)[:, 0]
+    t_cross = z0 + (z1 - z0) * (s0 / (s0 - s1).clamp_min(1e-12))
+    t_min = zc.gather(1, sc.argmin(1)[:, None])[:, 0]
+    return zc, sc, first, crossing, t_cross, t_min
+
+
+@torch.no_grad()
+def _sample_band(net: "SDFNetwork", o: torch.Tensor, d: torch.Tensor, near: torch.Tensor,
+                 far: torch.Tensor, coarse_samples: int, band: float):
+    """(lo_t, hi_t) per ray: the stretch of the ray the fine samples cover. A coarse pass (no
+    graph) finds the first zero crossing; the stretch then runs from where the SDF was last
+    above +band before it to where it first falls below -band after it (at most 4 band
+    lengths each way), so every crossing ray sees the whole sigmoid of its surface whatever
+    its angle to the surface: a fixed distance along the ray would cut grazing rays' sigmoids
+    short, under-state their opacity and make the mask loss inflate the surface. A ray without
+    a crossing gets the stretch around its closest approach (where its opacity comes from)."""
+    zc, sc, first, crossing, t_cross, t_min = _coarse_pass(net.sdf, o, d, near, far,
+                                                           coarse_samples)
+    idx = torch.arange(coarse_samples, device=o.device).expand(o.shape[0], -1)
+    above = (idx < first[:, None]) & (sc >= band)
+    j_lo = torch.where(above, idx, torch.full_like(idx, -1)).amax(1)
+    below = (idx >= first[:, None]) & (sc <= -band)
+    j_hi = torch.where(below, idx, torch.full_like(idx, coarse_samples)).amin(1)
+    lo_c = torch.where(j_lo >= 0, zc.gather(1, j_lo.clamp_min(0)[:, None])[:, 0], near)
+    hi_c = torch.where(j_hi < coarse_samples,
+                       zc.gather(1, j_hi.clamp_max(coarse_samples - 1)[:, None])[:, 0], far)
+    reach = 4 * band
+    lo_c = torch.maximum(lo_c, t_cross - reach)
+    hi_c = torch.minimum(hi_c, t_cross + reach)
+    lo_t = torch.maximum(torch.where(crossing, lo_c, t_min - 2 * band), near)
+    hi_t = torch.minimum(torch.where(crossing, hi_c, t_min + 2 * band), far)
+    return lo_t, torch.maximum(hi_t, lo_t + 1e-4)
+
+
+def ray_anchors(sdf, o: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                coarse_samples: int = 64, chunk: int = 32768) -> np.ndarray:
+    """(P, 3): where each ray meets the surface of `sdf` (a torch callable): its first zero
+    crossing, or for a ray that misses, its closest approach (inside the box)."""
+    lo_t, hi_t = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+    out = np.empty((len(o), 3), np.float32)
+    for s in range(0, len(o), chunk):
+        ot, dt = torch.tensor(o[s:s + chunk]), torch.tensor(d[s:s + chunk])
+        near, far, _ = ray_box(ot, dt, lo_t, hi_t)
+        far = torch.maximum(far, near + 1e-3)
+        _, _, _, crossing, t_cross, t_min = _coarse_pass(sdf, ot, dt, near, far,
+                                                         coarse_samples)
+        t = torch.where(crossing, t_cross, t_min)
+        out[s:s + chunk] = (ot + dt * t[:, None]).numpy()
+    return out
 
 
 def _scale_grad(x: torch.Tensor, k: float) -> torch.Tensor:
@@ -288,10 +353,15 @@ def grid_sdf_function(field: np.ndarray, origin: np.ndarray, voxel: float
 def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
               init_sdf: Callable[[torch.Tensor], torch.Tensor],
               config: SDFConfig | None = None, sink: ProgressSink | None = None,
-              cancel: CancelToken | None = None) -> SDFResult:
+              cancel: CancelToken | None = None, trim=None, ignore=None) -> SDFResult:
     """Fit the SDF to the views inside `box` (lo, hi), starting from `init_sdf` (a torch
     callable on (B, 3) points: the registered template's SDF, a sphere...; the network learns
-    an offset to it, starting at zero), then mesh it."""
+    an offset to it, starting at zero), then mesh it. `trim(vertices, faces)` -> (F,) bool
+    keeps part of the mesh (the stage opens the surface at the template's neck with it).
+    `ignore(points (P, 3)) -> (P,) bool` leaves out of the losses the rays that meet the
+    initial surface there (the stage: at the neck opening, where the head ends in the views but
+    the closed SDF has a cap; their mask loss would grow the cap and, through the hash grid's
+    coarse levels, inflate the head)."""
     config = config or SDFConfig()
     sink, cancel = sink or NullSink(), cancel or CancelToken()
     dev = torch.device(config.device)
@@ -314,6 +384,10 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
                              torch.tensor(hi))
     keep = hit.numpy()
     o_all, d_all, c_all, m_all = o_all[keep], d_all[keep], c_all[keep], m_all[keep]
+    if ignore is not None:
+        use = ~np.asarray(ignore(ray_anchors(init_sdf, o_all, d_all, lo, hi)), bool)
+        o_all, d_all, c_all, m_all = o_all[use], d_all[use], c_all[use], m_all[use]
+        times["ignore"] = time.perf_counter() - t0 - times["init"]
     # put the rays on the device once (the CPU path keeps them in host memory)
     o_t, d_t = torch.tensor(o_all, device=dev), torch.tensor(d_all, device=dev)
     c_t, m_t = torch.tensor(c_all, device=dev), torch.tensor(m_all, device=dev)
@@ -339,7 +413,8 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         op = out["opacity"].clamp(1e-4, 1 - 1e-4)
         l_col = (out["rgb"] - c_t[idx]).abs().mean()
         l_mask = F.binary_cross_entropy(op, mask)
-        l_eik = ((out["gradients"].norm(dim=-1) - 1) ** 2).mean()
+        em = out["eikonal_mask"].float()
+        l_eik = (((out["gradients"].norm(dim=-1) - 1) ** 2) * em).sum() / em.sum().clamp_min(1)
         loss = l_col + config.mask_weight * l_mask + config.eikonal_weight * l_eik
         opt.zero_grad()
         loss.backward()
@@ -362,12 +437,14 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     kept, scores = "trained", {}
     if config.safeguard:
         try:
-            trained = field_to_mesh(field_, origin, voxel, config.meshing, with_uvs=False)
+            trained = field_to_mesh(field_, origin, voxel, config.meshing, with_uvs=False,
+                                    trim=trim)
         except ValueError:                  # training emptied the field: keep the initial one
             trained = None
         init_field, _, _ = sample_grid(init_sdf, lo, hi, config.mesh_resolution, dev)
         try:
-            initial = field_to_mesh(init_field, origin, voxel, config.meshing, with_uvs=False)
+            initial = field_to_mesh(init_field, origin, voxel, config.meshing, with_uvs=False,
+                                    trim=trim)
         except ValueError:                  # the initial field has no surface: nothing to keep
             initial = None
         cancel.raise_if_cancelled()
@@ -387,7 +464,7 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         chosen = trained if kept == "trained" else initial
         mesh = atlas_uvs(chosen.vertices, chosen.faces, config.meshing)
     else:
-        mesh = field_to_mesh(field_, origin, voxel, config.meshing)
+        mesh = field_to_mesh(field_, origin, voxel, config.meshing, trim=trim)
     times["mesh"] = time.perf_counter() - t2
     sink.progress(STAGE, 1.0, "surface extracted" + (
         " (training did not improve on the template's surface: kept that)"

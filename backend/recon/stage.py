@@ -19,7 +19,7 @@ import numpy as np
 
 from ..headmodel.model import HeadModel
 from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
-from .meshing import SurfaceMesh, fill_small_holes
+from .meshing import SurfaceMesh, boundary_loops, fill_small_holes
 from .register import SKIN_GROUPS, Registration, RegistrationConfig, register_template
 from .views import as_views
 
@@ -55,6 +55,9 @@ class ReconResult:
     registration: Registration
     timings_s: dict
     surface_error: str = ""               # why the asked-for surface is None (it failed)
+    surface_kept: str = ""                # "trained" | "initial" (the SDF's safeguard kept
+                                          # the template's surface); "" without a surface
+    surface_scores: dict = field(default_factory=dict)   # the safeguard's view scores
 
 
 class _SubSink:
@@ -99,18 +102,80 @@ def inside_by_parity(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
     return votes >= 2
 
 
+def closed_template(vertices: np.ndarray, faces: np.ndarray, max_hole_edges: int = 400):
+    """The template closed for a signed distance: every boundary loop (the neck opening, the
+    eye openings) capped by a fan. Returns (vertices, faces, neck_cap (F,) bool): the faces
+    that cap the longest loop, the neck, which is where the head ends, not surface."""
+    faces = np.asarray(faces, np.int64)
+    loops = boundary_loops(faces)
+    v, f = fill_small_holes(vertices, faces, max_edges=max_hole_edges)
+    neck_cap = np.zeros(len(f), bool)
+    if loops:
+        neck = max(loops, key=len)
+        caps = np.arange(len(faces), len(f))
+        neck_cap[caps] = np.isin(f[caps, 0], neck)
+    return v, f, neck_cap
+
+
+def off_the_cap(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray):
+    """A trim for `field_to_mesh`: keeps the faces of a surface whose centroid lies nearer
+    to the closed template's real surface than to its `cap` faces (so a surface meshed from
+    the closed template's SDF opens where the template does, while surface that training
+    moved away, hair say, stays: it is still nearest the scalp)."""
+    from .metrics import MeshDistance
+
+    dist = MeshDistance(vertices, faces, candidates=8)
+    cap = np.asarray(cap, bool)
+
+    def keep(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+        _, tri, _ = dist.closest(np.asarray(v, np.float64)[f].mean(axis=1))
+        return ~cap[tri]
+
+    return keep
+
+
+def at_the_opening(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray,
+                   margin_m: float = 0.01):
+    """An `ignore` for `train_sdf`: true for points nearer to the closed template's `cap`
+    faces than to its surface, or within `margin_m` of the cap (the neck's rim). Only points
+    near or below the cap's plane are measured (the others are never ignored)."""
+    from .metrics import MeshDistance
+
+    cap = np.asarray(cap, bool)
+    v = np.asarray(vertices, np.float64)
+    nearest = MeshDistance(v, faces, candidates=8)
+    to_cap = MeshDistance(v, np.asarray(faces)[cap], candidates=8)
+    ring = v[np.unique(np.asarray(faces)[cap])]
+    centre = ring.mean(axis=0)
+    normal = np.linalg.svd(ring - centre)[2][-1]
+    if (v.mean(axis=0) - centre) @ normal < 0:
+        normal = -normal                              # towards the head
+    reach = np.abs((ring - centre) @ normal).max() + margin_m
+
+    def ignore(points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, np.float64)
+        out = np.zeros(len(p), bool)
+        near = np.nonzero((p - centre) @ normal < reach)[0]
+        if len(near):
+            _, tri, _ = nearest.closest(p[near])
+            out[near] = cap[tri] | (to_cap(p[near]) < margin_m)
+        return out
+
+    return ignore
+
+
 def template_sdf_grid(vertices: np.ndarray, faces: np.ndarray, lo: np.ndarray,
                       hi: np.ndarray, resolution: int, band_voxels: float = 3.0):
-    """Signed distance of a (nearly closed) template on a grid: exact unsigned distance to
-    the mesh, sign by ray-crossing parity (negative inside). The neck opening and other small
-    holes are capped first. Narrow band: a half-resolution field everywhere, trilinearly
-    upsampled; exact values only within `band_voxels` voxels of the surface (the only place
-    the NeuS rendering and marching cubes read it precisely). Returns (field, origin, voxel)."""
+    """Signed distance of a closed template (`closed_template`) on a grid: exact unsigned
+    distance to the mesh, sign by ray-crossing parity (negative inside). Narrow band: a
+    half-resolution field everywhere, trilinearly upsampled; exact values only within
+    `band_voxels` voxels of the surface (the only place the NeuS rendering and marching cubes
+    read it precisely). Returns (field, origin, voxel)."""
     from scipy.ndimage import map_coordinates
 
     from .metrics import MeshDistance
 
-    v, f = fill_small_holes(vertices, faces, max_edges=400)
+    v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     dist_fn = MeshDistance(v, f, candidates=8)
 
     def exact(points):
@@ -153,15 +218,16 @@ def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig |
     except ValueError as e:
         raise PipelineError("INTERNAL", f"template registration failed: {e}") from e
     times["register"] = time.perf_counter() - t0
-    surface, surface_tex, surface_error = None, None, ""
+    surface, surface_tex, surface_error, sdf = None, None, "", None
     if want_surface:
         t1 = time.perf_counter()
         try:
-            surface, surface_tex = _free_form_surface(views, head_model, reg, config,
-                                                      _SubSink(sink, 0.4, 0.92), cancel)
+            sdf, surface_tex = _free_form_surface(views, head_model, reg, config,
+                                                  _SubSink(sink, 0.4, 0.92), cancel)
+            surface = sdf.mesh
         except (ValueError, RuntimeError) as e:   # incl. torch's OutOfMemoryError
             # the registered template is still good: return it, say why there is no surface
-            surface, surface_tex = None, None
+            surface, surface_tex, sdf = None, None, None
             surface_error = f"the free-form surface failed ({type(e).__name__}: {e})"
             _release_device_memory(config.device)
         sink.progress(STAGE, 1.0, surface_error or "surface textured")
@@ -171,12 +237,14 @@ def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig |
                        blendshape_names=reg.blendshape_names,
                        blendshape_deltas=reg.blendshape_deltas, identity=reg.identity,
                        expression=reg.expression, surface=surface, surface_texture=surface_tex,
-                       registration=reg, timings_s=times, surface_error=surface_error)
+                       registration=reg, timings_s=times, surface_error=surface_error,
+                       surface_kept=sdf.kept if sdf else "",
+                       surface_scores=sdf.scores if sdf else {})
 
 
 def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: ReconConfig,
                        sink: ProgressSink, cancel: CancelToken):
-    """(SurfaceMesh with xatlas UVs, its baked texture): SDF initialised from the registered
+    """(SDFResult, whose mesh has xatlas UVs; the mesh's baked texture): SDF initialised from the registered
     template inside the hull's box, NeuS-trained on the views, meshed, baked."""
     from .bake_surface import bake_surface
     from .sdf import SDFConfig, grid_sdf_function, train_sdf
@@ -186,14 +254,15 @@ def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: 
     lo = h.origin
     hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
     skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
-    field_, origin, voxel = template_sdf_grid(reg.vertices, skin_faces, lo, hi,
-                                              config.init_grid)
+    cv, cf, neck_cap = closed_template(reg.vertices, skin_faces)
+    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, config.init_grid)
     cancel.raise_if_cancelled()
     res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
-                    sink, cancel)
+                    sink, cancel, trim=off_the_cap(cv, cf, neck_cap),
+                    ignore=at_the_opening(cv, cf, neck_cap) if neck_cap.any() else None)
     cancel.raise_if_cancelled()
     tex = bake_surface(res.mesh, views, config.surface_texture_size, cancel=cancel).texture
-    return res.mesh, tex
+    return res, tex
 
 
 def _release_device_memory(device: str) -> None:
