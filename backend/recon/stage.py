@@ -117,14 +117,15 @@ def closed_template(vertices: np.ndarray, faces: np.ndarray, max_hole_edges: int
     return v, f, neck_cap
 
 
-def off_the_cap(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray):
+def off_the_cap(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray, distance=None):
     """A trim for `field_to_mesh`: keeps the faces of a surface whose centroid lies nearer
     to the closed template's real surface than to its `cap` faces (so a surface meshed from
     the closed template's SDF opens where the template does, while surface that training
-    moved away, hair say, stays: it is still nearest the scalp)."""
+    moved away, hair say, stays: it is still nearest the scalp). `distance`: a MeshDistance
+    of the same mesh to share (built here when None)."""
     from .metrics import MeshDistance
 
-    dist = MeshDistance(vertices, faces, candidates=8)
+    dist = distance or MeshDistance(vertices, faces, candidates=8)
     cap = np.asarray(cap, bool)
 
     def keep(v: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -135,15 +136,16 @@ def off_the_cap(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray):
 
 
 def at_the_opening(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray,
-                   margin_m: float = 0.01):
+                   margin_m: float = 0.01, distance=None):
     """An `ignore` for `train_sdf`: true for points nearer to the closed template's `cap`
     faces than to its surface, or within `margin_m` of the cap (the neck's rim). Only points
-    near or below the cap's plane are measured (the others are never ignored)."""
+    near or below the cap's plane are measured (the others are never ignored). `distance`:
+    a MeshDistance of the same mesh to share (built here when None)."""
     from .metrics import MeshDistance
 
     cap = np.asarray(cap, bool)
     v = np.asarray(vertices, np.float64)
-    nearest = MeshDistance(v, faces, candidates=8)
+    nearest = distance or MeshDistance(v, faces, candidates=8)
     to_cap = MeshDistance(v, np.asarray(faces)[cap], candidates=8)
     ring = v[np.unique(np.asarray(faces)[cap])]
     centre = ring.mean(axis=0)
@@ -165,18 +167,20 @@ def at_the_opening(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray,
 
 
 def template_sdf_grid(vertices: np.ndarray, faces: np.ndarray, lo: np.ndarray,
-                      hi: np.ndarray, resolution: int, band_voxels: float = 3.0):
+                      hi: np.ndarray, resolution: int, band_voxels: float = 3.0,
+                      distance=None):
     """Signed distance of a closed template (`closed_template`) on a grid: exact unsigned
     distance to the mesh, sign by ray-crossing parity (negative inside). Narrow band: a
     half-resolution field everywhere, trilinearly upsampled; exact values only within
     `band_voxels` voxels of the surface (the only place the NeuS rendering and marching cubes
-    read it precisely). Returns (field, origin, voxel)."""
+    read it precisely). `distance`: a MeshDistance of the same mesh to share. Returns (field,
+    origin, voxel)."""
     from scipy.ndimage import map_coordinates
 
     from .metrics import MeshDistance
 
     v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
-    dist_fn = MeshDistance(v, f, candidates=8)
+    dist_fn = distance or MeshDistance(v, f, candidates=8)
 
     def exact(points):
         return dist_fn(points) * np.where(inside_by_parity(v, f, points), -1.0, 1.0)
@@ -247,6 +251,7 @@ def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: 
     """(SDFResult, whose mesh has xatlas UVs; the mesh's baked texture): SDF initialised from the registered
     template inside the hull's box, NeuS-trained on the views, meshed, baked."""
     from .bake_surface import bake_surface
+    from .metrics import MeshDistance
     from .sdf import SDFConfig, grid_sdf_function, train_sdf
 
     sdf_cfg = config.sdf or SDFConfig(device=config.device)
@@ -255,11 +260,13 @@ def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: 
     hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
     skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
     cv, cf, neck_cap = closed_template(reg.vertices, skin_faces)
-    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, config.init_grid)
+    dist = MeshDistance(cv, cf, candidates=8)       # shared by the SDF, the trim and ignore
+    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, config.init_grid, distance=dist)
     cancel.raise_if_cancelled()
     res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
-                    sink, cancel, trim=off_the_cap(cv, cf, neck_cap),
-                    ignore=at_the_opening(cv, cf, neck_cap) if neck_cap.any() else None)
+                    sink, cancel, trim=off_the_cap(cv, cf, neck_cap, dist),
+                    ignore=at_the_opening(cv, cf, neck_cap, distance=dist)
+                    if neck_cap.any() else None)
     cancel.raise_if_cancelled()
     tex = bake_surface(res.mesh, views, config.surface_texture_size, cancel=cancel).texture
     return res, tex
