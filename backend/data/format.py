@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gen3dface.protocol.cameras import CameraError, Intrinsics
+
 FORMAT_NAME = "gen3dface-multiview"
 FORMAT_VERSION = 1
 DATASET_FILE = "dataset.json"
@@ -113,14 +115,10 @@ def intrinsics_matrix(intr: "ViewIntrinsics") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- records
-@dataclass(frozen=True)
-class ViewIntrinsics:
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
+class ViewIntrinsics(Intrinsics):
+    """A view's pixel intrinsics: the protocol's (`protocol.cameras.Intrinsics`, validated on
+    construction, origin at the image's top-left corner), as a dataset stores them; a bad
+    entry read from a dataset is a DatasetFormatError."""
 
     def scaled(self, width: int, height: int) -> "ViewIntrinsics":
         """The same camera for the image resized to (width, height) (corner-origin pixels)."""
@@ -130,15 +128,9 @@ class ViewIntrinsics:
     @classmethod
     def from_dict(cls, d: dict) -> "ViewIntrinsics":
         try:
-            out = cls(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]),
-                      float(d["cx"]), float(d["cy"]))
-        except (KeyError, TypeError, ValueError) as e:
+            return super().from_dict(d)
+        except CameraError as e:
             raise DatasetFormatError(f"bad intrinsics {d!r}: {e}") from None
-        vals = (out.fx, out.fy, out.cx, out.cy)
-        if out.width <= 0 or out.height <= 0 or not all(map(math.isfinite, vals)) \
-                or out.fx <= 0 or out.fy <= 0:
-            raise DatasetFormatError(f"bad intrinsics {d!r}")
-        return out
 
 
 @dataclass(frozen=True)

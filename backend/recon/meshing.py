@@ -72,6 +72,15 @@ def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
     return loops
 
 
+def loop_plane(points: np.ndarray, inside: np.ndarray):
+    """(centre, unit normal) of the plane fitted to a boundary loop's points (least squares),
+    the normal pointing to the side of `inside` (for a head's neck opening: the head)."""
+    points = np.asarray(points, np.float64)
+    centre = points.mean(axis=0)
+    normal = np.linalg.svd(points - centre)[2][-1]
+    return centre, (normal if (np.asarray(inside) - centre) @ normal >= 0 else -normal)
+
+
 def fill_small_holes(vertices: np.ndarray, faces: np.ndarray, max_edges: int):
     """Close every boundary loop with at most `max_edges` edges by a fan around its centroid
     (one new vertex per hole), oriented consistently with the surrounding faces."""

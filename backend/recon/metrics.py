@@ -49,18 +49,13 @@ class Plane:
 def neck_plane(vertices: np.ndarray, faces: np.ndarray) -> Plane:
     """Plane through the longest boundary loop of the skin mesh (the neck opening), normal
     toward the mesh's centroid."""
-    from .meshing import boundary_loops
+    from .meshing import boundary_loops, loop_plane
 
     loops = boundary_loops(np.asarray(faces, np.int64))
     if not loops:
         raise ValueError("the template has no boundary: no neck opening to cut at")
-    loop = max(loops, key=len)
-    p = np.asarray(vertices, np.float64)[loop]
-    c = p.mean(axis=0)
-    n = np.linalg.svd(p - c)[2][-1]
-    if (np.asarray(vertices).mean(axis=0) - c) @ n < 0:
-        n = -n
-    return Plane(c, n / np.linalg.norm(n))
+    v = np.asarray(vertices, np.float64)
+    return Plane(*loop_plane(v[max(loops, key=len)], v.mean(axis=0)))
 
 
 def sample_surface(vertices, faces, n, rng, plane: Plane | None = None,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..headmodel.model import HeadModel
 from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
-from .meshing import SurfaceMesh, boundary_loops, fill_small_holes
+from .meshing import SurfaceMesh, boundary_loops, fill_small_holes, loop_plane
 from .register import SKIN_GROUPS, Registration, RegistrationConfig, register_template
 from .views import as_views
 
@@ -102,19 +102,36 @@ def inside_by_parity(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
     return votes >= 2
 
 
-def closed_template(vertices: np.ndarray, faces: np.ndarray, max_hole_edges: int = 400):
-    """The template closed for a signed distance: every boundary loop (the neck opening, the
-    eye openings) capped by a fan. Returns (vertices, faces, neck_cap (F,) bool): the faces
-    that cap the longest loop, the neck, which is where the head ends, not surface."""
+def closed_template(vertices: np.ndarray, faces: np.ndarray, max_hole_edges: int = 400,
+                    neck_drop_m: float = 0.02):
+    """The template closed for a signed distance. Small boundary loops (the eye openings) are
+    capped by a fan. The longest loop, the neck, is extruded away from the head to a plane
+    `neck_drop_m` below its lowest point and capped flat there: the ICT neck loop runs over
+    the shoulders and is far from planar (about 7 cm tall), so a fan across it would cut
+    through the shoulders, flip the inside/outside parity there and leave sheets of false
+    surface. Returns (vertices, faces, neck_cap (F,) bool): the faces of the extrusion and its
+    cap, which is where the head ends, not surface. The original vertices come first; the
+    flat cap's centre is the last vertex."""
     faces = np.asarray(faces, np.int64)
     loops = boundary_loops(faces)
-    v, f = fill_small_holes(vertices, faces, max_edges=max_hole_edges)
-    neck_cap = np.zeros(len(f), bool)
-    if loops:
-        neck = max(loops, key=len)
-        caps = np.arange(len(faces), len(f))
-        neck_cap[caps] = np.isin(f[caps, 0], neck)
-    return v, f, neck_cap
+    if not loops:
+        return np.asarray(vertices, np.float64), faces, np.zeros(len(faces), bool)
+    neck = np.asarray(max(loops, key=len))
+    v, f = fill_small_holes(vertices, faces, max_edges=min(max_hole_edges, len(neck) - 1))
+    new_v, new_f, cap = [v], [f], [np.zeros(len(f), bool)]
+    a, b, n = neck, np.roll(neck, -1), len(v)
+    centre, normal = loop_plane(v[a], np.asarray(vertices, np.float64).mean(axis=0))
+    height = (v[a] - centre) @ normal
+    low = v[a] - (height - (height.min() - neck_drop_m))[:, None] * normal
+    qa = n + np.arange(len(a))
+    qb = np.roll(qa, -1)
+    # boundary edge a->b belongs to a face with a->b; the closing faces use b->a
+    wall = np.concatenate([np.stack([b, a, qa], axis=1), np.stack([b, qa, qb], axis=1)])
+    bottom = np.stack([qb, qa, np.full(len(a), n + len(a))], axis=1)
+    new_v += [low, low.mean(axis=0)[None]]
+    new_f += [wall, bottom]
+    cap.append(np.ones(len(wall) + len(bottom), bool))
+    return np.concatenate(new_v), np.concatenate(new_f), np.concatenate(cap)
 
 
 def off_the_cap(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray, distance=None):
@@ -147,12 +164,10 @@ def at_the_opening(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray,
     v = np.asarray(vertices, np.float64)
     nearest = distance or MeshDistance(v, faces, candidates=8)
     to_cap = MeshDistance(v, np.asarray(faces)[cap], candidates=8)
-    ring = v[np.unique(np.asarray(faces)[cap])]
-    centre = ring.mean(axis=0)
-    normal = np.linalg.svd(ring - centre)[2][-1]
-    if (v.mean(axis=0) - centre) @ normal < 0:
-        normal = -normal                              # towards the head
-    reach = np.abs((ring - centre) @ normal).max() + margin_m
+    f = np.asarray(faces)
+    rim = np.intersect1d(f[cap], f[~cap])             # where the cap meets the surface
+    centre, normal = loop_plane(v[rim], v[np.unique(f[~cap])].mean(axis=0))
+    reach = ((v[rim] - centre) @ normal).max() + margin_m   # the rim's top, towards the head
 
     def ignore(points: np.ndarray) -> np.ndarray:
         p = np.asarray(points, np.float64)
