@@ -46,7 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sdf-iterations", type=int, default=None)
     ap.add_argument("--sdf-rays", type=int, default=None, help="rays per SDF iteration")
     ap.add_argument("--sdf-small", action="store_true",
-                    help="a smaller hash grid and MLP (SDFConfig.tiny sizes; for CPU runs)")
+                    help="a smaller hash grid and MLP and fewer samples per ray "
+                    "(SDFConfig.tiny; the full config's sharpness and meshing; for CPU runs)")
     ap.add_argument("--no-safeguard", action="store_true",
                     help="return the trained SDF surface even when the views score it worse")
     ap.add_argument("--init-grid", type=int, default=96,
@@ -132,8 +133,10 @@ def main(argv=None) -> int:
             kw = {} if args.sdf_iterations is None else {"iterations": args.sdf_iterations}
             if args.sdf_rays:
                 kw["rays_per_batch"] = args.sdf_rays
-            sdf_cfg = SDFConfig.tiny(device=device, mesh_resolution=256,
-                                     meshing=SDFConfig().meshing, **kw) if args.sdf_small \
+            full = SDFConfig()
+            sdf_cfg = SDFConfig.tiny(device=device, mesh_resolution=full.mesh_resolution,
+                                     init_inv_s=full.init_inv_s, meshing=full.meshing,
+                                     **kw) if args.sdf_small \
                 else SDFConfig(device=device, **kw)
             sdf_cfg.safeguard = not args.no_safeguard
             cfg = ReconConfig(output_kind="surface", device=device, sdf=sdf_cfg,

@@ -158,3 +158,18 @@ def test_the_eikonal_term_skips_where_the_base_is_no_distance():
     d = torch.tensor([[0.0, 0.0, -1.0]])
     lo, hi = (torch.tensor(b, dtype=torch.float32) for b in BOX)
     assert not render_rays(net, o, d, 16, lo, hi, train=False)["eikonal_mask"].any()
+
+
+def test_the_offset_penalty_holds_the_field_to_its_start(sphere_views):
+    """With `offset_weight`, an aggressive schedule that otherwise drags the field away from
+    the (here exact) start keeps the learned offset several times smaller."""
+    def mean_offset(weight):
+        cfg = SDFConfig.tiny(iterations=25, color_warmup=0, lr_grid=0.1, lr_mlp=0.03,
+                             mesh_resolution=32, safeguard=False, offset_weight=weight)
+        res = train_sdf(sphere_views, BOX, lambda x: x.norm(dim=-1) - R, cfg)
+        x = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1) * R
+        with torch.no_grad():
+            return float(res.network.residual(x)[0].abs().mean())
+
+    free, held = mean_offset(0.0), mean_offset(1.0)
+    assert held < free / 3, (held, free)
