@@ -121,14 +121,9 @@ def main(argv=None) -> int:
         report("fast", reg.vertices, tmpl_faces, wall, cpu,
                vertex_error_mm(reg.vertices, head.template_vertices, ids))
         if args.sdf:
-            from gen3dface.backend.recon.sdf import SDFConfig
             from gen3dface.backend.recon.meshing import field_to_mesh
-            from gen3dface.backend.recon.register import SKIN_GROUPS as REG_SKIN
-            from gen3dface.backend.recon.stage import (ReconConfig, closed_template,
-                                                       off_the_cap, reconstruct,
-                                                       template_sdf_grid)
-
-            skin_faces, _, _ = model.triangles(model.polygon_mask(*REG_SKIN))
+            from gen3dface.backend.recon.sdf import SDFConfig
+            from gen3dface.backend.recon.stage import ReconConfig, reconstruct, sdf_start
 
             kw = {} if args.sdf_iterations is None else {"iterations": args.sdf_iterations}
             if args.sdf_rays:
@@ -144,12 +139,9 @@ def main(argv=None) -> int:
             # the SDF's start: the registered template's closed SDF, meshed and opened at
             # the neck as the stage does (what training must improve on)
             w0, c0 = time.perf_counter(), time.process_time()
-            cv, cf, cap = closed_template(reg.vertices, skin_faces)
-            h_ = reg.hull
-            hi_ = h_.origin + (np.array(h_.field.shape) - 1) * h_.voxel
-            fld, org, vox = template_sdf_grid(cv, cf, h_.origin, hi_, args.init_grid)
-            start = field_to_mesh(fld, org, vox, sdf_cfg.meshing, with_uvs=False,
-                                  trim=off_the_cap(cv, cf, cap))
+            st = sdf_start(reg, model, args.init_grid)
+            start = field_to_mesh(st.field, st.origin, st.voxel, sdf_cfg.meshing,
+                                  with_uvs=False, trim=st.trim)
             report("sdf-start", start.vertices, start.faces, time.perf_counter() - w0,
                    time.process_time() - c0)
             w0, c0 = time.perf_counter(), time.process_time()

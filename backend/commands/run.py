@@ -6,7 +6,6 @@ check), and the command then exits 5 (cancelled) with the --json summary written
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from ..service.cli_support import (CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_OK,
@@ -70,7 +69,6 @@ def handle(args) -> int:
     summary = CommandSummary(args.json_path, command="run", image=str(image_path),
                              output=str(args.output))
     finish, refuse = summary.finish, summary.refuse
-    t0 = time.monotonic()
 
     problem = output_problem(args.output) or device_problem(args.device)
     if problem:
@@ -129,6 +127,6 @@ def handle(args) -> int:
     summary.update(ok=True, glb_sha256=hashlib.sha256(result.glb).hexdigest(),
                    glb_size=len(result.glb), sidecar_path=str(sidecar_path), sidecar=result.sidecar)
     display.done(f"wrote {args.output} ({len(result.glb) / 1e6:.1f} MB) and {sidecar_path} "
-                 f"in {time.monotonic() - t0:.1f} s")
+                 f"in {summary.elapsed():.1f} s")
     report_sidecar_notes(result.sidecar)
     return finish(EXIT_OK)

@@ -10,7 +10,6 @@ here so that the job handle survives a Ctrl-C: the job is then cancelled on the 
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from pathlib import Path
 
@@ -55,7 +54,6 @@ def handle(args) -> int:
     summary = CommandSummary(args.json_path, command="submit", server=args.server,
                              image=str(image_path), output=str(args.output), idempotency_key=key)
     finish, refuse = summary.finish, summary.refuse
-    t0 = time.monotonic()
 
     if bool(args.key_file) == bool(args.insecure):
         return refuse(EXIT_USAGE, "USAGE", "give --key-file FILE (the backend's key) or --insecure "
@@ -146,6 +144,6 @@ def handle(args) -> int:
         return finish(EXIT_USAGE)
     summary.update(ok=True, job_id=h.job_id, sidecar_path=str(sidecar_path), sidecar=sidecar)
     display.done(f"wrote {args.output} ({summary['glb_size'] / 1e6:.1f} MB) and {sidecar_path} "
-                 f"in {time.monotonic() - t0:.1f} s")
+                 f"in {summary.elapsed():.1f} s")
     report_sidecar_notes(sidecar)
     return finish(EXIT_OK)

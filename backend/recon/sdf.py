@@ -161,19 +161,18 @@ class SDFNetwork(nn.Module):
 
     def sdf_and_gradient(self, x: torch.Tensor, create_graph: bool = True):
         """SDF, features, spatial gradient, the base field's gradient norm (ones without a
-        base) and the learned offset to the base. The base field's gradient is taken without a graph (it has no parameters), so
-        it may be any differentiable callable."""
+        base) and the learned offset to the base. The base field's gradient is taken without
+        a graph (it has no parameters), so it may be any differentiable callable."""
         x = x.detach().requires_grad_(True)
-        s, feat = self.residual(x)
-        offset = s
-        g = torch.autograd.grad(s.sum(), x, create_graph=create_graph)[0]
-        base_norm = torch.ones_like(s)
+        offset, feat = self.residual(x)
+        g = torch.autograd.grad(offset.sum(), x, create_graph=create_graph)[0]
+        s, base_norm = offset, torch.ones_like(offset)
         if self.base is not None:
             with torch.enable_grad():
                 xb = x.detach().requires_grad_(True)
                 sb = self.base(xb)
                 gb = torch.autograd.grad(sb.sum(), xb)[0]
-            s, g = s + sb.detach(), g + gb.detach()
+            s, g = offset + sb.detach(), g + gb.detach()
             base_norm = gb.detach().norm(dim=-1)
         return s, feat, g, base_norm, offset
 

@@ -161,10 +161,9 @@ def at_the_opening(vertices: np.ndarray, faces: np.ndarray, cap: np.ndarray,
     from .metrics import MeshDistance
 
     cap = np.asarray(cap, bool)
-    v = np.asarray(vertices, np.float64)
-    nearest = distance or MeshDistance(v, faces, candidates=8)
-    to_cap = MeshDistance(v, np.asarray(faces)[cap], candidates=8)
-    f = np.asarray(faces)
+    v, f = np.asarray(vertices, np.float64), np.asarray(faces)
+    nearest = distance or MeshDistance(v, f, candidates=8)
+    to_cap = MeshDistance(v, f[cap], candidates=8)
     rim = np.intersect1d(f[cap], f[~cap])             # where the cap meets the surface
     centre, normal = loop_plane(v[rim], v[np.unique(f[~cap])].mean(axis=0))
     reach = ((v[rim] - centre) @ normal).max() + margin_m   # the rim's top, towards the head
@@ -261,27 +260,48 @@ def reconstruct(views, head_model: HeadModel, fitted=None, config: ReconConfig |
                        surface_scores=sdf.scores if sdf else {})
 
 
-def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: ReconConfig,
-                       sink: ProgressSink, cancel: CancelToken):
-    """(SDFResult, whose mesh has xatlas UVs; the mesh's baked texture): SDF initialised from the registered
-    template inside the hull's box, NeuS-trained on the views, meshed, baked."""
-    from .bake_surface import bake_surface
-    from .metrics import MeshDistance
-    from .sdf import SDFConfig, grid_sdf_function, train_sdf
+@dataclass
+class SDFStart:
+    """Where the free-form path starts: the registered template, closed, as a signed distance
+    on a grid over the hull's box, and what opens a surface meshed from it at the neck again."""
+    lo: np.ndarray                 # (3,) the box, metres, head frame
+    hi: np.ndarray
+    field: np.ndarray              # (X, Y, Z) signed distance, negative inside
+    origin: np.ndarray             # (3,) the field's first sample
+    voxel: float
+    trim: object                   # for field_to_mesh / train_sdf: opens the neck again
+    ignore: object                 # for train_sdf: rays that meet the surface at the opening
 
-    sdf_cfg = config.sdf or SDFConfig(device=config.device)
+
+def sdf_start(reg: Registration, head_model: HeadModel, init_grid: int) -> SDFStart:
+    """The registered template's skin, closed (`closed_template`), sampled as a signed distance
+    with `init_grid` samples along the hull box's longest axis."""
+    from .metrics import MeshDistance
+
     h = reg.hull
-    lo = h.origin
-    hi = h.origin + (np.array(h.field.shape) - 1) * h.voxel
+    lo, hi = h.origin, h.origin + (np.array(h.field.shape) - 1) * h.voxel
     skin_faces, _, _ = head_model.triangles(head_model.polygon_mask(*SKIN_GROUPS))
     cv, cf, neck_cap = closed_template(reg.vertices, skin_faces)
     dist = MeshDistance(cv, cf, candidates=8)       # shared by the SDF, the trim and ignore
-    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, config.init_grid, distance=dist)
-    cancel.raise_if_cancelled()
-    res = train_sdf(views, (lo, hi), grid_sdf_function(field_, origin, voxel), sdf_cfg,
-                    sink, cancel, trim=off_the_cap(cv, cf, neck_cap, dist),
+    field_, origin, voxel = template_sdf_grid(cv, cf, lo, hi, init_grid, distance=dist)
+    return SDFStart(lo, hi, field_, origin, voxel, trim=off_the_cap(cv, cf, neck_cap, dist),
                     ignore=at_the_opening(cv, cf, neck_cap, distance=dist)
                     if neck_cap.any() else None)
+
+
+def _free_form_surface(views, head_model: HeadModel, reg: Registration, config: ReconConfig,
+                       sink: ProgressSink, cancel: CancelToken):
+    """(SDFResult, whose mesh has xatlas UVs; the mesh's baked texture): the SDF starts from
+    the registered template (`sdf_start`), is NeuS-trained on the views, meshed and baked."""
+    from .bake_surface import bake_surface
+    from .sdf import SDFConfig, grid_sdf_function, train_sdf
+
+    sdf_cfg = config.sdf or SDFConfig(device=config.device)
+    start = sdf_start(reg, head_model, config.init_grid)
+    cancel.raise_if_cancelled()
+    res = train_sdf(views, (start.lo, start.hi),
+                    grid_sdf_function(start.field, start.origin, start.voxel), sdf_cfg,
+                    sink, cancel, trim=start.trim, ignore=start.ignore)
     cancel.raise_if_cancelled()
     tex = bake_surface(res.mesh, views, config.surface_texture_size, cancel=cancel).texture
     return res, tex

@@ -205,8 +205,12 @@ class CommandSummary(dict):
         self.json_path = json_path
         self._t0 = time.monotonic()
 
+    def elapsed(self) -> float:
+        """Seconds since the command started."""
+        return time.monotonic() - self._t0
+
     def finish(self, code: int) -> int:
-        self["seconds"] = round(time.monotonic() - self._t0, 3)
+        self["seconds"] = round(self.elapsed(), 3)
         self["exit_code"] = code
         if self.json_path:
             try:
