@@ -1,0 +1,658 @@
+"""Likeness benchmark: our head against the open-source eos peer, in the same run, judged by
+dlib's face-recognition network.
+
+    bash scripts/setup_bench.sh                       # once: the bench extra + the peer's venv
+    .venv/bin/python scripts/bench_likeness.py [--photos DIR] [--stems a,b] [--label NAME]
+        [--ours-arg=--texture-size=2048 ...] [--json R.json] [--sheet S.png] [--redo-peer]
+
+For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/data/faces):
+1. ours: `gen3dface run PHOTO -o OUT.glb [--ours-arg ...]`, the command's own handler called in
+   this process for every photo, with one HeadPipeline kept between photos (as a warm server
+   keeps it); cold = the first photo (imports and model loads), warm = the median of the rest.
+   Written to OUT/ours/LABEL/ (GLB, sidecar, run log).
+2. the peer: ../shared/tools/peer_eos/peer.py (eos 1.5 + dlib landmarks) in its own venv
+   (--peer-venv, made by its setup.sh when missing), all photos in one process
+   (scripts/peer_batch.py). Cached in OUT/peer/ with its renders; --redo-peer remakes them.
+   The peer's model files are non-commercial: benchmark only.
+3. renders: Blender's glTF importer and Cycles (scripts/render_heads_bpy.py: the photo's camera
+   from the sidecar with the long side at --size, then the yaw ring), --workers Blender
+   processes over interleaved halves of the list, one Cycles thread each.
+4. the judge (backend/eval/likeness.py): dlib HOG detection (upsample 1 on photos, 2 on
+   renders), the largest face, the 128-d ResNet encoding ("large" landmarks, 1 jitter); renders
+   composited on grey 128. Per view: found, genuine mean, verified (share of ALL judged photos
+   found and < 0.6), impostor mean, rank-1, ours/peer genuine ratio. Photos where dlib finds no
+   face are left out (as in the reference judge); a head our pipeline failed to make counts as
+   not found.
+5. the face region: PSNR and SSIM of the photo-camera render against the photo, comparing only
+   the pixels inside the face oval of mediapipe's landmarks of the photo (backend/face, the same
+   mask for ours and the peer's); renders composited on grey 128, so a hole in the face counts.
+Prints one table, writes --json (default OUT/ours/LABEL/results.json) and a contact sheet
+(--sheet; rows: photo | ours views | peer views).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
+RENDER_SCRIPT = REPO / "scripts" / "render_heads_bpy.py"
+PEER_BATCH = REPO / "scripts" / "peer_batch.py"
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("GEN3DFACE_TEST_DATA") or REPO.parent / "shared" / "data")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- the judge (dlib) ------------------------------------------------------------------------
+def import_face_recognition():
+    """face_recognition (installed --no-deps, bench extra). face_recognition_models still imports
+    pkg_resources, which setuptools >= 81 no longer ships: give it the one function it uses,
+    for that import only."""
+    import importlib.resources
+    import importlib.util
+    import types
+
+    shim = None
+    if importlib.util.find_spec("pkg_resources") is None:
+        shim = types.ModuleType("pkg_resources")
+        shim.resource_filename = lambda pkg, name: str(importlib.resources.files(pkg) / name)
+        sys.modules["pkg_resources"] = shim
+    try:
+        import face_recognition
+    except ImportError as e:
+        raise SystemExit(f"the likeness judge is not installed ({e}): run scripts/setup_bench.sh")
+    finally:
+        if shim is not None and sys.modules.get("pkg_resources") is shim:
+            del sys.modules["pkg_resources"]
+    return face_recognition
+
+
+class Judge:
+    """dlib encodings of images, with a JSON cache for files that do not change (photos, the
+    peer's renders), keyed by path, size, mtime and upsample."""
+
+    def __init__(self, cache_path: Path | None):
+        self.fr = import_face_recognition()
+        self.cache_path = cache_path
+        self.cache = {}
+        if cache_path and cache_path.exists():
+            try:
+                self.cache = json.loads(cache_path.read_text())
+            except ValueError:
+                self.cache = {}
+        self.seconds = 0.0
+        self.computed = 0
+
+    @staticmethod
+    def load_rgb(path) -> np.ndarray:
+        """As the reference judge: RGBA composited on grey 128, no EXIF rotation."""
+        im = Image.open(path)
+        if im.mode == "RGBA":
+            bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
+            bg.alpha_composite(im)
+            im = bg
+        return np.asarray(im.convert("RGB"))
+
+    def encode(self, path: Path, upsample: int, cache: bool = False):
+        key = None
+        if cache:
+            st = path.stat()
+            key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{upsample}"
+            if key in self.cache:
+                v = self.cache[key]
+                return None if v is None else np.asarray(v)
+        t0 = time.perf_counter()
+        arr = self.load_rgb(path)
+        boxes = self.fr.face_locations(arr, number_of_times_to_upsample=upsample)
+        enc = None
+        if boxes:
+            box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+            enc = self.fr.face_encodings(arr, [box], num_jitters=1, model="large")[0]
+        self.seconds += time.perf_counter() - t0
+        self.computed += 1
+        if key is not None:
+            self.cache[key] = None if enc is None else [float(x) for x in enc]
+        return enc
+
+    def save(self):
+        if self.cache_path:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.cache))
+            os.replace(tmp, self.cache_path)
+
+
+# -- ours: `gen3dface run`, in this process -----------------------------------------------
+def run_ours(photos: dict, out_dir: Path, ours_args: list[str]) -> dict:
+    """`gen3dface run PHOTO -o out_dir/STEM.glb *ours_args` for every photo through the
+    command's own parser and handler; HeadPipeline is swapped for a cached one so the models
+    stay loaded between photos. -> stem -> {ok, exit_code, seconds, glb, sidecar, error}."""
+    from gen3dface.backend.cli import build_parser
+    import gen3dface.backend.pipeline.pipeline as pipeline_mod
+
+    original = pipeline_mod.HeadPipeline
+    kept: dict[str, object] = {}
+
+    def shared_pipeline(config=None):
+        key = repr(config)
+        if key not in kept:
+            kept[key] = original(config)
+        return kept[key]
+
+    pipeline_mod.HeadPipeline = shared_pipeline
+    parser = build_parser()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res = {}
+    try:
+        for i, (stem, photo) in enumerate(photos.items()):
+            glb = out_dir / f"{stem}.glb"
+            summary = out_dir / f"{stem}.run.json"
+            for p in (glb, out_dir / f"{stem}.sidecar.json", summary):
+                p.unlink(missing_ok=True)
+            argv = ["run", str(photo), "-o", str(glb), "--json", str(summary), *ours_args]
+            buf = io.StringIO()
+            t0 = time.perf_counter()
+            try:
+                with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                    args = parser.parse_args(argv)
+                    code = int(args.func(args) or 0)
+                err = None
+            except SystemExit as e:              # argparse: a bad --ours-arg
+                code, err = (e.code if isinstance(e.code, int) else 2), buf.getvalue().strip()
+            except Exception as e:               # a crash of our pipeline: report, go on
+                import traceback
+                code, err = 1, f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=4)}"
+            seconds = time.perf_counter() - t0
+            (out_dir / f"{stem}.run.log").write_text(buf.getvalue() + (err or ""))
+            if code == 2 and i == 0 and not glb.exists() and "usage" in (err or buf.getvalue()):
+                raise SystemExit(f"gen3dface run refused the arguments {argv[1:]}:\n{buf.getvalue()}")
+            if err is None and summary.exists():
+                try:
+                    e = json.loads(summary.read_text()).get("error")
+                    err = e and f"{e.get('code')}: {e.get('message')}"
+                except ValueError:
+                    pass
+            ok = code == 0 and glb.exists()
+            res[stem] = {"ok": ok, "exit_code": code, "seconds": round(seconds, 3),
+                         "glb": str(glb), "sidecar": str(out_dir / f"{stem}.sidecar.json"),
+                         "error": None if ok else (err or f"exit {code}")}
+            log(f"  ours {stem}: {'ok' if ok else 'FAILED ' + str(res[stem]['error'])[:200]} "
+                f"{seconds:.2f} s")
+    finally:
+        pipeline_mod.HeadPipeline = original
+    if len(photos) > 1 and not kept:
+        log("  note: gen3dface run no longer builds HeadPipeline through its module: every "
+            "photo ran cold")
+    return res
+
+
+# -- the peer ------------------------------------------------------------------------------
+def ensure_peer_venv(venv: Path, setup_sh: Path) -> Path:
+    py = venv / "bin" / "python"
+    ok = py.exists() and subprocess.run(
+        [str(py), "-c", "import eos, dlib, face_recognition_models, trimesh"],
+        capture_output=True).returncode == 0
+    if not ok:
+        log(f"  making the peer's venv {venv} with {setup_sh}")
+        subprocess.run(["bash", str(setup_sh), str(venv)], check=True)
+    return py
+
+
+def run_peer(py: Path, peer_script: Path, share: Path | None, jobs: dict, out_dir: Path) -> dict:
+    """stem -> photo; writes out_dir/STEM.glb + sidecar. -> stem -> {ok, seconds, error}."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"share": str(share) if share else None,
+            "jobs": [{"photo": str(p), "out": str(out_dir / f"{s}.glb")} for s, p in jobs.items()]}
+    spec_path = out_dir / "peer_jobs.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    proc = subprocess.run([str(py), str(PEER_BATCH), str(peer_script), str(spec_path)],
+                          capture_output=True, text=True)
+    (out_dir / "peer_batch.log").write_text(proc.stdout + proc.stderr)
+    stems = list(jobs)
+    res = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("PEER_JOB "):
+            r = json.loads(line[len("PEER_JOB "):])
+            res[stems[r["job"]]] = {"ok": r["ok"], "seconds": r["seconds"], "error": r.get("error")}
+    for s in stems:
+        if s not in res:
+            res[s] = {"ok": False, "seconds": None,
+                      "error": f"the peer batch stopped (exit {proc.returncode}): "
+                               f"{proc.stderr.strip()[-300:]}"}
+        log(f"  peer {s}: {'ok' if res[s]['ok'] else 'FAILED ' + str(res[s]['error'])[:200]}")
+    return res
+
+
+# -- renders -------------------------------------------------------------------------------
+def view_names(yaws) -> list[str]:
+    return ["photo"] + [f"yaw{int(round(float(y))):03d}" for y in yaws]
+
+
+def render_all(jobs: list[dict], size: int, samples: int, yaws, workers: int, work_dir: Path) -> dict:
+    """Render jobs ({glb, sidecar, out_prefix}) in `workers` Blender processes (interleaved
+    halves, one Cycles thread each when there are several). -> out_prefix -> record."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers, len(jobs)))
+    procs = []
+    for w in range(workers):
+        part = jobs[w::workers]
+        spec = {"size": size, "samples": samples, "yaws": list(yaws),
+                "threads": 1 if workers > 1 else 0, "jobs": part}
+        sp = work_dir / f"render_jobs_{w}.json"
+        sp.write_text(json.dumps(spec, indent=1))
+        logf = open(work_dir / f"render_{w}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, str(RENDER_SCRIPT), str(sp)],
+                                       stdout=logf, stderr=subprocess.STDOUT), logf, w))
+    out = {}
+    for p, logf, w in procs:
+        p.wait()
+        logf.close()
+        for line in (work_dir / f"render_{w}.log").read_text().splitlines():
+            if line.startswith("RENDER_JOB "):
+                r = json.loads(line[len("RENDER_JOB "):])
+                out[r["out_prefix"]] = r
+    for j in jobs:
+        if j["out_prefix"] not in out:
+            out[j["out_prefix"]] = {"ok": False, "error": "the Blender process stopped (see "
+                                    f"{work_dir}/render_*.log)"}
+        if not out[j["out_prefix"]]["ok"]:
+            log(f"  render FAILED {j['out_prefix']}: {out[j['out_prefix']].get('error')}")
+    return out
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+# -- the face region -------------------------------------------------------------------------
+def photo_for_camera(photo: Path, width: int, height: int) -> Image.Image:
+    """The photo as the pipeline sees it (EXIF-rotated, RGBA over grey 128), in RGB."""
+    im = ImageOps.exif_transpose(Image.open(photo))
+    if im.mode in ("RGBA", "LA", "P"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
+        bg.alpha_composite(im)
+        im = bg
+    return im.convert("RGB")
+
+
+def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok) -> dict:
+    """PSNR/SSIM in the face oval of the photo, of the photo-camera renders of ours and the
+    peer. -> {"per_photo": {stem: {...}}, "ours": {...}, "peer": {...}, "skipped": {...}}."""
+    from gen3dface.backend.eval import likeness as L
+    from gen3dface.backend.face.analysis import FaceAnalysisConfig, FaceAnalyzer
+    from gen3dface.backend.face.landmarks import FACE_OVAL
+
+    analyzer = FaceAnalyzer(FaceAnalysisConfig(segment=False))
+    per, skipped = {}, {}
+    for stem, photo in photos.items():
+        renders = {}
+        for who, pref in (("ours", ours_pref.get(stem)), ("peer", peer_pref.get(stem))):
+            p = Path(f"{pref}_photo.png") if pref else None
+            if p is not None and p.exists() and views_ok(who, stem):
+                renders[who] = np.asarray(Image.open(p).convert("RGBA"))
+        if not renders:
+            skipped[stem] = "no photo-camera render"
+            continue
+        im = photo_for_camera(photo, 0, 0)
+        try:
+            fa = analyzer.analyze(np.asarray(im))
+        except Exception as e:
+            skipped[stem] = f"mediapipe: {e}"
+            continue
+        rec = {}
+        for who, rgba in renders.items():
+            h, w = rgba.shape[:2]
+            ref = np.asarray(im.resize((w, h), Image.LANCZOS), np.float64) / 255.0
+            pts = fa.landmarks[FACE_OVAL] * np.array([w / im.width, h / im.height])
+            mask = L.polygon_mask(pts, w, h)
+            if not mask.any():
+                continue
+            test = L.composite(rgba, L.GREY)
+            rec[who] = {"psnr": L.psnr_in_mask(ref, test, mask),
+                        "ssim": L.ssim_in_mask(ref, test, mask),
+                        "mask_px": int(mask.sum()),
+                        "covered": float((rgba[..., 3][mask] > 127).mean())}
+        per[stem] = rec
+    analyzer.close()
+    out = {"per_photo": per, "skipped": skipped}
+    for who in ("ours", "peer"):
+        vals = [r[who] for r in per.values() if who in r]
+        out[who] = {"psnr_mean": L.mean_or_none(v["psnr"] for v in vals),
+                    "ssim_mean": L.mean_or_none(v["ssim"] for v in vals),
+                    "covered_mean": L.mean_or_none(v["covered"] for v in vals), "n": len(vals)}
+    common = [s for s, r in per.items() if "ours" in r and "peer" in r]
+    out["paired"] = {who: {"psnr_mean": L.mean_or_none(per[s][who]["psnr"] for s in common),
+                           "ssim_mean": L.mean_or_none(per[s][who]["ssim"] for s in common)}
+                     for who in ("ours", "peer")}
+    out["paired"]["n"] = len(common)
+    return out
+
+
+# -- contact sheet ------------------------------------------------------------------------------
+def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, views, cell=96):
+    def fit(im: Image.Image) -> Image.Image:
+        im = im.convert("RGBA")
+        s = cell / max(im.size)
+        im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
+        bg = Image.new("RGBA", (cell, cell), (128, 128, 128, 255))
+        bg.alpha_composite(im, ((cell - im.width) // 2, (cell - im.height) // 2))
+        return bg
+
+    head_h = 16
+    cols = 1 + 2 * len(views)
+    sheet = Image.new("RGB", (cols * cell + 8, head_h + len(photos) * cell), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    labels = ["photo"] + [f"ours {v}" for v in views] + [f"peer {v}" for v in views]
+    for c, lab in enumerate(labels):
+        x = c * cell + (8 if c > len(views) else 0)
+        draw.text((x + 3, 2), lab, fill=(0, 0, 0))
+    for r, (stem, photo) in enumerate(photos.items()):
+        y = head_h + r * cell
+        sheet.paste(fit(photo_for_camera(photo, 0, 0)).convert("RGB"), (0, y))
+        draw.text((2, y + cell - 12), stem[:14], fill=(255, 255, 0))
+        for k, (who, pref) in enumerate((("ours", ours_pref), ("peer", peer_pref))):
+            for c, v in enumerate(views):
+                x = (1 + k * len(views) + c) * cell + (8 if k else 0)
+                p = Path(f"{pref[stem]}_{v}.png") if pref.get(stem) else None
+                if p is not None and p.exists():
+                    sheet.paste(fit(Image.open(p)).convert("RGB"), (x, y))
+                else:
+                    draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(60, 0, 0))
+                    draw.text((x + 4, y + cell // 2), "missing", fill=(255, 255, 255))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+# -- table ----------------------------------------------------------------------------------
+def fmt(x, spec=".3f", none="-"):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return none
+    return format(x, spec)
+
+
+def print_table(res: dict) -> str:
+    lines = []
+    n = res["n_photos"]
+    lines.append(f"likeness on {n} photos dlib can read ({res['photos_dir']}, "
+                 f"{res['n_photos_listed']} listed); label {res['label']!r}, ours args "
+                 f"{res['ours_args'] or 'none'}")
+    lines.append(f"{'view':8s} | {'ours: found genuine verified impostor rank-1':44s} | "
+                 f"{'peer: found genuine verified impostor rank-1':44s} | ours/peer (paired)")
+    for v, r in res["views"].items():
+        cells = []
+        for who in ("ours", "peer"):
+            s = r[who]
+            cells.append(f"{s['found']:>2d}/{n:<2d}  {fmt(s['genuine_mean']):>6s}  "
+                         f"{fmt(None if s['verified'] is None else 100 * s['verified'], '.0f'):>4s}%  "
+                         f"{fmt(s['impostor_mean']):>6s}  {fmt(s['rank1'], '.2f'):>5s}")
+        gr = r["genuine_ratio"]
+        lines.append(f"{v:8s} | {'      ' + cells[0]:44s} | {'      ' + cells[1]:44s} | "
+                     f"{fmt(gr['all'], '.2f')} ({fmt(gr['paired'], '.2f')}, n={gr['n_paired']})")
+    fr = res["face_region"]
+    lines.append(f"face region, photo camera vs photo (pixels in mediapipe's face oval of the photo; "
+                 f"renders over grey 128): PSNR ours {fmt(fr['ours']['psnr_mean'], '.2f')} dB / "
+                 f"peer {fmt(fr['peer']['psnr_mean'], '.2f')} dB; SSIM ours "
+                 f"{fmt(fr['ours']['ssim_mean'])} / peer {fmt(fr['peer']['ssim_mean'])} "
+                 f"(n {fr['ours']['n']} / {fr['peer']['n']}); oval covered by the head: ours "
+                 f"{fmt(fr['ours']['covered_mean'], '.0%')} / peer {fmt(fr['peer']['covered_mean'], '.0%')}")
+    t = res["timing"]
+    lines.append(f"time: ours cold {fmt(t['ours']['cold'], '.2f')} s, warm median "
+                 f"{fmt(t['ours']['warm_median'], '.2f')} s ({t['ours']['n']} photos); peer warm "
+                 f"median {fmt(t['peer']['warm_median'], '.2f')} s ({t['peer']['n']}, "
+                 f"{'cached' if t['peer']['cached'] else 'made this run'}); stages: "
+                 + ", ".join(f"{k} {v:.0f} s" for k, v in t["stages_s"].items())
+                 + f"; total {t['total_s']:.0f} s")
+    if res["failures"]:
+        lines.append("failures: " + "; ".join(f"{k}: {v}" for k, v in res["failures"].items()))
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+# -- main -----------------------------------------------------------------------------------
+def parse_args(argv=None):
+    root = data_root()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Pass options to `gen3dface run` with the = form: "
+                                        "--ours-arg=--texture-size=2048 (repeatable).")
+    ap.add_argument("--photos", type=Path, default=root / "faces")
+    ap.add_argument("--stems", help="comma-separated photo stems: a quick subset")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_likeness",
+                    help="output folder (peer cache in OUT/peer, ours in OUT/ours/LABEL)")
+    ap.add_argument("--label", default="ours", help="name of this variant of ours (its folder)")
+    ap.add_argument("--ours-arg", action="append", default=[],
+                    help="an extra `gen3dface run` argument (repeatable)")
+    ap.add_argument("--reuse-ours", action="store_true",
+                    help="judge the GLBs already in OUT/ours/LABEL instead of running the pipeline")
+    ap.add_argument("--peer-venv", type=Path, default=REPO / ".venv-peer")
+    ap.add_argument("--peer-script", type=Path,
+                    default=Path(os.environ.get("GEN3DFACE_PEER_EOS", REPO.parent / "shared" / "tools" / "peer_eos")) / "peer.py")
+    ap.add_argument("--eos-share", type=Path, default=root / "eos",
+                    help="the peer's model files (non-commercial licence: benchmark only)")
+    ap.add_argument("--redo-peer", action="store_true", help="remake the peer's GLBs and renders")
+    ap.add_argument("--size", type=int, default=320, help="render size (long side of the photo view)")
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--yaws", default="0,30,60,90,180")
+    ap.add_argument("--workers", type=int, default=2, help="Blender render processes")
+    ap.add_argument("--json", type=Path, help="results JSON (default OUT/ours/LABEL/results.json)")
+    ap.add_argument("--sheet", type=Path, help="contact sheet PNG (default OUT/ours/LABEL/sheet.png)")
+    ap.add_argument("--sheet-views", default="photo,yaw000,yaw030,yaw060,yaw090")
+    ap.add_argument("--cell", type=int, default=96, help="contact sheet thumbnail size (px)")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    t_start = time.perf_counter()
+    stages = {}
+    yaws = [float(y) for y in a.yaws.split(",") if y.strip()]
+    views = view_names(yaws)
+    ours_dir = a.out / "ours" / a.label
+    peer_dir = a.out / "peer"
+    failures = {}
+
+    listed = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in PHOTO_EXTS)
+    photos = {p.stem: p for p in listed}
+    if a.stems:
+        want = [s.strip() for s in a.stems.split(",") if s.strip()]
+        missing = [s for s in want if s not in photos]
+        if missing:
+            raise SystemExit(f"no photo named {missing} in {a.photos}")
+        photos = {s: photos[s] for s in want}
+    if not photos:
+        raise SystemExit(f"no photos in {a.photos}")
+    log(f"{len(photos)} photos in {a.photos}")
+
+    # 1. the photos the judge can read (cached)
+    t0 = time.perf_counter()
+    judge = Judge(a.out / "encodings_cache.json")
+    photo_enc = {}
+    for s, p in photos.items():
+        e = judge.encode(p, upsample=1, cache=True)
+        if e is None:
+            failures[f"photo {s}"] = "dlib finds no face in the photo: left out"
+        else:
+            photo_enc[s] = e
+    judge.save()
+    photos = {s: photos[s] for s in photo_enc}
+    stages["photos"] = time.perf_counter() - t0
+    log(f"{len(photos)} photos dlib can read")
+    if not photos:
+        raise SystemExit("dlib reads none of the photos")
+
+    # 2. ours
+    t0 = time.perf_counter()
+    ours_args = list(a.ours_arg)
+    if not any(x == "--assets" or x.startswith("--assets=") for x in ours_args) \
+            and not os.environ.get("GEN3DFACE_ASSETS") and (data_root() / "ict_facekit").is_dir():
+        ours_args += ["--assets", str(data_root())]
+    if a.reuse_ours:
+        ours = {s: {"ok": (ours_dir / f"{s}.glb").exists(), "seconds": None,
+                    "glb": str(ours_dir / f"{s}.glb"), "sidecar": str(ours_dir / f"{s}.sidecar.json"),
+                    "error": None} for s in photos}
+        prev = ours_dir / "results.json"
+        if prev.exists():
+            for s, r in json.loads(prev.read_text()).get("per_photo", {}).items():
+                if s in ours and r.get("ours_seconds") is not None:
+                    ours[s]["seconds"] = r["ours_seconds"]
+    else:
+        log(f"ours: gen3dface run {' '.join(ours_args)}")
+        ours = run_ours(photos, ours_dir, ours_args)
+    for s, r in ours.items():
+        if not r["ok"]:
+            failures[f"ours {s}"] = r["error"] or "no GLB"
+        elif Path(r["sidecar"]).exists():
+            side = json.loads(Path(r["sidecar"]).read_text())
+            if (side.get("head_model") or {}).get("name") != "ict_facekit":
+                failures[f"ours {s}"] = f"head model {side.get('head_model')} (a fallback)"
+    stages["ours"] = time.perf_counter() - t0
+
+    # 3. the peer (cached)
+    t0 = time.perf_counter()
+    peer_dir.mkdir(parents=True, exist_ok=True)
+    todo = {s: p for s, p in photos.items()
+            if a.redo_peer or not (peer_dir / f"{s}.glb").exists()
+            or not (peer_dir / f"{s}.sidecar.json").exists()}
+    peer = {}
+    if todo:
+        py = ensure_peer_venv(a.peer_venv, a.peer_script.parent / "setup.sh")
+        log(f"peer: {len(todo)} photos ({a.peer_script})")
+        peer.update(run_peer(py, a.peer_script, a.eos_share, todo, peer_dir))
+    for s in photos:
+        if s not in peer:
+            peer[s] = {"ok": (peer_dir / f"{s}.glb").exists(), "seconds": None, "error": None,
+                       "cached": True}
+        if not peer[s]["ok"]:
+            failures[f"peer {s}"] = peer[s]["error"] or "no GLB"
+    peer_warm = []
+    for s in photos:
+        sc = peer_dir / f"{s}.sidecar.json"
+        if peer[s]["ok"] and sc.exists():
+            peer_warm.append(json.loads(sc.read_text()).get("timing_s", {}).get("warm_total"))
+    stages["peer"] = time.perf_counter() - t0
+
+    # 4. renders: all of ours, the peer's where its cached renders do not match
+    t0 = time.perf_counter()
+    (ours_dir / "renders").mkdir(parents=True, exist_ok=True)
+    (peer_dir / "renders").mkdir(parents=True, exist_ok=True)
+    render_key = {"size": a.size, "samples": a.samples, "yaws": yaws,
+                  "script": file_digest(RENDER_SCRIPT)}
+    jobs, ours_pref, peer_pref, peer_stamps = [], {}, {}, {}
+    for s in photos:
+        if ours[s]["ok"]:
+            ours_pref[s] = str(ours_dir / "renders" / s)
+            for v in views:
+                Path(f"{ours_pref[s]}_{v}.png").unlink(missing_ok=True)
+            jobs.append({"glb": ours[s]["glb"], "sidecar": ours[s]["sidecar"], "out_prefix": ours_pref[s]})
+        if peer[s]["ok"]:
+            peer_pref[s] = str(peer_dir / "renders" / s)
+            stamp_path = peer_dir / "renders" / f"{s}.render.json"
+            stamp = dict(render_key, glb=file_digest(peer_dir / f"{s}.glb"))
+            have = stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp \
+                and all(Path(f"{peer_pref[s]}_{v}.png").exists() for v in views)
+            if a.redo_peer or not have:
+                stamp_path.unlink(missing_ok=True)
+                peer_stamps[peer_pref[s]] = (stamp_path, stamp)
+                jobs.append({"glb": str(peer_dir / f"{s}.glb"),
+                             "sidecar": str(peer_dir / f"{s}.sidecar.json"), "out_prefix": peer_pref[s]})
+    log(f"renders: {len(jobs)} heads x {len(views)} views in {min(a.workers, max(len(jobs), 1))} "
+        "Blender processes")
+    rendered = render_all(jobs, a.size, a.samples, yaws, a.workers, a.out / "work" / a.label) if jobs else {}
+    for pref, (stamp_path, stamp) in peer_stamps.items():
+        if rendered.get(pref, {}).get("ok"):
+            stamp_path.write_text(json.dumps(stamp))
+    for pref, r in rendered.items():
+        if not r["ok"]:
+            failures[f"render {Path(pref).name} ({Path(pref).parent.parent.name})"] = r.get("error")
+    stages["renders"] = time.perf_counter() - t0
+
+    # 5. the judge
+    t0 = time.perf_counter()
+    from gen3dface.backend.eval import likeness as L
+
+    enc = {"ours": {v: {} for v in views}, "peer": {v: {} for v in views}}
+    for who, prefs, cache in (("ours", ours_pref, False), ("peer", peer_pref, True)):
+        for s, pref in prefs.items():
+            for v in views:
+                p = Path(f"{pref}_{v}.png")
+                enc[who][v][s] = judge.encode(p, upsample=2, cache=cache) if p.exists() else None
+    judge.save()
+    res_views = {}
+    for v in views:
+        o = L.view_scores(photo_enc, enc["ours"][v])
+        p = L.view_scores(photo_enc, enc["peer"][v])
+        res_views[v] = {"ours": o, "peer": p, "genuine_ratio": L.genuine_ratio(o, p)}
+    stages["judge"] = time.perf_counter() - t0
+
+    # 6. the face region
+    t0 = time.perf_counter()
+    face = face_region_scores(photos, ours_pref, peer_pref, lambda who, s: True)
+    stages["face_region"] = time.perf_counter() - t0
+
+    # 7. outputs
+    t0 = time.perf_counter()
+    sheet = a.sheet or ours_dir / "sheet.png"
+    sheet_views = [v for v in a.sheet_views.split(",") if v in views]
+    contact_sheet(sheet, photos, ours_pref, peer_pref, sheet_views, a.cell)
+    stages["sheet"] = time.perf_counter() - t0
+
+    ours_times = [ours[s]["seconds"] for s in photos if ours[s]["ok"] and ours[s]["seconds"] is not None]
+    res = {
+        "label": a.label, "ours_args": ours_args, "photos_dir": str(a.photos),
+        "n_photos_listed": len(listed) if not a.stems else len(a.stems.split(",")),
+        "n_photos": len(photos), "stems": list(photos),
+        "render": {"size": a.size, "samples": a.samples, "yaws": yaws, "workers": a.workers},
+        "views": {v: {"ours": {k: x for k, x in r["ours"].items() if k != "genuine"},
+                      "peer": {k: x for k, x in r["peer"].items() if k != "genuine"},
+                      "genuine_ratio": r["genuine_ratio"]} for v, r in res_views.items()},
+        "between_views_mean": {who: L.between_views_mean(enc[who]) for who in ("ours", "peer")},
+        "face_region": {k: x for k, x in face.items() if k != "per_photo"},
+        "timing": {
+            "ours": dict(L.cold_warm(ours_times) if not a.reuse_ours else
+                         {"cold": None, "warm_median": None, "n": 0}),
+            "peer": {"warm_median": float(statistics.median([x for x in peer_warm if x is not None]))
+                     if any(x is not None for x in peer_warm) else None,
+                     "n": len(peer_warm), "cached": not todo},
+            "stages_s": {k: round(v, 1) for k, v in stages.items()},
+        },
+        "failures": failures,
+        "per_photo": {s: {"ours_seconds": ours[s]["seconds"],
+                          "ours": {v: res_views[v]["ours"]["genuine"].get(s) for v in views},
+                          "peer": {v: res_views[v]["peer"]["genuine"].get(s) for v in views},
+                          "face_region": face["per_photo"].get(s)} for s in photos},
+        "sheet": str(sheet),
+    }
+    res["timing"]["total_s"] = round(time.perf_counter() - t_start, 1)
+    res["table"] = print_table(res)
+    out_json = a.json or ours_dir / "results.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(res, indent=1, default=float))
+    if out_json != ours_dir / "results.json":
+        (ours_dir / "results.json").write_text(json.dumps(res, indent=1, default=float))
+    log(f"wrote {out_json} and {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""backend/eval/likeness.py: the likeness benchmark's measures on synthetic encodings and
+images (no dlib, no Blender), expected values worked out by hand."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gen3dface.backend.eval import likeness as L
+
+
+def _unit(k, dim=128):
+    v = np.zeros(dim)
+    v[k] = 1.0
+    return v
+
+
+# -- identity scores --------------------------------------------------------------------------
+@pytest.fixture
+def three_photos():
+    # photos a, b, c on three axes: any two are sqrt(2) apart
+    return {"a": _unit(0), "b": _unit(1), "c": _unit(2)}
+
+
+def test_genuine_impostor_verified_rank1_by_hand(three_photos):
+    P = three_photos
+    renders = {
+        "a": P["a"] + 0.3 * _unit(3),     # genuine 0.3: verified
+        "b": P["b"] + 0.8 * _unit(4),     # genuine 0.8: found, not verified
+        "c": None,                        # the judge found no face
+    }
+    s = L.view_scores(P, renders)
+    assert s["photos"] == 3 and s["found"] == 2
+    assert s["genuine"] == pytest.approx({"a": 0.3, "b": 0.8})
+    assert s["genuine_mean"] == pytest.approx(0.55)
+    assert s["genuine_below"] == pytest.approx(0.5)
+    # verified counts every judged photo, the missing render included: 1 of 3
+    assert s["verified"] == pytest.approx(1 / 3)
+    # impostors: render a against photos b, c: sqrt(1 + 1 + 0.09); render b against a, c
+    ia, ib = math.sqrt(2.09), math.sqrt(2.64)
+    assert s["impostor_mean"] == pytest.approx((2 * ia + 2 * ib) / 4)
+    assert s["rank1"] == pytest.approx(1.0)
+
+
+def test_rank1_counts_a_swapped_head(three_photos):
+    P = three_photos
+    # head a's render looks like b and head b's like a; c is right
+    renders = {"a": P["b"] + 0.1 * _unit(5), "b": P["a"] + 0.1 * _unit(6), "c": P["c"]}
+    s = L.view_scores(P, renders)
+    assert s["found"] == 3
+    assert s["rank1"] == pytest.approx(1 / 3)
+    assert s["verified"] == pytest.approx(1 / 3)        # only c is below 0.6 from its photo
+
+
+def test_renders_of_unjudged_photos_are_ignored_and_nothing_found(three_photos):
+    s = L.view_scores(three_photos, {"zz": _unit(9)})
+    assert s["found"] == 0 and s["genuine_mean"] is None and s["rank1"] is None
+    assert s["verified"] == 0.0 and s["impostor_mean"] is None
+
+
+def test_threshold_is_strict(three_photos):
+    P = three_photos
+    s = L.view_scores(P, {"a": P["a"] + 0.6 * _unit(3)})
+    assert s["genuine"]["a"] == pytest.approx(0.6)
+    assert s["verified"] == 0.0
+    assert L.view_scores(P, {"a": P["a"] + 0.6 * _unit(3)}, threshold=0.61)["verified"] == \
+        pytest.approx(1 / 3)
+
+
+def test_genuine_ratio_all_and_paired():
+    ours = {"genuine_mean": 0.5, "genuine": {"a": 0.4, "b": 0.6}}
+    peer = {"genuine_mean": 0.25, "genuine": {"a": 0.2}}
+    r = L.genuine_ratio(ours, peer)
+    assert r["all"] == pytest.approx(2.0)
+    assert r["paired"] == pytest.approx(2.0) and r["n_paired"] == 1
+    ours["genuine"]["a"] = 0.1
+    assert L.genuine_ratio(ours, peer)["paired"] == pytest.approx(0.5)
+    assert L.genuine_ratio({"genuine_mean": None, "genuine": {}}, peer) == \
+        {"all": None, "paired": None, "n_paired": 0}
+
+
+def test_between_views_mean():
+    by_view = {"v0": {"a": _unit(0), "b": _unit(1)}, "v1": {"a": 2 * _unit(0), "b": None},
+               "v2": {"a": _unit(0) + _unit(1)}}
+    # head a: pairs (v0,v1) 1, (v0,v2) 1, (v1,v2) sqrt(2); head b: one view only
+    assert L.between_views_mean(by_view) == pytest.approx((2 + math.sqrt(2)) / 3)
+    assert L.between_views_mean({"v0": {"a": None}}) is None
+
+
+# -- images ---------------------------------------------------------------------------------------
+def test_composite_over_grey_and_image():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)       # opaque red
+    rgba[0, 1] = (255, 255, 255, 0)     # transparent
+    rgba[1, 0] = (255, 255, 255, 51)    # 20 % white
+    out = L.composite(rgba)
+    assert out[0, 0] == pytest.approx([1, 0, 0])
+    assert out[0, 1] == pytest.approx([L.GREY] * 3)
+    assert out[1, 0] == pytest.approx([0.2 + 0.8 * L.GREY] * 3)
+    bg = np.full((2, 2, 3), 0.25)
+    assert L.composite(rgba, bg)[0, 1] == pytest.approx([0.25] * 3)
+    with pytest.raises(ValueError):
+        L.composite(np.zeros((2, 2, 3), np.uint8))
+
+
+def test_polygon_mask_uses_pixel_centres():
+    # the square with corners (2, 2) and (6, 6) covers pixel centres 2.5 .. 5.5: columns and
+    # rows 2..5
+    m = L.polygon_mask([(2, 2), (6, 2), (6, 6), (2, 6)], width=10, height=8)
+    assert m.shape == (8, 10) and m.sum() == 16
+    assert m[2:6, 2:6].all()
+    # a triangle on the left half of the image: nothing to its right
+    t = L.polygon_mask([(0, 0), (4, 0), (0, 8)], width=10, height=8)
+    assert t[:, 4:].sum() == 0 and t[0, 0] and not t[7, 3]
+    with pytest.raises(ValueError):
+        L.polygon_mask([(0, 0), (1, 1)], 4, 4)
+
+
+def _face_pair(seed=0, size=48):
+    rng = np.random.default_rng(seed)
+    ref = rng.random((size, size, 3))
+    mask = np.zeros((size, size), bool)
+    mask[12:36, 12:36] = True
+    return ref, mask
+
+
+def test_psnr_in_mask_ignores_pixels_outside():
+    ref, mask = _face_pair()
+    test = ref.copy()
+    test[mask] = ref[mask] + np.where(ref[mask] > 0.5, -0.1, 0.1)      # |error| = 0.1 everywhere
+    assert L.psnr_in_mask(ref, test, mask) == pytest.approx(20.0)
+    noisy_outside = test.copy()
+    noisy_outside[~mask] = 0.0
+    assert L.psnr_in_mask(ref, noisy_outside, mask) == pytest.approx(20.0)
+    assert L.psnr_in_mask(ref, ref.copy(), mask) == math.inf
+    with pytest.raises(ValueError):
+        L.psnr_in_mask(ref, ref, np.zeros_like(mask))
+
+
+def test_ssim_in_mask_matches_skimage_and_sees_only_the_mask():
+    from skimage.metrics import structural_similarity
+
+    ref, mask = _face_pair(1)
+    rng = np.random.default_rng(2)
+    test = np.clip(ref + 0.2 * rng.standard_normal(ref.shape), 0, 1)
+    assert L.ssim_in_mask(ref, ref.copy(), mask) == pytest.approx(1.0)
+    # over the whole image less skimage's 3-pixel border, it is skimage's mean SSIM
+    inner = np.zeros_like(mask)
+    inner[3:-3, 3:-3] = True
+    full = structural_similarity(ref, test, channel_axis=-1, data_range=1.0, win_size=7)
+    assert L.ssim_in_mask(ref, test, inner) == pytest.approx(full, abs=1e-9)
+    # damage far outside the mask (beyond the 7-pixel window) changes nothing
+    s = L.ssim_in_mask(ref, test, mask)
+    far = test.copy()
+    far[:8] = 0.0
+    assert L.ssim_in_mask(ref, far, mask) == pytest.approx(s, abs=1e-12)
+    # damage inside lowers it
+    worse = test.copy()
+    worse[mask] = 0.5
+    assert L.ssim_in_mask(ref, worse, mask) < s - 0.05
+
+
+def test_cold_warm_and_mean_or_none():
+    assert L.cold_warm([5.0, 2.0, 3.0, 1.0]) == {"cold": 5.0, "warm_median": 2.0, "n": 4}
+    assert L.cold_warm([4.0]) == {"cold": 4.0, "warm_median": None, "n": 1}
+    assert L.cold_warm([])["cold"] is None
+    assert L.mean_or_none([1.0, None, math.inf, 3.0]) == pytest.approx(2.0)
+    assert L.mean_or_none([None]) is None
