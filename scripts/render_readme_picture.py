@@ -20,44 +20,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def glb_parts(glb: bytes):
-    """TexturedMeshes of every mesh in a GLB, with its default morph weights applied."""
-    from PIL import Image
-
-    from gen3dface.backend.export.gltf import read_accessor, read_glb
-    from gen3dface.backend.render.mesh import TexturedMesh
-
-    doc, binary = read_glb(glb)
-    images = {}
-    parts = []
-    for mesh in doc["meshes"]:
-        weights = mesh.get("weights", [])
-        for prim in mesh["primitives"]:
-            pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
-            for w, t in zip(weights, prim.get("targets", [])):
-                if w:
-                    pos = pos + w * read_accessor(doc, binary, t["POSITION"])
-            tri = read_accessor(doc, binary, prim["indices"]).reshape(-1, 3)
-            uv = read_accessor(doc, binary, prim["attributes"]["TEXCOORD_0"]).astype(np.float64)
-            uv[:, 1] = 1.0 - uv[:, 1]                       # glTF (top-left) -> OBJ/GL
-            mat = doc["materials"][prim["material"]]["pbrMetallicRoughness"]
-            tex = None
-            if "baseColorTexture" in mat:
-                src = doc["textures"][mat["baseColorTexture"]["index"]]["source"]
-                if src not in images:
-                    view = doc["bufferViews"][doc["images"][src]["bufferView"]]
-                    data = binary[view.get("byteOffset", 0): view.get("byteOffset", 0) +
-                                  view["byteLength"]]
-                    images[src] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-                tex = images[src]
-            if tex is not None:
-                parts.append(TexturedMesh(pos, tri, corner_uvs=uv[tri], texture=tex))
-            else:
-                colour = np.tile(np.asarray(mat["baseColorFactor"][:3], np.float64), (len(pos), 1))
-                parts.append(TexturedMesh(pos, tri, vertex_colors=colour))
-    return parts
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--photo", default=None)
@@ -88,6 +50,8 @@ def main() -> int:
 
         glb = HeadPipeline(PipelineConfig(assets_dir=args.assets)).run(
             photo_bytes, None, JobOptions()).glb
+    from gen3dface.backend.render.glb_scene import glb_parts
+
     parts = glb_parts(glb)
     allv = np.concatenate([p.vertices for p in parts])
     target = (0.0, float(allv[:, 1].mean() + 0.02), 0.0)

@@ -40,6 +40,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quality", default="standard", choices=QUALITIES, help="default standard")
     p.add_argument("--texture-size", type=int, default=1024)
     p.add_argument("--output-kind", default="rigged", choices=OUTPUT_KINDS, help="default rigged")
+    p.add_argument("--neutral", action="store_true",
+                   help="rest pose: the GLB's shape-key weights all 0 (the sidecar keeps the "
+                        "fitted weights)")
     p.set_defaults(func=handle)
 
 
@@ -91,7 +94,8 @@ def handle(args) -> int:
 
         options = JobOptions.from_dict({"generator": args.generator, "seed": args.seed,
                                         "quality": args.quality, "texture_size": args.texture_size,
-                                        "output_kind": args.output_kind})
+                                        "output_kind": args.output_kind,
+                                        "neutral": bool(args.neutral)})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
         return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)

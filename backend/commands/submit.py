@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quality", choices=QUALITIES, help="default: the backend's (standard)")
     p.add_argument("--texture-size", type=int)
     p.add_argument("--output-kind", choices=OUTPUT_KINDS, help="default: the backend's (rigged)")
+    p.add_argument("--neutral", action="store_true",
+                   help="rest pose: the GLB's shape-key weights all 0 (the sidecar keeps the "
+                        "fitted weights)")
     p.set_defaults(func=handle)
 
 
@@ -68,7 +71,8 @@ def handle(args) -> int:
     summary["image_sha256"] = hashlib.sha256(image).hexdigest()
     options = {k: v for k, v in (("seed", args.seed), ("generator", args.generator),
                                  ("quality", args.quality), ("texture_size", args.texture_size),
-                                 ("output_kind", args.output_kind)) if v is not None}
+                                 ("output_kind", args.output_kind),
+                                 ("neutral", True if args.neutral else None)) if v is not None}
     summary["options"] = options
 
     from ...protocol.client import Client, ClientConfig, JobError, JobInterrupted

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..fitting.gaze import EYE_LOOK_DEG, eye_look_rotation
 from ..headmodel.model import HeadModel
 from ..texture.bake import vertex_normals
 from ..texture.eyes import eyeball
@@ -30,7 +31,6 @@ from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
 
 HEAD_FRAME_DOC = ("head frame = glTF frame: +Y up, +Z out of the face, +X the subject's left; "
                   "metres")
-EYE_LOOK_DEG = {"Up": 25.0, "Down": 30.0, "In": 30.0, "Out": 30.0}
 
 
 @dataclass
@@ -91,29 +91,6 @@ def _parts(model: HeadModel, config: ExportConfig) -> list[_Part]:
     if config.include_eyelashes and "M_EyeLashes" in has:
         parts.append(_Part("Eyelashes", ["M_EyeLashes"], ["Eyelashes"]))
     return parts
-
-
-def _rotation(axis: str, deg: float) -> np.ndarray:
-    a = np.radians(deg)
-    c, s = np.cos(a), np.sin(a)
-    if axis == "x":
-        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def eye_look_rotation(name: str, side: str, deg: dict) -> np.ndarray | None:
-    """Rotation (head frame) of the `side` eyeball for ARKit target `name`, or None when the
-    target does not rotate that eye. Up: gaze toward +Y; Out: away from the nose (+X for
-    the subject's left eye); In: toward the nose."""
-    if not (name.startswith("eyeLook") and name.endswith(side)):
-        return None
-    direction = name[len("eyeLook"):-len(side)]
-    if direction == "Up":
-        return _rotation("x", -deg["Up"])
-    if direction == "Down":
-        return _rotation("x", deg["Down"])
-    toward_plus_x = (direction == "Out") == (side == "Left")
-    return _rotation("y", deg[direction] if toward_plus_x else -deg[direction])
 
 
 def _material_for(b: GltfBuilder, name: str, asset: HeadAsset, config: ExportConfig,
@@ -257,3 +234,21 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
         mesh = b.mesh(part.name, prims, names, tweights)
         nodes.append(b.node(part.name, mesh))
     return nodes
+
+
+def posed_as_exported(model: HeadModel, base_vertices: np.ndarray, weights: np.ndarray,
+                      eye_look_deg: dict | None = None) -> np.ndarray:
+    """(N, 3) float64: the head as the GLB shows it at `weights` (base plus every morph
+    target times its weight; the eyeLook* targets also turn the eyeballs about their centres,
+    as `add_head` writes them). The photo is projected onto the eyes and teeth in this pose."""
+    from ..fitting.gaze import eye_rotation_offsets
+
+    base = np.asarray(base_vertices, np.float64)
+    w = np.clip(np.asarray(weights, np.float64), 0.0, 1.0)
+    out = base.copy()
+    if w.size:
+        out += np.tensordot(w, model.expression_basis[:len(w)], axes=1)
+    for e, (ids, d) in eye_rotation_offsets(model, base, eye_look_deg).items():
+        if e < len(w) and w[e] > 0:
+            out[ids] += w[e] * d
+    return out

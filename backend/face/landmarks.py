@@ -27,3 +27,13 @@ LEFT_EYE_CORNERS = (263, 362)     # outer, inner
 MOUTH_CORNERS = (61, 291)         # subject's right, left
 NOSE_TIP = 1
 CHIN = 152
+
+# The lid margins around each eye (FACEMESH_RIGHT_EYE / _LEFT_EYE), in order around the
+# opening from the outer corner along the lower lid, back along the upper lid.
+RIGHT_EYE_OPENING = np.array([33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160,
+                              161, 246])
+LEFT_EYE_OPENING = np.array([263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387,
+                             388, 466])
+# The inner lip line (FACEMESH_LIPS, inner ring), in order around the mouth opening.
+MOUTH_OPENING = np.array([78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13,
+                          82, 81, 80, 191])

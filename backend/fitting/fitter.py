@@ -30,6 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from ..face.landmarks import LEFT_IRIS, RIGHT_IRIS
 from .contour import ContourLines, build_contour_lines, pick_silhouette
 from .correspondence import ICT_CORRESPONDENCE, LandmarkMapping, load_mapping
 
@@ -50,6 +51,10 @@ class FitConfig:
     contour_weight: float = 0.5        # weight of face-oval landmarks
     iris_weight: float = 0.3           # weight of the 10 iris landmarks
     far_contour_zero_deg: float = 50.0  # far-side contour weight reaches ~0 at this yaw
+    symmetry_weight: float = 0.3       # weight of (beta_xLeft - beta_xRight)^2: faces move both
+                                       # sides together unless the landmarks insist
+    gaze_from_iris: bool = True        # eyeLook* from the irises (gaze.py), not from the lids'
+                                       # landmarks: they are held out of the landmark fit
     mapping_path: str | None = None    # correspondence file (default: the ICT one)
 
 
@@ -127,6 +132,46 @@ class HeadFitter:
         self.c_ex = np.moveaxis(head_model.expression_basis[:self.e, vs].astype(np.float64), 0, -1)
         self.vs_index = {int(v): i for i, v in enumerate(vs)}
         self.expression_names = list(head_model.expression_names[:self.e])
+        # Gaze comes from the irises: eyeLook* take no part in explaining the landmarks (their
+        # bases are zeroed here, so the priors hold them at 0 until measure_gaze sets them).
+        self.gaze_rows = np.array([i for i, n in enumerate(self.expression_names)
+                                   if n.startswith("eyeLook")], int)
+        if cfg.gaze_from_iris and len(self.gaze_rows):
+            self.l_ex[..., self.gaze_rows] = 0.0
+            self.c_ex[..., self.gaze_rows] = 0.0
+        names = self.expression_names
+        self.sym_pairs = np.array([(i, names.index(n[:-4] + "Right"))
+                                   for i, n in enumerate(names)
+                                   if n.endswith("Left") and n[:-4] + "Right" in names],
+                                  int).reshape(-1, 2)
+
+    def _fit_gaze(self, landmarks, alpha, beta, w2c, intrinsics):
+        """The shared gaze from the iris landmarks (gaze.fit_gaze) on the fitted head."""
+        from .gaze import eye_geometry, eye_rotation_offsets, fit_gaze
+
+        m = self.mapping
+        b = np.array(beta, np.float64)
+        b[self.gaze_rows] = 0.0
+        rest = self.model.posed(alpha, b).astype(np.float64)
+        rows = np.flatnonzero(m.iris)
+        sub = LandmarkMapping(m.landmark_ids[rows], m.triangles[rows], m.barycentric[rows],
+                              m.contour[rows], m.iris[rows], m.head_model, m.n_vertices)
+        rest_pts = sub.points(rest)
+        offsets = {}
+        for e, (ids, d) in eye_rotation_offsets(self.model, rest).items():
+            full = np.zeros_like(rest)
+            full[ids] = d
+            offsets[self.model.expression_names[e]] = sub.points(full)
+        sides = np.array(["Right" if l in RIGHT_IRIS else "Left" for l in sub.landmark_ids])
+        cam = -w2c[:3, :3].T @ w2c[:3, 3]
+        facing = {}
+        for s in ("Left", "Right"):
+            eye = eye_geometry(rest, self.model, s)
+            if eye is not None:
+                to_cam = (cam - eye.centre) / np.linalg.norm(cam - eye.centre)
+                facing[s] = max(float(eye.axis @ to_cam), 0.0) ** 2 + 1e-3
+        return fit_gaze(np.asarray(landmarks, np.float64)[sub.landmark_ids], rest_pts, offsets,
+                        sides, w2c, intrinsics, facing)
 
     # ---------------------------------------------------------------------------------------
     def fit(self, analysis, sink: ProgressSink | None = None,
@@ -156,7 +201,9 @@ class HeadFitter:
         f0 = 0.5 * w_img / np.tan(np.radians(cfg.fov_prior_deg) / 2)
         base_w = np.ones(len(m))
         base_w[m.contour] = cfg.contour_weight
-        base_w[m.iris] = cfg.iris_weight
+        # With gaze from the irises, the irises say where the eyes look, not where the head
+        # is: the rest-pose eyeballs of the landmark fit would pull the head toward the gaze.
+        base_w[m.iris] = 0.0 if cfg.gaze_from_iris else cfg.iris_weight
 
         # Initial pose: PnP on the neutral shape's fixed (non-contour) landmarks.
         sel = ~m.contour & ~m.iris
@@ -196,7 +243,10 @@ class HeadFitter:
             d_id = alpha * np.sqrt(cfg.identity_prior)
             d_ex = beta * np.sqrt(cfg.expression_l2)
             d_f = np.array([(log_f - np.log(f0)) * np.sqrt(cfg.focal_prior)])
-            res = np.concatenate([r_lm, d_id, d_ex, d_f])
+            sp = self.sym_pairs
+            d_sym = (beta[sp[:, 0]] - beta[sp[:, 1]]) * np.sqrt(cfg.symmetry_weight) \
+                if self.e else np.zeros(0)
+            res = np.concatenate([r_lm, d_id, d_ex, d_sym, d_f])
             cost = 0.5 * res @ res + cfg.expression_l1 * beta.sum()
             if not with_jac:
                 return cost, res, uv, None
@@ -220,6 +270,10 @@ class HeadFitter:
                 j_prior[np.arange(self.k), 7 + np.arange(self.k)] = np.sqrt(cfg.identity_prior)
                 j_prior[self.k + np.arange(self.e), 7 + self.k + np.arange(self.e)] = \
                     np.sqrt(cfg.expression_l2)
+                if self.e and len(sp):
+                    rows = self.k + self.e + np.arange(len(sp))
+                    j_prior[rows, 7 + self.k + sp[:, 0]] = np.sqrt(cfg.symmetry_weight)
+                    j_prior[rows, 7 + self.k + sp[:, 1]] = -np.sqrt(cfg.symmetry_weight)
             j_prior[-1, 6] = np.sqrt(cfg.focal_prior)
             return cost, res, uv, np.concatenate([j_lm, j_prior])
 
@@ -292,16 +346,23 @@ class HeadFitter:
         dist = np.hypot(*resid[m.landmark_ids].T)
         full_alpha = np.zeros(self.k)
         full_alpha[:] = alpha
-        vertices = self.model.posed(full_alpha, beta if self.e else None)
         w2c = np.eye(4)
         w2c[:3, :3], w2c[:3, 3] = rot, trans
+        intrinsics = {"width": w_img, "height": h_img, "fx": f, "fy": f, "cx": cx, "cy": cy}
+        vertices = self.model.posed(full_alpha, beta if self.e else None)
+        info = {"yaw_deg": yaw_of(rot), "face_size_px": face_size,
+                "distance_m": float(np.linalg.norm(trans))}
+        if cfg.gaze_from_iris and len(self.gaze_rows):
+            gaze = self._fit_gaze(obs_all, full_alpha, beta, w2c, intrinsics)
+            beta = np.array(beta, np.float64)
+            for i in self.gaze_rows:
+                beta[i] = gaze.weights.get(self.expression_names[i], 0.0)
+            vertices = self.model.posed(full_alpha, beta)
+            info["gaze"] = gaze.info()
         return FitResult(
             vertices=vertices, identity=alpha.astype(np.float32),
             expression=np.asarray(beta, np.float32), expression_names=self.expression_names,
-            w2c=w2c, intrinsics={"width": w_img, "height": h_img, "fx": f, "fy": f,
-                                 "cx": cx, "cy": cy},
+            w2c=w2c, intrinsics=intrinsics,
             landmark_error_px=float(dist.mean()), landmark_error_median_px=float(np.median(dist)),
             residuals_px=resid, projected=projected, iterations=it + 1,
-            time_s=time.perf_counter() - t0,
-            info={"yaw_deg": yaw_of(rot), "face_size_px": face_size,
-                  "distance_m": float(np.linalg.norm(trans))})
+            time_s=time.perf_counter() - t0, info=info)

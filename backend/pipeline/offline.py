@@ -164,11 +164,12 @@ def output_plan(requested: str, generator: str, recon) -> dict:
 
 
 def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
-    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset
+    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, posed_as_exported
     from ..export.result_glb import glb_mesh_names, write_result_glb
     from ..export.surface_glb import SurfaceAsset
     from ..texture.bake import BakeView
-    from ..texture.eyes import bake_eye_textures, iris_color_from_photo
+    from ..texture.eyes import bake_eye_textures
+    from ..texture.photo_parts import bake_photo_parts, measure_part_colours
     from .generators import HeadEstimate
     from .pipeline import SIDECAR_FORMAT, PipelineResult
     from .reconstruction import Reconstructed, reconstruct_views
@@ -268,12 +269,21 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                                        interpolation=cv2.INTER_CUBIC)
         sink.progress("texture", 0.8, "eyes")
         check()
-        iris = iris_color_from_photo(rgb, analysis.landmarks)
         if base is None:
             base = (model.posed(identity, None) if len(identity) else
                     np.asarray(vertices, np.float32))
-        eyes = bake_eye_textures(model, base, iris_rgb=iris, check=check) if iris else \
-            bake_eye_textures(model, base, check=check)
+        colours = measure_part_colours(rgb, analysis.landmarks)
+        iris = colours.iris if colours.measured.get("iris") else None
+        parts_seen: dict = {}
+        if model.name == "mediapipe_face":
+            eyes = {}
+        elif fit is not None and not generated.views:
+            # the photo on the eyes, teeth and mouth, in the pose the GLB shows
+            posed = posed_as_exported(model, base, expression)
+            eyes, parts_seen = bake_photo_parts(model, base, posed, views[0], colours,
+                                                check=check)
+        else:
+            eyes = bake_eye_textures(model, base, iris_rgb=colours.iris, check=check)
         check()
         sink.preview("texture", _preview_png(baked.texture))
 
@@ -282,7 +292,9 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
             warnings.append(output["reason"])
         names = list(model.expression_names)
         extras = {"generator": gen_name, "head_model": model.name}
-        asset = HeadAsset(model=model, base_vertices=base, expression_weights=expression,
+        # neutral: the GLB at rest (weights 0); the fitted weights stay in the sidecar
+        glb_weights = np.zeros_like(expression) if options.neutral else expression
+        asset = HeadAsset(model=model, base_vertices=base, expression_weights=glb_weights,
                           skin_texture=baked.texture, skin_layout=baked.layout,
                           eye_textures=eyes, extras=extras)
         head_asset = asset if output["written"] in ("rigged", "both") else None
@@ -317,7 +329,9 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                     "baked_tile_size": int(baker.config.size),
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
-                    "iris_rgb": [round(c, 4) for c in iris] if iris else None},
+                    "iris_rgb": [round(c, 4) for c in iris] if iris else None,
+                    "parts": {**colours.info(),
+                              "photo_seen": {g: round(v, 4) for g, v in parts_seen.items()}}},
         "output": output,
         "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC, "output_kind": output["written"],
                 "meshes": glb_mesh_names(head_asset, surface_asset, cfg),

@@ -41,6 +41,7 @@ class JobOptions:
     quality: str = "standard"        # "draft" | "standard" | "high"
     texture_size: int = 1024         # texels per UV tile side: 512, 1024 or 2048
     output_kind: str = "rigged"      # "rigged" | "surface" | "both"
+    neutral: bool = False            # GLB weights all 0 (rest pose); the sidecar keeps the fit
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "JobOptions":
@@ -75,6 +76,11 @@ class JobOptions:
                 raise PipelineError("BAD_REQUEST", f"option seed={s!r} must be an integer in "
                                     "[0, 2^32)")
             out.seed = s
+        if d.get("neutral") is not None:
+            if not isinstance(d["neutral"], bool):
+                raise PipelineError("BAD_REQUEST", f"option neutral={d['neutral']!r} must be "
+                                    "true or false")
+            out.neutral = d["neutral"]
         return out
 
     def to_dict(self) -> dict:

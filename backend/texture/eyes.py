@@ -51,7 +51,8 @@ def eyeball(vertices: np.ndarray, model: HeadModel, side: str) -> Eyeball | None
     return Eyeball(c, r, axis)
 
 
-def eye_color(points: np.ndarray, eye: Eyeball, iris_rgb=DEFAULT_IRIS_RGB) -> np.ndarray:
+def eye_color(points: np.ndarray, eye: Eyeball, iris_rgb=DEFAULT_IRIS_RGB,
+              sclera_rgb=SCLERA_RGB) -> np.ndarray:
     """Procedural eye colour (M, 3) at surface points (M, 3)."""
     d = points - eye.centre
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
@@ -65,11 +66,12 @@ def eye_color(points: np.ndarray, eye: Eyeball, iris_rgb=DEFAULT_IRIS_RGB) -> np
     t = np.clip((theta - PUPIL_DEG) / (IRIS_DEG - PUPIL_DEG), 0, 1)[:, None]
     iris_col = iris * (1.35 - 0.75 * t ** 2) * (1 + 0.10 * np.sin(phi * 37)[:, None])
     back = np.clip((theta - 75) / 60, 0, 1)[:, None]
-    sclera = SCLERA_RGB * (1 - back) + SCLERA_BACK_RGB * back
+    front = np.asarray(sclera_rgb, np.float64)
+    sclera = front * (1 - back) + SCLERA_BACK_RGB * back
     col = np.where((theta < IRIS_DEG)[:, None], iris_col, sclera)
     limb = ((theta >= IRIS_DEG) & (theta < LIMBUS_DEG))
     s = ((theta[limb] - IRIS_DEG) / (LIMBUS_DEG - IRIS_DEG))[:, None]
-    col[limb] = iris * 0.45 * (1 - s) + SCLERA_RGB * s
+    col[limb] = iris * 0.45 * (1 - s) + front * s
     col[theta < PUPIL_DEG] = 0.02
     return np.clip(col, 0, 1)
 
@@ -77,9 +79,9 @@ def eye_color(points: np.ndarray, eye: Eyeball, iris_rgb=DEFAULT_IRIS_RGB) -> np
 _RASTER_CACHE: dict = {}
 
 
-def _eye_raster(model: HeadModel, group: str, size: int):
-    """(triangle vertices, covered mask, texel triangle, texel barycentrics) of one eye
-    group's UVs; depends only on the model, so cached."""
+def part_raster(model: HeadModel, group: str, size: int):
+    """(triangle vertices, covered mask, texel triangle, texel barycentrics) of one group's
+    own UV tile (eyes, teeth, mouth); depends only on the model, so cached."""
     key = (id(model), group, size)
     hit = _RASTER_CACHE.get(key)
     if hit is not None and hit[0] is model:
@@ -114,7 +116,7 @@ def bake_eye_textures(model: HeadModel, vertices: np.ndarray, size: int = 256,
                 continue
             if check is not None:
                 check()
-            tv, cov, t, b = _eye_raster(model, g, size)
+            tv, cov, t, b = part_raster(model, g, size)
             pts = (v[tv[t]] * b[..., None]).sum(1)
             img = np.zeros((size, size, 3), np.float32)
             img[cov] = eye_color(pts, eye, iris_rgb)

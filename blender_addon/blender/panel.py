@@ -61,7 +61,7 @@ class GEN3DFACE_PT_main(bpy.types.Panel):
         box.label(text="Options", icon="PREFERENCES")
         col = box.column()
         col.use_property_split = True
-        for name in ("generator", "seed", "quality", "texture_size", "output_kind",
+        for name in ("generator", "seed", "quality", "texture_size", "output_kind", "neutral",
                      "result_name"):
             col.prop(props, name)
 

@@ -48,13 +48,18 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
     quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
     texture_size: EnumProperty(name="Texture", items=TEXTURE_ITEMS, default="1024")
     output_kind: EnumProperty(name="Output", items=OUTPUT_ITEMS, default="rigged")
+    neutral: BoolProperty(name="Neutral pose", default=False,
+                          description="Import the head at rest (all shape keys 0) instead of "
+                                      "with the photo's expression; the fitted values stay in "
+                                      "the head's custom properties")
     result_name: StringProperty(name="Name", default="Gen3DFace",
                                 description="Name of the new collection and objects")
     show_previews: BoolProperty(name="Previews", default=True)
 
     def generate_options(self) -> core_settings.GenerateOptions:
         return core_settings.GenerateOptions(self.generator, int(self.seed), self.quality,
-                                             int(self.texture_size), self.output_kind)
+                                             int(self.texture_size), self.output_kind,
+                                             bool(self.neutral))
 
     def ring_settings(self, unit_scale: float = 1.0) -> core_settings.RingSettings:
         return core_settings.RingSettings(n_cameras=self.ring_cameras,

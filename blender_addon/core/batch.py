@@ -156,6 +156,8 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p.add_argument("--quality", choices=QUALITIES, default="standard")
     p.add_argument("--texture-size", type=int, choices=TEXTURE_SIZES, default=1024)
     p.add_argument("--output-kind", choices=OUTPUT_KINDS, default="rigged")
+    p.add_argument("--neutral", action="store_true",
+                   help="heads at rest (shape keys 0); the fitted values stay in the sidecar")
     p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,
                    help=f"each head's ring rig: N cameras around it, sent with the job, the "
                    f"head centred on it (default {DEFAULT_RING_CAMERAS}; 0: no rig, the "
@@ -217,7 +219,8 @@ def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSet
         raise UsageError("--cameras must be 0 (no rig) or a number of cameras")
     try:
         conn = ConnectionSettings(a.address, a.key_file, a.connect_timeout, a.job_timeout)
-        opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind)
+        opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind,
+                               bool(a.neutral))
         ring = RingSettings(n_cameras=a.cameras) if a.cameras > 0 else None
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -48,8 +48,11 @@ class GenerateOptions:
     quality: str = "standard"
     texture_size: int = 1024
     output_kind: str = "rigged"
+    neutral: bool = False              # rest pose: shape-key values 0 (the fit stays in the sidecar)
 
     def __post_init__(self):
+        if not isinstance(self.neutral, bool):
+            raise SettingsError(f"neutral must be true or false, not {self.neutral!r}")
         if self.generator not in GENERATORS:
             raise SettingsError(f"generator must be one of {GENERATORS}, not {self.generator!r}")
         if self.quality not in QUALITIES:
@@ -67,6 +70,8 @@ class GenerateOptions:
         d = asdict(self)
         d["seed"] = int(d["seed"])
         d["texture_size"] = int(d["texture_size"])
+        if not d["neutral"]:
+            del d["neutral"]            # older backends know no such option; false is their default
         return d
 
 

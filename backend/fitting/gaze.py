@@ -1,0 +1,206 @@
+"""Gaze from the photo's irises: where each fitted eyeball looks, both eyes agreeing, and the
+ARKit eyeLook* weights that turn the exported eyeballs that way.
+
+Frames: the head frame (metres, +Y up, +Z out of the face, +X the subject's left); cameras are
+OpenCV world(head frame)-to-camera 4x4 with pixel intrinsics; landmarks are mediapipe's 478
+photo pixels (corner origin). Angles are degrees: yaw positive toward the subject's left (+X),
+pitch positive up (+Y).
+
+Method: one shared gaze for both eyes (eyes that disagree are landmark noise, not a squint)
+is fitted to mediapipe's ten iris landmarks through the same forward model the GLB uses: the
+eyeLook* weights of that gaze turn the eyeballs (as the exporter's morph targets do, linear
+blends included), the iris landmarks' points on the turned eyeballs are projected by the
+photo's fitted camera, and the gaze with the smallest reprojection error wins, each eye
+weighted by how squarely the camera sees it. Gaze is clipped to the targets' range.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..face.landmarks import LEFT_IRIS, RIGHT_IRIS
+
+# Rotation at weight 1 of the eyeLook targets (the exporter writes them with these angles).
+EYE_LOOK_DEG = {"Up": 25.0, "Down": 30.0, "In": 30.0, "Out": 30.0}
+
+
+@dataclass
+class EyeGeometry:
+    centre: np.ndarray     # (3,) metres, head frame
+    iris_radius: float     # metres: eyeball centre to the iris centre at rest
+    axis: np.ndarray       # (3,) unit rest gaze
+
+
+@dataclass
+class Gaze:
+    yaw_deg: float                     # shared by both eyes (+ toward the subject's left)
+    pitch_deg: float                   # (+ up)
+    per_eye: dict                      # side -> (yaw, pitch) measured, or None
+    weights: dict                      # ARKit eyeLook* name -> weight in [0, 1]
+
+    def info(self) -> dict:
+        return {"yaw_deg": round(self.yaw_deg, 2), "pitch_deg": round(self.pitch_deg, 2),
+                "per_eye": {k: (None if v is None else [round(v[0], 2), round(v[1], 2)])
+                            for k, v in self.per_eye.items()}}
+
+
+def eye_geometry(vertices: np.ndarray, model, side: str,
+                 iris_point: np.ndarray | None = None) -> EyeGeometry | None:
+    """The `side` ("Left"/"Right", the subject's) eyeball from the posed sclera and iris.
+    `iris_point`: where the landmark correspondence puts the iris-centre landmark on this
+    eye at rest (the fitter passes it, so that a straight look measures 0 whatever offset
+    the correspondence has from the iris mesh); default: the centre of the iris disc."""
+    from ..texture.eyes import fit_sphere
+
+    sclera = [g for g in model.group_names if g.startswith("M_Sclera") and g.endswith(side)]
+    iris = [g for g in model.group_names if g.startswith("M_Iris") and g.endswith(side)]
+    if not sclera or not iris:
+        return None
+    v = np.asarray(vertices, np.float64)
+    c, _ = fit_sphere(v[model.vertices_of_groups(*sclera)])
+    ip = v[model.vertices_of_groups(*iris)]
+    front = ip[ip[:, 2] >= np.percentile(ip[:, 2], 50)]     # the iris disc, not its back
+    ic = front.mean(0) if iris_point is None else np.asarray(iris_point, np.float64)
+    axis = ic - c
+    r = float(np.linalg.norm(axis))
+    if r < 1e-4:
+        return None
+    return EyeGeometry(c, r, axis / r)
+
+
+def _angles(d: np.ndarray) -> tuple[float, float]:
+    return (float(np.degrees(np.arctan2(d[0], d[2]))),
+            float(np.degrees(np.arcsin(np.clip(d[1], -1, 1)))))
+
+
+def ray_sphere_front(origin: np.ndarray, direction: np.ndarray, centre: np.ndarray,
+                     radius: float) -> np.ndarray | None:
+    """The first point where the ray meets the sphere, or the point of closest approach when
+    it misses by less than a radius (a landmark just outside the eyeball's outline)."""
+    d = direction / np.linalg.norm(direction)
+    oc = origin - centre
+    b = float(oc @ d)
+    disc = b * b - (float(oc @ oc) - radius * radius)
+    if disc >= 0:
+        return origin + (-b - np.sqrt(disc)) * d
+    closest = origin - b * d
+    off = closest - centre
+    if np.linalg.norm(off) > 2 * radius:
+        return None
+    return centre + off / np.linalg.norm(off) * radius
+
+
+def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides: np.ndarray,
+             w2c: np.ndarray, intrinsics: dict, facing: dict | None = None,
+             max_deg: tuple[float, float] = (30.0, 25.0)) -> Gaze:
+    """The one gaze (yaw, pitch) whose eyeLook* weights, applied as the GLB applies them, put
+    the iris points where the photo shows them.
+
+    observed (L, 2) iris landmarks in photo pixels; rest_points (L, 3) the same landmarks on
+    the head without any eyeLook (head frame); offsets {eyeLook name: (L, 3)} how each target
+    at weight 1 moves them; sides (L,) "Left"/"Right"; facing {side: weight} how squarely the
+    camera sees each eye (a turned-away eye's landmarks count less). A coarse grid over the
+    targets' range, then a fine one around the best: the cost is piecewise smooth, small and
+    cheap (milliseconds), and a grid cannot stop in a local minimum of the coarse scale."""
+    obs = np.asarray(observed, np.float64)
+    rest = np.asarray(rest_points, np.float64)
+    r, t = np.asarray(w2c, np.float64)[:3, :3], np.asarray(w2c, np.float64)[:3, 3]
+    k = intrinsics
+    facing = facing or {}
+    row_w = np.array([facing.get(s, 1.0) for s in sides], np.float64)
+
+    def residual(yaw, pitch, rows):
+        w = eye_look_weights(yaw, pitch)
+        p = rest.copy()
+        for name, d in offsets.items():
+            if w.get(name, 0.0):
+                p += w[name] * d
+        q = p @ r.T + t
+        uv = np.c_[k["fx"] * q[:, 0] / q[:, 2] + k["cx"], k["fy"] * q[:, 1] / q[:, 2] + k["cy"]]
+        e = ((uv - obs) ** 2).sum(1)
+        return float((row_w[rows] * e[rows]).sum())
+
+    def search(rows):
+        best = (np.inf, 0.0, 0.0)
+        for step, span, centre in ((2.0, max_deg, (0.0, 0.0)), (0.25, (2.0, 2.0), None)):
+            c = centre if centre is not None else best[1:]
+            for y in np.arange(c[0] - span[0], c[0] + span[0] + 1e-9, step):
+                for p in np.arange(c[1] - span[1], c[1] + span[1] + 1e-9, step):
+                    y_, p_ = float(np.clip(y, -max_deg[0], max_deg[0])), \
+                        float(np.clip(p, -max_deg[1], max_deg[1]))
+                    cost = residual(y_, p_, rows)
+                    if cost < best[0]:
+                        best = (cost, y_, p_)
+        return best[1], best[2]
+
+    both = np.ones(len(obs), bool)
+    yaw, pitch = search(both)
+    per_eye = {}
+    for side in ("Right", "Left"):
+        rows = np.asarray(sides) == side
+        per_eye[side] = search(rows) if rows.any() else None
+    return Gaze(yaw, pitch, per_eye, eye_look_weights(yaw, pitch))
+
+
+def _rotation(axis: str, deg: float) -> np.ndarray:
+    a = np.radians(deg)
+    c, s = np.cos(a), np.sin(a)
+    if axis == "x":
+        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def eye_look_rotation(name: str, side: str, deg: dict) -> np.ndarray | None:
+    """Rotation (head frame) of the `side` eyeball for ARKit target `name`, or None when the
+    target does not rotate that eye. Up: gaze toward +Y; Out: away from the nose (+X for
+    the subject's left eye); In: toward the nose."""
+    if not (name.startswith("eyeLook") and name.endswith(side)):
+        return None
+    direction = name[len("eyeLook"):-len(side)]
+    if direction == "Up":
+        return _rotation("x", -deg["Up"])
+    if direction == "Down":
+        return _rotation("x", deg["Down"])
+    toward_plus_x = (direction == "Out") == (side == "Left")
+    return _rotation("y", deg[direction] if toward_plus_x else -deg[direction])
+
+
+def eye_rotation_offsets(model, base_vertices: np.ndarray, deg: dict | None = None) -> dict:
+    """{expression index: (eyeball vertex ids, (n, 3) offsets)}: how each eyeLook* target
+    turns its eyeball about the eyeball's fitted centre (on top of the model's own basis), as
+    the exporter writes it."""
+    from ..texture.eyes import eyeball
+
+    deg = deg or EYE_LOOK_DEG
+    base = np.asarray(base_vertices, np.float64)
+    out = {}
+    for side in ("Left", "Right"):
+        eye = eyeball(base, model, side)
+        if eye is None:
+            continue
+        ids = model.vertices_of_groups(*[g for g in model.group_names
+                                         if g.startswith(("M_Sclera", "M_Iris"))
+                                         and g.endswith(side)])
+        pos = base[ids]
+        for e, name in enumerate(model.expression_names):
+            rot = eye_look_rotation(name, side, deg)
+            if rot is not None:
+                out[e] = (ids, (pos - eye.centre) @ rot.T + eye.centre - pos)
+    return out
+
+
+def eye_look_weights(yaw_deg: float, pitch_deg: float, deg: dict = EYE_LOOK_DEG) -> dict:
+    """ARKit eyeLook{Up,Down,In,Out}{Left,Right} weights for a shared gaze. 'Out' is away from
+    the nose: toward +X for the subject's left eye, -X for the right."""
+    w = {}
+    for side in ("Left", "Right"):
+        toward_plus_x = max(yaw_deg, 0.0)
+        toward_minus_x = max(-yaw_deg, 0.0)
+        out_deg, in_deg = ((toward_plus_x, toward_minus_x) if side == "Left"
+                           else (toward_minus_x, toward_plus_x))
+        w[f"eyeLookOut{side}"] = min(out_deg / deg["Out"], 1.0)
+        w[f"eyeLookIn{side}"] = min(in_deg / deg["In"], 1.0)
+        w[f"eyeLookUp{side}"] = min(max(pitch_deg, 0.0) / deg["Up"], 1.0)
+        w[f"eyeLookDown{side}"] = min(max(-pitch_deg, 0.0) / deg["Down"], 1.0)
+    return w
