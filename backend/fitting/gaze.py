@@ -102,7 +102,8 @@ def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides
     at weight 1 moves them; sides (L,) "Left"/"Right"; facing {side: weight} how squarely the
     camera sees each eye (a turned-away eye's landmarks count less). A coarse grid over the
     targets' range, then a fine one around the best: the cost is piecewise smooth, small and
-    cheap (milliseconds), and a grid cannot stop in a local minimum of the coarse scale."""
+    cheap (a few milliseconds, vectorised), and a grid cannot stop in a local minimum of the
+    coarse scale."""
     obs = np.asarray(observed, np.float64)
     rest = np.asarray(rest_points, np.float64)
     r, t = np.asarray(w2c, np.float64)[:3, :3], np.asarray(w2c, np.float64)[:3, 3]
@@ -110,36 +111,40 @@ def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides
     facing = facing or {}
     row_w = np.array([facing.get(s, 1.0) for s in sides], np.float64)
 
-    def residual(yaw, pitch, rows):
-        w = eye_look_weights(yaw, pitch)
-        p = rest.copy()
-        for name, d in offsets.items():
-            if w.get(name, 0.0):
-                p += w[name] * d
-        q = p @ r.T + t
-        uv = np.c_[k["fx"] * q[:, 0] / q[:, 2] + k["cx"], k["fy"] * q[:, 1] / q[:, 2] + k["cy"]]
-        e = ((uv - obs) ** 2).sum(1)
-        return float((row_w[rows] * e[rows]).sum())
+    names = list(offsets)
+    d = np.stack([offsets[n] for n in names]) if names else np.zeros((0,) + rest.shape)
 
-    def search(rows):
-        best = (np.inf, 0.0, 0.0)
-        for step, span, centre in ((2.0, max_deg, (0.0, 0.0)), (0.25, (2.0, 2.0), None)):
-            c = centre if centre is not None else best[1:]
-            for y in np.arange(c[0] - span[0], c[0] + span[0] + 1e-9, step):
-                for p in np.arange(c[1] - span[1], c[1] + span[1] + 1e-9, step):
-                    y_, p_ = float(np.clip(y, -max_deg[0], max_deg[0])), \
-                        float(np.clip(p, -max_deg[1], max_deg[1]))
-                    cost = residual(y_, p_, rows)
-                    if cost < best[0]:
-                        best = (cost, y_, p_)
-        return best[1], best[2]
+    def costs(yaw, pitch, rows):
+        """Reprojection cost of every (yaw, pitch) pair of the grid at once."""
+        w = _weights_grid(yaw, pitch, names)                          # (G, T)
+        p = rest[None] + np.einsum("gt,tlc->glc", w, d)               # (G, L, 3)
+        q = p @ r.T + t
+        uv = np.stack([k["fx"] * q[..., 0] / q[..., 2] + k["cx"],
+                       k["fy"] * q[..., 1] / q[..., 2] + k["cy"]], -1)
+        e = ((uv - obs) ** 2).sum(-1)                                 # (G, L)
+        return (e[:, rows] * row_w[rows]).sum(1)
+
+    def search(rows, fine=True):
+        ys, ps = np.meshgrid(np.arange(-max_deg[0], max_deg[0] + 1e-9, 2.0),
+                             np.arange(-max_deg[1], max_deg[1] + 1e-9, 2.0))
+        ys, ps = ys.ravel(), ps.ravel()
+        i = int(np.argmin(costs(ys, ps, rows)))
+        y0, p0 = ys[i], ps[i]
+        if fine:
+            ys, ps = np.meshgrid(np.arange(y0 - 2.0, y0 + 2.0 + 1e-9, 0.25),
+                                 np.arange(p0 - 2.0, p0 + 2.0 + 1e-9, 0.25))
+            ys = np.clip(ys.ravel(), -max_deg[0], max_deg[0])
+            ps = np.clip(ps.ravel(), -max_deg[1], max_deg[1])
+            i = int(np.argmin(costs(ys, ps, rows)))
+            y0, p0 = ys[i], ps[i]
+        return float(y0), float(p0)
 
     both = np.ones(len(obs), bool)
     yaw, pitch = search(both)
     per_eye = {}
     for side in ("Right", "Left"):
         rows = np.asarray(sides) == side
-        per_eye[side] = search(rows) if rows.any() else None
+        per_eye[side] = search(rows, fine=False) if rows.any() else None
     return Gaze(yaw, pitch, per_eye, eye_look_weights(yaw, pitch))
 
 
@@ -188,6 +193,21 @@ def eye_rotation_offsets(model, base_vertices: np.ndarray, deg: dict | None = No
             if rot is not None:
                 out[e] = (ids, (pos - eye.centre) @ rot.T + eye.centre - pos)
     return out
+
+
+def _weights_grid(yaw: np.ndarray, pitch: np.ndarray, names: list, deg: dict = EYE_LOOK_DEG):
+    """eye_look_weights for arrays of gazes: (G, len(names))."""
+    plus, minus = np.maximum(yaw, 0.0), np.maximum(-yaw, 0.0)
+    up, down = np.maximum(pitch, 0.0), np.maximum(-pitch, 0.0)
+    cols = {}
+    for side in ("Left", "Right"):
+        out_d, in_d = (plus, minus) if side == "Left" else (minus, plus)
+        cols[f"eyeLookOut{side}"] = np.minimum(out_d / deg["Out"], 1.0)
+        cols[f"eyeLookIn{side}"] = np.minimum(in_d / deg["In"], 1.0)
+        cols[f"eyeLookUp{side}"] = np.minimum(up / deg["Up"], 1.0)
+        cols[f"eyeLookDown{side}"] = np.minimum(down / deg["Down"], 1.0)
+    zero = np.zeros_like(np.asarray(yaw, np.float64))
+    return np.stack([cols.get(n, zero) for n in names], -1) if names else zero[:, None][:, :0]
 
 
 def eye_look_weights(yaw_deg: float, pitch_deg: float, deg: dict = EYE_LOOK_DEG) -> dict:
