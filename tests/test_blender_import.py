@@ -1,7 +1,7 @@
 """Importing a result GLB with the add-on's importer (bpy wheel, headless).
 
 The GLB here is made by `make_test_glb` (below): the layout the export stage writes (nodes
-Head / EyeLeft / EyeRight / Teeth in the head frame, metres; 53 morph targets named through
+Head / EyeLeft / EyeRight / Teeth in the head frame, metres; 56 morph targets named through
 mesh.extras.targetNames on Head; a "HeadSkin" material with an embedded PNG texture), so the
 importer is tested without the pipeline. The end-to-end test with a real `gen3dface serve`
 is tests/test_blender_addon.py. Each bpy test runs in a subprocess (this file run as a
@@ -22,23 +22,14 @@ import pytest
 
 from conftest import run_blender_scenario
 
+from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 
-# The 53 names our heads carry: ICT-FaceKit's expression set in ARKit spelling (Apple's 52 with
-# browInnerUp and cheekPuff split into Left/Right, and no tongueOut).
-ARKIT_53 = [
-    "browDownLeft", "browDownRight", "browInnerUpLeft", "browInnerUpRight", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuffLeft", "cheekPuffRight", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
-    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
-    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
-    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
-    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight"]
-assert len(ARKIT_53) == 53
+# The 56 names our heads carry: Apple ARKit's 52 in ARKit's order, then ICT-FaceKit's split
+# browInnerUp_L/_R and cheekPuff_L/_R (backend/headmodel/arkit.py).
+TARGET_NAMES = list(EXPORTED_NAMES)
+assert len(TARGET_NAMES) == 56
 
 
 def _png(img: np.ndarray) -> bytes:
@@ -107,13 +98,13 @@ def make_test_glb(texture_px: int = 64, head_res: int = 24, seed: int = 0,
         mesh = {"name": name, "primitives": [prim]}
         if name == "Head":
             targets = []
-            for k in range(len(ARKIT_53)):
+            for k in range(len(TARGET_NAMES)):
                 d = np.zeros_like(pos)
                 d[rng.integers(0, len(pos), 20)] = rng.normal(0, 0.002, (20, 3))
                 targets.append({"POSITION": add(d.astype(np.float32), 34962, True)})
             prim["targets"] = targets
-            mesh["weights"] = [0.0] * len(ARKIT_53)
-            mesh["extras"] = {"targetNames": list(ARKIT_53)}
+            mesh["weights"] = [0.0] * len(TARGET_NAMES)
+            mesh["extras"] = {"targetNames": list(TARGET_NAMES)}
         meshes.append(mesh)
         nodes.append({"name": name, "mesh": len(meshes) - 1})
     if noise_texture:
@@ -145,7 +136,7 @@ def make_test_glb(texture_px: int = 64, head_res: int = 24, seed: int = 0,
     glb = (struct.pack("<III", 0x46546C67, 2, 12 + 8 + len(js) + 8 + len(blob))
            + struct.pack("<II", len(js), 0x4E4F534A) + js
            + struct.pack("<II", len(blob), 0x004E4942) + blob)
-    return glb, {"counts": counts, "targets": list(ARKIT_53)}
+    return glb, {"counts": counts, "targets": list(TARGET_NAMES)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,8 +209,8 @@ def test_import_glb_names_shape_keys_texture_placement_props(tmp_path, blender_p
     head = objs["Face_Head"]
     assert head["n_verts"] == res["facts"]["counts"]["Head"]
     assert head["shape_keys"][0] == "Basis"
-    assert head["shape_keys"][1:] == res["facts"]["targets"]          # 53 ARKit names
-    assert len(head["shape_keys"]) == 54
+    assert head["shape_keys"][1:] == res["facts"]["targets"]          # ARKit's 52 + 4 extras
+    assert len(head["shape_keys"]) == 57
     assert any(i["material"].startswith("HeadSkin") and i["packed"] and i["size"] == [64, 64]
                for i in head["images"])
     assert head["parent"] == "Face"

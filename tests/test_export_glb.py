@@ -1,6 +1,8 @@
-"""GLB export: structure (named meshes, 53 ARKit morph targets, accessors, metres), what the
-morph targets do (jawOpen moves the lower teeth, eyeLook* rotate the eyeballs), Khronos
-glTF-Validator, and re-import in headless Blender."""
+"""GLB export: structure (named meshes, ARKit's 52 morph targets in ARKit's order plus ICT's 4
+split extras, accessors, metres), what the morph targets do (jawOpen moves the lower teeth,
+eyeLook* rotate the eyeballs, browInnerUp/cheekPuff are the sums of the split shapes, tongueOut
+puts the tongue out past the lower incisors), Khronos glTF-Validator, and re-import in headless
+Blender."""
 from __future__ import annotations
 
 import json
@@ -14,6 +16,8 @@ from conftest import gltf_validator_report
 
 from gen3dface.backend.export.gltf import read_accessor, read_glb
 from gen3dface.backend.export.head_glb import ExportConfig, HeadAsset, write_head_glb
+from gen3dface.backend.headmodel.arkit import ARKIT_BLENDSHAPES
+from gen3dface.backend.headmodel.tongue import tongue_parts
 from gen3dface.backend.texture.eyes import bake_eye_textures, eyeball
 from gen3dface.backend.texture.layout import SkinLayout
 
@@ -28,6 +32,8 @@ def glb_bytes(ict_model):
     tex[..., 0] = 200
     weights = np.zeros(m.n_expressions)
     weights[m.expression_names.index("jawOpen")] = 0.25
+    weights[m.expression_names.index("browInnerUpLeft")] = 0.6
+    weights[m.expression_names.index("browInnerUpRight")] = 0.2
     asset = HeadAsset(m, m.vertices, weights, tex, lay, bake_eye_textures(m, m.vertices, 32),
                       {"generator": "test"})
     return write_head_glb(asset, ExportConfig(skin_image_format="png"))
@@ -49,7 +55,8 @@ def test_structure(glb_bytes, ict_model):
     assert [n["name"] for n in doc["nodes"]] == ["Head", "EyeLeft", "EyeRight", "Teeth"]
     head = _mesh(doc, "Head")
     names = head["extras"]["targetNames"]
-    assert names == ict_model.expression_names and len(names) == 53
+    assert names[:52] == list(ARKIT_BLENDSHAPES) and len(names) == 56
+    assert names[52:] == ["browInnerUp_L", "browInnerUp_R", "cheekPuff_L", "cheekPuff_R"]
     assert head["weights"][names.index("jawOpen")] == pytest.approx(0.25)
     for mesh in doc["meshes"]:
         for prim in mesh["primitives"]:
@@ -98,10 +105,84 @@ def test_morph_targets_do_what_they_say(glb_bytes, ict_model):
     head = _mesh(doc, "Head")
     hp = read_accessor(doc, binary, head["primitives"][0]["attributes"]["POSITION"])
     k = ict_model.expression_names.index("mouthSmileLeft")
-    d = read_accessor(doc, binary, head["primitives"][0]["targets"][k]["POSITION"])
+    t = head["extras"]["targetNames"].index("mouthSmileLeft")
+    d = read_accessor(doc, binary, head["primitives"][0]["targets"][t]["POSITION"])
     big = np.argmax(np.linalg.norm(d, axis=1))
     vid = np.argmin(np.linalg.norm(ict_model.vertices - hp[big], axis=1))
     np.testing.assert_allclose(d[big], ict_model.expression_basis[k, vid], atol=1e-6)
+
+
+def _targets(doc, binary, mesh_name):
+    mesh = _mesh(doc, mesh_name)
+    prim = mesh["primitives"][0]
+    pos = read_accessor(doc, binary, prim["attributes"]["POSITION"]).astype(np.float64)
+    return pos, {n: read_accessor(doc, binary, t["POSITION"]).astype(np.float64)
+                 for n, t in zip(mesh["extras"]["targetNames"], prim["targets"])}
+
+
+def _glb_ids(pos, model_vertices, ids):
+    """Indices into the GLB mesh's vertices of the model's vertices `ids` (same positions:
+    the fixture exports the template itself)."""
+    from scipy.spatial import cKDTree
+    d, i = cKDTree(pos).query(model_vertices[ids])
+    assert d.max() < 1e-6
+    return i
+
+
+def test_summed_shapes_are_the_sums_of_the_split_ones(glb_bytes, ict_model):
+    doc, binary = read_glb(glb_bytes)
+    pos, t = _targets(doc, binary, "Head")
+    for arkit, (left, right) in (("browInnerUp", ("browInnerUp_L", "browInnerUp_R")),
+                                 ("cheekPuff", ("cheekPuff_L", "cheekPuff_R"))):
+        both = t[left] + t[right]
+        assert np.abs(t[arkit]).max() > 2e-3, arkit               # it moves something
+        # equal up to the export's per-vertex zero threshold (morph_epsilon) on each side
+        np.testing.assert_allclose(t[arkit], both, atol=2 * ExportConfig().morph_epsilon + 1e-7)
+        # and the split shapes are ICT's own, left on the subject's left (+x)
+        i = ict_model.expression_names.index(left.replace("_L", "Left"))
+        big = np.argmax(np.linalg.norm(t[left], axis=1))
+        assert pos[big, 0] > 0
+        vid = np.argmin(np.linalg.norm(ict_model.vertices - pos[big], axis=1))
+        np.testing.assert_allclose(t[left][big], ict_model.expression_basis[i, vid], atol=1e-6)
+    # the fitted split weights (0.6 left, 0.2 right) land exactly: common part on browInnerUp
+    head = _mesh(doc, "Head")
+    w = dict(zip(head["extras"]["targetNames"], head["weights"]))
+    assert w["browInnerUp"] == pytest.approx(0.2)
+    assert w["browInnerUp_L"] == pytest.approx(0.4) and w["browInnerUp_R"] == pytest.approx(0.0)
+    assert w["tongueOut"] == 0.0 and w["cheekPuff"] == 0.0
+
+
+def test_tongue_out_puts_the_tongue_out_past_the_lower_incisors(glb_bytes, ict_model):
+    doc, binary = read_glb(glb_bytes)
+    pos, t = _targets(doc, binary, "Teeth")
+    assert "tongueOut" in t and "jawOpen" in t
+    parts = tongue_parts(ict_model)
+    tongue = _glb_ids(pos, ict_model.vertices, parts.tongue)
+    lower = _glb_ids(pos, ict_model.vertices, parts.lower_incisors)
+    upper = _glb_ids(pos, ict_model.vertices, parts.upper_incisors)
+    out = pos + t["tongueOut"]
+    tip = tongue[np.argmax(pos[tongue, 2])]
+    # at rest the tip is behind the lower incisors; with tongueOut it is in front of them...
+    assert pos[tip, 2] < pos[lower, 2].max()
+    assert out[tongue, 2].max() > out[lower, 2].max() + 0.01
+    assert out[tip, 2] - pos[tip, 2] > 0.015                   # forward by more than 1.5 cm
+    assert out[tip, 1] < pos[tip, 1]                            # ... and down
+    # ... over the lower teeth, not through them: where the tongue passes over the lower
+    # incisors' crowns (their top 3 mm) it stays above their edge and below the upper edge
+    edge = out[lower, 1].max()
+    crown = lower[out[lower, 1] > edge - 0.003]
+    inc_z = (out[crown, 2].min(), out[crown, 2].max())
+    over = tongue[(out[tongue, 2] > inc_z[0]) & (out[tongue, 2] < inc_z[1])
+                  & (np.abs(out[tongue, 0]) < 0.005)]
+    assert len(over) >= 3
+    assert out[over, 1].min() > edge
+    assert out[over, 1].max() < out[upper, 1].min()
+    # the jaw is partly open: the lower incisors move with it, less than with jawOpen = 1
+    drop = pos[lower, 1].max() - out[lower, 1].max()
+    assert 0.2 * (-t["jawOpen"][lower, 1].min()) < drop < 0.8 * (-t["jawOpen"][lower, 1].min())
+    # the upper teeth and the eyes do not move
+    assert np.abs(t["tongueOut"][upper]).max() == 0.0
+    assert "tongueOut" not in _mesh(doc, "EyeLeft")["extras"]["targetNames"]
 
 
 def test_khronos_validator(glb_path):
@@ -138,7 +219,8 @@ def test_blender_reimport(glb_path):
     res = json.loads(line[len("RESULT"):])
     objs = res["objects"]
     assert set(objs) == {"Head", "EyeLeft", "EyeRight", "Teeth"}
-    assert len(objs["Head"]["keys"]) == 53 and "eyeBlinkLeft" in objs["Head"]["keys"]
+    assert objs["Head"]["keys"][:52] == list(ARKIT_BLENDSHAPES)
+    assert len(objs["Head"]["keys"]) == 56
     assert objs["Head"]["jaw"] == pytest.approx(0.25, abs=1e-6)
     w, depth, height = objs["Head"]["dims"]
     assert 0.2 < height < 0.4 and height > w       # upright in Blender (Z up), metres

@@ -20,6 +20,7 @@ from gen3dface.backend.export.head_glb import ExportConfig, HeadAsset
 from gen3dface.backend.export.result_glb import (glb_mesh_names, output_kind_of,
                                                  write_result_glb)
 from gen3dface.backend.export.surface_glb import SurfaceAsset
+from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
 from gen3dface.backend.recon.meshing import MeshingConfig, field_to_mesh
 from gen3dface.backend.texture.eyes import bake_eye_textures
 from gen3dface.backend.texture.layout import SkinLayout
@@ -166,17 +167,16 @@ def test_both_has_the_rig_and_the_surface(glbs, ict_model, head_asset):
     assert {"HeadSkin_baseColor", "SurfaceSkin_baseColor"} <= {i["name"] for i in doc["images"]}
     assert doc["asset"]["extras"]["output_kind"] == "both"
     assert doc["asset"]["extras"]["generator"] == "test"
-    # 53 ARKit target names on the rigged Head only; none on Surface
+    # ARKit's 52 target names (+ ICT's 4 split extras) on the rigged Head only; none on Surface
     head = _mesh(doc, "Head")
-    assert head["extras"]["targetNames"] == ict_model.expression_names
-    assert len(head["extras"]["targetNames"]) == 53
-    assert head["weights"][ict_model.expression_names.index("jawOpen")] == pytest.approx(0.25)
+    assert head["extras"]["targetNames"] == list(EXPORTED_NAMES)
+    assert head["weights"][head["extras"]["targetNames"].index("jawOpen")] == pytest.approx(0.25)
     surf = _mesh(doc, "Surface")
     assert "extras" not in surf and all("targets" not in p for p in surf["primitives"])
     assert doc["materials"][surf["primitives"][0]["material"]]["name"] == "SurfaceSkin"
     for m in doc["meshes"]:
         if m["name"] != "Surface":
-            assert all(n in ict_model.expression_names for n in m["extras"]["targetNames"])
+            assert all(n in EXPORTED_NAMES for n in m["extras"]["targetNames"])
     # both in metres in the same frame: the head is ~25 cm tall, the sphere 20 cm across
     hp = doc["accessors"][head["primitives"][0]["attributes"]["POSITION"]]
     assert 0.15 < hp["max"][1] - hp["min"][1] < 0.4
@@ -247,7 +247,7 @@ def test_blender_reimport_both(glb_files):
     assert surf["keys"] == [] and surf["mats"] == ["SurfaceSkin"] and surf["uv"]
     assert surf["parent"] is None and surf["role"] == "free_form_surface"
     assert surf["hidden"] is False               # imported visible (glTF has no visibility)
-    assert len(head["keys"]) == 53 and "jawOpen" in head["keys"]
+    assert head["keys"] == list(EXPORTED_NAMES)
     assert head["mats"] == ["HeadSkin"]
     np.testing.assert_allclose(surf["dims"], 2 * R, atol=4e-3)    # metres
     assert 0.2 < head["dims"][2] < 0.4 and head["dims"][2] > head["dims"][0]  # upright

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gen3dface.backend.export.gltf import read_glb
+from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
 from gen3dface.backend.pipeline.events import (CallbackSink, CancelToken, JobCancelled,
                                                PipelineError)
 from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
@@ -84,7 +85,9 @@ def test_astronaut_end_to_end(astronaut, data_dir, ict_npz):
     assert len(sc["camera"]["w2c"]) == 4 and sc["camera"]["intrinsics"]["width"] == 512
     doc, _ = read_glb(res.glb)
     assert [m["name"] for m in doc["meshes"]] == ["Head", "EyeLeft", "EyeRight", "Teeth"]
-    assert len(doc["meshes"][0]["extras"]["targetNames"]) == 53
+    assert doc["meshes"][0]["extras"]["targetNames"] == list(EXPORTED_NAMES)     # 52 + 4
+    assert sc["glb"]["morph_targets"] == list(EXPORTED_NAMES)
+    assert list(sc["glb"]["morph_weights"]) == list(EXPORTED_NAMES)
 
 
 def test_fallback_without_head_model(astronaut, tmp_path, monkeypatch):

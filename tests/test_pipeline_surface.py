@@ -14,6 +14,7 @@ from gen3dface.backend.export.gltf import read_glb
 from gen3dface.backend.export.head_glb import ExportConfig, HeadAsset
 from gen3dface.backend.export.result_glb import write_result_glb
 from gen3dface.backend.export.surface_glb import SurfaceAsset
+from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
 from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, PipelineError
 from gen3dface.backend.pipeline.generators import HeadEstimate
 from gen3dface.backend.pipeline.offline import output_plan
@@ -164,7 +165,7 @@ def test_reconstructed_both_exports_one_glb(reconstructed_both, ict_model):
     glb = write_result_glb(asset, surf, ExportConfig(), extras={"generator": "test"})
     doc, _ = read_glb(glb)
     assert [n["name"] for n in doc["nodes"]] == RIGGED + ["Surface"]
-    assert len(doc["meshes"][0]["extras"]["targetNames"]) == 53
+    assert doc["meshes"][0]["extras"]["targetNames"] == list(EXPORTED_NAMES)     # 52 + 4
     surf_mesh = doc["meshes"][4]
     assert "extras" not in surf_mesh
     assert doc["materials"][surf_mesh["primitives"][0]["material"]]["name"] == "SurfaceSkin"
@@ -273,7 +274,7 @@ def test_job_with_views_writes_both(monkeypatch, synthetic_scene, astronaut, dat
     assert sc["reconstruction"]["status"] == "done"
     assert sc["reconstruction"]["surface"]["exported"] is True
     assert sc["glb"]["meshes"] == RIGGED + ["Surface"] and sc["glb"]["output_kind"] == "both"
-    assert len(sc["glb"]["morph_targets"]) == 53
+    assert sc["glb"]["morph_targets"] == list(EXPORTED_NAMES)
     assert "surface_texture" in previews and previews["surface_texture"].startswith(b"\x89PNG")
     fr = [f for st, f in events if st == "reconstruct"]
     assert fr[0] == 0.0 and fr[-1] == 1.0 and all(b >= a for a, b in zip(fr, fr[1:]))

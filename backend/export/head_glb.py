@@ -8,12 +8,16 @@ Layout of the file:
   nodes/meshes "Head" (skin: face + back of head, material "HeadSkin" with the baked texture),
   "EyeLeft"/"EyeRight" (the subject's left/right eyeball: sclera and iris primitives with
   generic painted textures), "Teeth" (teeth and gums/tongue primitives), and optionally
-  "Eyelashes". Morph targets carry the ARKit expression names in mesh.extras.targetNames
-  (Blender makes shape keys of them); "Head" carries all 53, the other meshes the targets that
-  move them (jawOpen moves the lower teeth; the eyeLook* targets rotate the eyeballs about
-  their fitted centres). mesh.weights holds the fitted expression, so the head imports with
-  the photo's expression and the neutral is one click away. Texture coordinates follow glTF
-  (origin top-left): v_gltf = 1 - v_obj.
+  "Eyelashes". Morph targets carry their names in mesh.extras.targetNames (Blender makes shape
+  keys of them). For ICT-FaceKit heads the set is headmodel/arkit.py's: Apple ARKit's 52
+  blendshapes under their exact names in ARKit's order (browInnerUp and cheekPuff the sums of
+  ICT's split shapes, tongueOut derived), then ICT's split shapes browInnerUp_L/_R and
+  cheekPuff_L/_R as extras: 56 targets. "Head" carries all of them, the other meshes the
+  targets that move them (jawOpen and tongueOut move the lower teeth and the tongue; the
+  eyeLook* targets rotate the eyeballs about their fitted centres). mesh.weights holds the
+  fitted expression (arkit.ShapeSet.weights_from: exact), so the head imports with the photo's
+  expression and the neutral is one click away. Texture coordinates follow glTF (origin
+  top-left): v_gltf = 1 - v_obj.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..headmodel.arkit import ArkitConfig, export_shapes
 from ..fitting.gaze import EYE_LOOK_DEG, eye_look_rotation
 from ..headmodel.model import HeadModel
 from ..texture.bake import vertex_normals
@@ -41,6 +46,7 @@ class ExportConfig:
     morph_epsilon: float = 2e-5          # metres: per-vertex offsets below this are written as 0
     min_target_motion: float = 5e-4      # metres: a target goes on a non-Head mesh if it moves it
     eye_look_deg: dict = field(default_factory=lambda: dict(EYE_LOOK_DEG))
+    arkit: ArkitConfig = field(default_factory=ArkitConfig)   # the exported shape set
 
     def __post_init__(self):
         if self.skin_image_format not in ("jpeg", "png"):
@@ -153,6 +159,23 @@ def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> lis
     return out
 
 
+def morph_target_weights(asset: HeadAsset, config: ExportConfig | None = None) -> dict:
+    """{target name: weight} of the "Head" mesh, in the file's order (for the sidecar)."""
+    config = config or ExportConfig()
+    shapes = export_shapes(asset.model, np.asarray(asset.base_vertices, np.float64),
+                           config.arkit)
+    return shapes.weights_by_name(_model_weights(asset))
+
+
+def _model_weights(asset: HeadAsset) -> np.ndarray:
+    """The fitted expression as (E,) weights of the model's basis, clipped to 0..1."""
+    n = asset.model.n_expressions
+    weights = np.clip(np.asarray(asset.expression_weights, np.float64), 0.0, 1.0)
+    if weights.shape != (n,):
+        weights = np.zeros(n) if weights.size == 0 else np.resize(weights, n)
+    return weights
+
+
 def write_head_glb(asset: HeadAsset, config: ExportConfig | None = None, check=None) -> bytes:
     """The GLB bytes of `asset` (see the module docstring for the layout). `check()`, if
     given, runs between meshes and morph targets (it raises to stop, e.g. a CancelToken's
@@ -174,10 +197,8 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
     base = np.asarray(asset.base_vertices, np.float64)
     if base.shape != model.vertices.shape:
         raise ValueError(f"base_vertices {base.shape} do not match the model")
-    weights = np.clip(np.asarray(asset.expression_weights, np.float64), 0.0, 1.0)
-    if weights.shape != (model.n_expressions,):
-        weights = np.zeros(model.n_expressions) if weights.size == 0 else np.resize(
-            weights, model.n_expressions)
+    shapes = export_shapes(model, base, config.arkit)
+    weights = shapes.weights_from(_model_weights(asset))
     mats: dict = {}
     nodes: list[int] = []
     for topo in _topology(model, asset.skin_layout, config):
@@ -196,10 +217,10 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
         # Morph targets
         names, target_acc, tweights = [], [], []
         eye = eyeball(base, model, part.name[3:]) if part.name.startswith("Eye") else None
-        for e, ename in enumerate(model.expression_names):
+        for e, ename in enumerate(shapes.names):
             if e % 8 == 0:
                 check()
-            d = model.expression_basis[e][vid].astype(np.float64)
+            d = shapes.delta(e)[vid].astype(np.float64)
             if eye is not None:
                 rot = eye_look_rotation(ename, part.name[3:], config.eye_look_deg)
                 if rot is not None:

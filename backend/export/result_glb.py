@@ -1,7 +1,7 @@
 """One GLB for a job's result, by output kind:
 
-  "rigged"   the rigged head only: root nodes "Head", "EyeLeft", "EyeRight", "Teeth" (53 ARKit
-             morph targets, material "HeadSkin"; head_glb.py).
+  "rigged"   the rigged head only: root nodes "Head", "EyeLeft", "EyeRight", "Teeth" (ARKit's 52
+             morph targets + 4 extras, material "HeadSkin"; head_glb.py).
   "surface"  the free-form surface only: root node "Surface" (material "SurfaceSkin", its own
              xatlas atlas; no morph targets; surface_glb.py).
   "both"     the rigged head's root nodes first, then "Surface" as one more ROOT node of the

@@ -164,7 +164,8 @@ def output_plan(requested: str, generator: str, recon) -> dict:
 
 
 def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
-    from ..export.head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, posed_as_exported
+    from ..export.head_glb import (HEAD_FRAME_DOC, ExportConfig, HeadAsset,
+                                   morph_target_weights, posed_as_exported)
     from ..export.result_glb import glb_mesh_names, write_result_glb
     from ..export.surface_glb import SurfaceAsset
     from ..texture.bake import BakeView
@@ -308,6 +309,8 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                                                      extras=extras), cancel)
 
     timings["total"] = round(time.perf_counter() - t_job, 4)
+    # the GLB's morph targets (ARKit's 52 + ICT's split extras) and their fitted weights
+    morph_weights = morph_target_weights(head_asset, cfg) if head_asset is not None else {}
     sidecar = {
         "format": SIDECAR_FORMAT,
         "generator": gen_name,
@@ -335,7 +338,8 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
         "output": output,
         "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC, "output_kind": output["written"],
                 "meshes": glb_mesh_names(head_asset, surface_asset, cfg),
-                "morph_targets": names if head_asset is not None else []},
+                "morph_targets": list(morph_weights),
+                "morph_weights": {n: round(w, 5) for n, w in morph_weights.items()}},
         "generated": generated.info,
         "reconstruction": recon.sidecar(surface_exported=surface_asset is not None),
         "timings_s": timings,
