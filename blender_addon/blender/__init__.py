@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import cli, operators, panel, preferences, previews, properties, runtime
+from . import animation, cli, operators, panel, preferences, previews, properties, runtime
 
-classes = (*preferences.classes, *properties.classes, *operators.classes, *panel.classes)
+classes = (*preferences.classes, *properties.classes, *operators.classes, *animation.classes,
+           *panel.classes)
 
 
 def register() -> None:

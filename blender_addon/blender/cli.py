@@ -1,6 +1,9 @@
 """`blender -b -c gen3dface ARGS...`: the batch command (Blender >= 4.2 command-line commands,
 bpy.utils.register_cli_command). Blender stops after the command returns and uses its return
-value as the process exit code. The same code runs from scripts/blender_batch.py."""
+value as the process exit code. The same code runs from scripts/blender_batch.py.
+
+`blender -b -c gen3dface animate HEAD.blend take.csv ...` is the one sub-command: it keys a
+head from a Live Link Face / ARKit take (animation.py)."""
 from __future__ import annotations
 
 import bpy
@@ -10,6 +13,10 @@ _handle = None
 
 
 def _command(argv) -> int:
+    argv = list(argv)
+    if argv[:1] == ["animate"]:
+        from .animation import main as animate
+        return animate(argv[1:], prog=f"blender -c {COMMAND} animate")
     from .batch_bpy import main
     return main(list(argv), prog=f"blender -c {COMMAND}")
 

@@ -6,7 +6,7 @@ import textwrap
 import bpy
 
 from ..core.job import JobState
-from . import previews, runtime
+from . import animation, previews, runtime
 
 PROGRESS_MIN_VERSION = (4, 0, 0)     # UILayout.progress
 
@@ -74,6 +74,8 @@ class GEN3DFACE_PT_main(bpy.types.Panel):
 
         if job is not None:
             self.draw_job(layout, job, props)
+
+        animation.draw_panel_box(layout)
 
     def draw_job(self, layout, job, props):
         v = job.tracker.view()

@@ -17,7 +17,7 @@ GENERATOR_ITEMS = [
 QUALITY_ITEMS = [(q, q.capitalize(), f"{q.capitalize()} preset") for q in core_settings.QUALITIES]
 TEXTURE_ITEMS = [(str(s), f"{s} px", f"{s} x {s} texture") for s in core_settings.TEXTURE_SIZES]
 OUTPUT_ITEMS = [
-    ("rigged", "Rigged template", "The head model's topology with 53 ARKit shape keys"),
+    ("rigged", "Rigged template", "The head model's topology with ARKit's 52 shape keys"),
     ("surface", "Free-form surface", "The reconstructed surface (where the generator has one)"),
     ("both", "Both", "Rigged template and free-form surface"),
 ]
