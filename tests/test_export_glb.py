@@ -180,6 +180,12 @@ def test_tongue_out_puts_the_tongue_out_past_the_lower_incisors(glb_bytes, ict_m
     # the jaw is partly open: the lower incisors move with it, less than with jawOpen = 1
     drop = pos[lower, 1].max() - out[lower, 1].max()
     assert 0.2 * (-t["jawOpen"][lower, 1].min()) < drop < 0.8 * (-t["jawOpen"][lower, 1].min())
+    # the gums and the floor of the mouth that follow the tongue stay behind the lower
+    # incisors (not pulled out through the lower lip)
+    followers = _glb_ids(pos, ict_model.vertices,
+                         parts.movable[~np.isin(parts.movable, parts.tongue)])
+    assert len(followers) > 50
+    assert out[followers, 2].max() <= out[lower, 2].max() + 1e-6
     # the upper teeth and the eyes do not move
     assert np.abs(t["tongueOut"][upper]).max() == 0.0
     assert "tongueOut" not in _mesh(doc, "EyeLeft")["extras"]["targetNames"]

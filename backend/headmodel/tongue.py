@@ -7,7 +7,8 @@ It is built from the template's own geometry, per head (the fitted base vertices
 - the tongue is the UV island of ICT's gums-and-tongue material (M_GumsTongue) that moves with
   jawOpen, lies inside the lower dental arch and is the highest of those (the floor of the
   mouth is the other one, below it); the gum and floor vertices next to it follow with a short
-  falloff so no polygon tears;
+  falloff so no polygon tears, but never past the lower incisors (they stretch under the
+  tongue instead of being pulled out through the lower lip);
 - the lower incisors are the teeth vertices that move with jawOpen within 1 cm of the mid-line,
   the upper incisors those that do not;
 - with the jaw at `jaw_open`, the front of the tongue slides forward so its tip ends `reach`
@@ -34,7 +35,7 @@ TEETH_GROUP = "M_Teeth"
 @dataclass
 class TongueOutConfig:
     jaw_open: float = 0.5          # weight of ICT's jawOpen inside tongueOut
-    reach: float = 0.022           # m: tip in front of the lower incisors' front
+    reach: float = 0.03            # m: tip in front of the lower incisors' front
     front_length: float = 0.012    # m: the front of the tongue that moves fully
     root_length: float = 0.04      # m behind it over which the motion ramps in
     thin: float = 0.45             # fraction of the front's thickness taken away
@@ -191,5 +192,12 @@ def tongue_out_delta(model: HeadModel, base_vertices: np.ndarray | None = None,
     new[:, 2] = p[:, 2] + r * forward
     beyond = np.maximum(new[:, 2] - lower_front, 0.0)
     new[:, 1] -= cfg.droop * beyond * r
+    # the floor of the mouth and the gums that follow the tongue stay behind the lower incisors
+    # (stretched under the tongue, not pulled out through the lower lip)
+    follower = ~np.isin(parts.movable, t)
+    new[follower, 2] = np.minimum(new[follower, 2], np.maximum(p[follower, 2],
+                                                               lower_front - cfg.falloff))
+    new[follower, 1] = np.where(new[follower, 2] > p[follower, 2], new[follower, 1],
+                                p[follower, 1])
     delta[parts.movable] += parts.weight[:, None] * (new - p)
     return delta.astype(np.float32)
