@@ -48,6 +48,14 @@ def scenario_animate(args_json: str) -> None:
     rig = importlib.import_module(pkg + ".core.rig")
     out = {}
 
+    # usage errors, and a .blend without a head: exit 2, nothing written
+    out["usage_code"] = cli._command(["animate"])
+    out["help_code"] = cli._command(["animate", "--help"])
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.wm.save_as_mainfile(filepath=a["empty_blend"])
+    out["no_head_code"] = cli._command(["animate", a["empty_blend"], a["csv"], "--save",
+                                        a["bad_out"]])
+
     # a head in a .blend, as the panel or the batch command leaves it
     bpy.ops.wm.read_homefile(use_empty=True)
     importer.import_glb(a["glb"], "Face", rig.head_to_world_at((0.0, 0.0, 0.0), 1.0), 1.0)
@@ -156,6 +164,7 @@ def test_live_link_face_take_keys_the_head(tmp_path, extension_zip, head_glb, bl
             "head_blend": str(tmp_path / "head.blend"), "csv": str(tmp_path / "take.csv"),
             "bad_csv": str(tmp_path / "bad.csv"), "out": str(tmp_path / "out" / "anim.blend"),
             "bad_out": str(tmp_path / "bad_out.blend"), "n_rows": N_ROWS,
+            "empty_blend": str(tmp_path / "empty.blend"),
             "checked": list(CHECKED)}
     p = subprocess.run([blender_python, str(Path(__file__)), "animate", json.dumps(args)],
                        capture_output=True, text=True, timeout=600,
@@ -164,6 +173,8 @@ def test_live_link_face_take_keys_the_head(tmp_path, extension_zip, head_glb, bl
     assert p.returncode == 0 and line, p.stdout[-3000:] + p.stderr[-3000:]
     r = json.loads(line[len("RESULT "):])
 
+    assert r["usage_code"] == 2 and r["help_code"] == 0 and r["no_head_code"] == 2
+    assert "has no Gen3D-Face head" in p.stderr
     # the malformed take: refused with its row and column, nothing written
     assert r["bad_code"] == 2 and not r["bad_out_exists"] and r["head_blend_unchanged"]
     assert "row 3" in p.stderr and "not a number" in p.stderr
