@@ -28,6 +28,7 @@ import pytest
 
 from conftest import run_blender_scenario
 
+from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
 from gen3dface.protocol.envelope import PROTOCOL_VERSION
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,7 +265,7 @@ def test_installed_extension_against_real_serve(tmp_path, extension_zip, data_di
     assert head["n_verts"] > 1000
     assert head["shape_keys"][0] == "Basis"
     assert head["shape_keys"][1:] == sidecar["glb"]["morph_targets"]
-    assert len(head["shape_keys"]) == 54 and "eyeBlinkLeft" in head["shape_keys"]
+    assert head["shape_keys"][1:] == list(EXPORTED_NAMES)       # ARKit's 52 + 4 extras
     assert any(img[1] and img[2][0] >= 256 for img in head["images"]), head["images"]
     assert any(m.startswith("HeadSkin") for m in head["materials"])
     assert all(objs[n]["collections"] == ["Face"] for n in objs)
