@@ -45,6 +45,8 @@ from .cameras import Rig
 from .envelope import Codec, Limits, Message, PROTOCOL_VERSION
 from .errors import ERROR_CODES, ProtocolError
 from .images import MAX_PIXELS, check_image
+from .limits import (BAD_RESULT, CLIENT_CODES, RECEIVE_LIMIT, LimitError, RateLimit,
+                     ReceiveLimits, check_preview, check_result)
 from .signing import ReplayGuard, Signer, load_key
 from .transport import DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, make_dealer
 
@@ -64,6 +66,7 @@ class ClientConfig:
     server_limits: Limits = field(default_factory=Limits.for_server)  # updated by capabilities
     max_image_pixels: int = MAX_PIXELS
     zero_copy: bool = False                    # buffers as memoryviews (see module docstring)
+    receive_limits: ReceiveLimits = field(default_factory=ReceiveLimits)   # SPEC 11
 
 
 CANCEL_WAIT_S = 2.0      # how long Ctrl-C in wait() waits for the server to confirm a cancel
@@ -111,6 +114,7 @@ class JobHandle:
         self._image, self._media_type, self._options = image, media_type, options
         self._rig, self._name = rig, name
         self._probe_sent = 0.0
+        self._rate: RateLimit | None = None      # progress/preview rate (SPEC 11)
 
     @property
     def done(self) -> bool:
@@ -391,6 +395,13 @@ class Client:
         if h is not None and e.code == "AUTH" and h.job_id is None:
             self._fail(h, e.code, msg)      # our submit was probably refused for its signature
             return
+        if (h is not None and not h.done and e.code != "AUTH"
+                and (e.header or {}).get("msg_type") in ("result", "error")):
+            # the job's terminal event cannot be read: end the job now (SPEC 11) instead of
+            # waiting for one that will never be readable
+            self._over_limit(h, BAD_RESULT, f"the backend's {e.header['msg_type']} message "
+                             f"for this job could not be read: {e.message}")
+            return
         self._events.append(Event("error", None, ev))
 
     def _check_instance(self, instance) -> None:
@@ -455,6 +466,8 @@ class Client:
             return          # duplicate terminal event after a re-attach
         if t == "accepted":
             self._on_accepted(h, c)
+        elif t in ("progress", "preview") and not self._receive_ok(h, t, msg, c):
+            return
         elif t == "progress":
             h.state = "running"
             h.stage, h.fraction, h.message = c["stage"], float(c["fraction"]), c["message"]
@@ -487,22 +500,51 @@ class Client:
         if h.cancel_requested:
             self._send(M.job_request("cancel", h.job_id, self.session))
 
+    def _receive_ok(self, h: JobHandle, t: str, msg: Message, c: dict) -> bool:
+        """SPEC 11 for progress and preview messages; False (the job failed) on violation."""
+        lim = self.config.receive_limits
+        if h._rate is None:
+            h._rate = RateLimit(lim.progress_per_s, lim.progress_burst)
+        if not h._rate.take():
+            self._over_limit(h, RECEIVE_LIMIT, f"the backend sent progress and preview "
+                             f"messages faster than the client accepts ({lim.progress_burst} "
+                             f"at once, then {lim.progress_per_s:g} a second)")
+            return False
+        if t == "preview":
+            try:
+                check_preview(c["name"], c["media_type"], msg.buffers[0], lim)
+            except LimitError as e:
+                self._over_limit(h, e.code, e.message)
+                return False
+        return True
+
+    def _over_limit(self, h: JobHandle, code: str, message: str) -> None:
+        """End job h here with a client-side code (SPEC 11) and cancel it on the server."""
+        if h.job_id is not None and not h.done:
+            self._send(M.job_request("cancel", h.job_id, self.session))
+        self._fail(h, code, message)
+
     def _on_result(self, h: JobHandle, msg: Message, c: dict) -> None:
         glb = msg.buffers[0]
         want = c.get("sha256")
         if want:
             got = (msg.digests[0] if msg.digests else hashlib.sha256(glb).digest()).hex()
             if got != want.lower():
-                self._fail(h, "INTERNAL", "the result GLB failed its SHA-256 check "
+                self._fail(h, BAD_RESULT, "the result GLB failed its SHA-256 check "
                            "(corrupted in transit)")
                 return
+        try:
+            check_result(glb, c["sidecar"], self.config.receive_limits)
+        except LimitError as e:
+            self._fail(h, e.code, e.message)
+            return
         h.glb, h.sidecar = glb, c["sidecar"]
         h.state, h.fraction = "done", 1.0
         h._image = None
         self._events.append(Event("result", h, c))
 
     def _fail(self, h: JobHandle, code: str, message: str, c: dict | None = None) -> None:
-        code = code if code in ERROR_CODES else "INTERNAL"
+        code = code if code in ERROR_CODES or code in CLIENT_CODES else "INTERNAL"
         h.error = JobError(code, message, job_id=h.job_id)
         h.state = "cancelled" if code == "CANCELLED" else "failed"
         h._image = None

@@ -6,8 +6,10 @@
 (also runs as `python scripts/blender_batch.py -- ...` with the bpy wheel). Same arguments,
 same code, same exit codes as `blender -b -c gen3dface ...`: 0 every photo gave a head (or
 --help), 1 some failed (the summary says which and why), 2 bad arguments, no key (--key-file,
-or --insecure for a development backend on loopback) or a key the backend refuses. Each head
-gets a 16-camera ring rig (--cameras N; 0 for none); the .blend starts from an empty scene.
+or --insecure for a development backend on loopback) or a key the backend refuses, 130
+interrupted (Ctrl-C, SIGTERM). Each head gets a 16-camera ring rig (--cameras N; 0 for none);
+the .blend starts from an empty scene. A bad result fails its photo only; the .blend and the
+summary are always written, with what was done so far.
 
 Where the add-on code comes from, first hit wins:
 1. the installed and enabled extension (bl_ext.<repo>.gen3dface), which brings pyzmq;

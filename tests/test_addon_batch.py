@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from fake_backend import tiny_glb
+
 from gen3dface.blender_addon.core import batch
 from gen3dface.blender_addon.core.messages import UNREACHABLE
 
@@ -71,7 +73,7 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
     def generate(photo, cell):
         if photo.name == "b.png":
             raise batch.JobError("NO_FACE", "no face was found in the photo")
-        return batch.JobOutput(glb=b"glTF" + photo.name.encode(),
+        return batch.JobOutput(glb=tiny_glb((photo.stem,)),
                                sidecar={"generator": "offline", "warnings": ["w1"]})
 
     placed = []
@@ -82,7 +84,7 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
     assert d_["succeeded"] == 2 and d_["photos"] == 3
     assert d_["failed"][0]["photo"].endswith("b.png")
     assert d_["failed"][0]["code"] == "NO_FACE" and "one face" in d_["failed"][0]["advice"]
-    assert (out / "a.glb").read_bytes() == b"glTFa.jpg"
+    assert (out / "a.glb").read_bytes() == tiny_glb(("a",))
     assert json.loads((out / "a.sidecar.json").read_text())["generator"] == "offline"
     assert not (out / "b.glb").exists()
     assert [n for n, _ in placed] == ["a", "c"]
@@ -94,7 +96,7 @@ def test_run_batch_summary_exit_codes_and_outputs(tmp_path):
 def test_run_batch_all_ok_is_zero_and_unreachable_fails_fast(tmp_path):
     d = make_photos(tmp_path)
     s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o"), "--insecure"])
-    ok = batch.run_batch(s, lambda p, c: batch.JobOutput(b"g", {}), lambda *a: [],
+    ok = batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb(), {}), lambda *a: [],
                          log=lambda m: None)
     assert ok.exit_code() == batch.EXIT_OK
     calls = []
@@ -116,10 +118,10 @@ def test_same_stem_photos_get_distinct_outputs(tmp_path):
     (tmp_path / "y" / "face.jpg").write_bytes(b"2")
     s = batch.settings_from_args([str(tmp_path / "x"), str(tmp_path / "y"),
                                   "--glb-dir", str(tmp_path / "o"), "--insecure"])
-    batch.run_batch(s, lambda p, c: batch.JobOutput(p.read_bytes(), {}), lambda *a: [],
-                    log=lambda m: None)
-    assert (tmp_path / "o" / "face.glb").read_bytes() == b"1"
-    assert (tmp_path / "o" / "face_2.glb").read_bytes() == b"2"
+    batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb((p.parent.name,)), {}),
+                    lambda *a: [], log=lambda m: None)
+    assert (tmp_path / "o" / "face.glb").read_bytes() == tiny_glb(("x",))
+    assert (tmp_path / "o" / "face_2.glb").read_bytes() == tiny_glb(("y",))
 
 
 def test_help_exits_zero_and_lists_the_exit_codes(tmp_path, capsys):
@@ -214,3 +216,140 @@ def test_check_backend_turns_a_refused_key_into_a_usage_error(tmp_path):
                               unreachable=down)
     assert not calls and [i.code for i in summary.items] == [UNREACHABLE] * 3
     assert "--address" in summary.items[0].advice
+
+
+# ---- one bad result costs one photo, never the batch (issue 20) -----------------------------
+
+def three_photos(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for n in ("a.png", "b.png", "c.png"):
+        (d / n).write_bytes(b"x")
+    return d
+
+
+def test_a_result_that_is_not_a_glb_fails_that_photo_only_and_is_kept_apart(tmp_path):
+    d = three_photos(tmp_path)
+    out = tmp_path / "glbs"
+    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--insecure"])
+    bad = {"a.png": b"\x00" * 64, "b.png": tiny_glb()[:100]}
+
+    def generate(photo, cell):
+        return batch.JobOutput(glb=bad.get(photo.name, tiny_glb()), sidecar={"w": 1})
+
+    placed = []
+    summary = batch.run_batch(s, generate, lambda n, o, c: placed.append(n) or [n],
+                              log=lambda m: None)
+    items = summary.items
+    assert [i.ok for i in items] == [False, False, True] and summary.exit_code() == 1
+    assert items[0].code == items[1].code == "BAD_RESULT"
+    assert "not a GLB file" in items[0].message and "truncated" in items[1].message
+    assert "rejected.glb" in items[0].advice and "--glb-dir" in items[0].advice
+    assert placed == ["c"]                       # the importer never saw the bad ones
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.rejected.glb", "a.rejected.sidecar.json", "b.rejected.glb",
+        "b.rejected.sidecar.json", "c.glb", "c.sidecar.json"]
+    assert items[0].rejected_glb.endswith("a.rejected.glb") and not items[0].glb_path
+
+
+def test_an_importer_exception_fails_that_photo_and_the_batch_goes_on(tmp_path):
+    d = three_photos(tmp_path)
+    out = tmp_path / "glbs"
+    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--insecure"])
+
+    class ImportFailed(RuntimeError):          # what blender/importer.py raises
+        code, message = "CLIENT_IMPORT_FAILED", "Blender's glTF importer ...: KeyError: 9999"
+
+    def place(name, o, cell):
+        if name == "a":
+            raise ImportFailed()
+        if name == "b":
+            raise ValueError("something unexpected")
+        return [name]
+
+    summary = batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb(), {}), place,
+                              log=lambda m: None)
+    a, b, c = summary.items
+    assert (a.code, b.code, c.ok) == ("CLIENT_IMPORT_FAILED", "CLIENT_IMPORT_FAILED", True)
+    assert "KeyError: 9999" in a.message and "ValueError: something unexpected" in b.message
+    assert sorted(p.name for p in out.glob("*.glb")) == ["a.rejected.glb", "b.rejected.glb",
+                                                          "c.glb"]
+
+
+def test_any_other_error_of_a_photo_is_a_client_error_and_the_batch_goes_on(tmp_path):
+    d = three_photos(tmp_path)
+    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o"), "--insecure"])
+
+    def generate(photo, cell):
+        if photo.name == "a.png":
+            raise RecursionError("maximum recursion depth exceeded")
+        # a hostile sidecar: warnings that are not a list, a generator that is not a string
+        return batch.JobOutput(tiny_glb(), {"warnings": 7, "generator": {"x": 1}})
+
+    summary = batch.run_batch(s, generate, lambda *a: [], log=lambda m: None)
+    assert summary.items[0].code == "CLIENT_ERROR" and "RecursionError" in summary.items[0].message
+    assert [i.ok for i in summary.items[1:]] == [True, True]
+    assert summary.items[1].warnings == [] and summary.items[1].generator == "{'x': 1}"
+
+
+class JobInterrupted(KeyboardInterrupt):       # the protocol client's, as worker.run_job raises it
+    confirmed = True
+
+
+def test_ctrl_c_keeps_what_was_done_and_names_the_rest(tmp_path):
+    d = three_photos(tmp_path)
+    out = tmp_path / "glbs"
+    s = batch.settings_from_args([str(d), "--glb-dir", str(out), "--insecure"])
+
+    def generate(photo, cell):
+        if photo.name == "b.png":
+            raise JobInterrupted()
+        return batch.JobOutput(tiny_glb(), {})
+
+    logged = []
+    summary = batch.run_batch(s, generate, lambda n, o, c: [n], log=logged.append)
+    assert summary.exit_code() == batch.EXIT_INTERRUPTED == 130
+    assert [i.code for i in summary.items] == ["", "CLIENT_INTERRUPTED", "CLIENT_NOT_RUN"]
+    assert "confirmed the cancel" in summary.items[1].message
+    assert "run the batch again" in summary.items[2].advice
+    d_ = summary.to_dict()
+    assert d_["interrupted"] and d_["photos"] == 3 and d_["succeeded"] == 1
+    assert (out / "a.glb").is_file() and not (out / "c.glb").exists()
+    assert logged[-1].startswith("interrupted:")
+
+
+def test_ctrl_c_during_the_import_and_before_the_first_photo(tmp_path):
+    d = three_photos(tmp_path)
+    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o"), "--insecure"])
+
+    def place(name, o, cell):
+        if name == "a":
+            raise KeyboardInterrupt()
+        return [name]
+
+    summary = batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb(), {}), place,
+                              log=lambda m: None)
+    assert [i.code for i in summary.items] == ["CLIENT_INTERRUPTED", "CLIENT_NOT_RUN",
+                                               "CLIENT_NOT_RUN"]
+    assert "importing its head" in summary.items[0].message
+    calls = []
+    summary = batch.run_batch(s, lambda p, c: calls.append(p), lambda *a: [],
+                              log=lambda m: None, interrupted="before the first photo")
+    assert not calls and summary.exit_code() == 130
+    assert [i.code for i in summary.items] == ["CLIENT_NOT_RUN"] * 3
+
+
+def test_batch_level_errors_make_exit_code_one(tmp_path):
+    d = three_photos(tmp_path)
+    s = batch.settings_from_args([str(d), "--glb-dir", str(tmp_path / "o"), "--insecure"])
+    summary = batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb(), {}),
+                              lambda *a: [], log=lambda m: None)
+    assert summary.exit_code() == 0
+    summary.errors.append({"code": "CLIENT_ERROR", "message": "cannot save the .blend"})
+    assert summary.exit_code() == 1 and summary.to_dict()["errors"]
+
+
+def test_help_names_exit_code_130(capsys):
+    with pytest.raises(batch.HelpShown):
+        batch.settings_from_args(["--help"])
+    assert "130 interrupted" in " ".join(capsys.readouterr().out.split())

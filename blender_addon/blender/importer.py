@@ -7,18 +7,89 @@ Layout in the scene:
 The glTF importer turns the head-frame GLB upright (Y up -> Z up) and the morph targets'
 names (mesh.extras.targetNames) into shape keys; images are packed into the .blend. Sidecar
 facts become custom properties of the empty (and the head object).
+
+A result that cannot be imported leaves the scene as it was: the file's structure is checked
+first (core/glb_check.py: not a GLB, truncated, broken chunks or JSON never reach the
+importer), and when the importer (or anything after it) fails, every datablock made since the
+import started (objects, meshes, materials, images, shape keys, the collection, ...) is
+removed again before ImportFailed is raised.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import bpy
 from mathutils import Matrix
 
+from ..core.glb_check import GlbError, check_glb_file
+from ..core.messages import BAD_RESULT, IMPORT_FAILED
 from ..core.rig import head_placement_matrix
 
 PROP_PREFIX = "gen3dface_"
+MAX_PROP_NAME = 63                  # Blender's limit on ID property names (bytes)
+# bpy.data collections an import can add to (the glTF importer, and this module)
+_ID_KINDS = ("objects", "meshes", "materials", "images", "textures", "node_groups",
+             "collections", "actions", "armatures", "cameras", "lights", "curves",
+             "shape_keys", "worlds")
+
+
+class ImportFailed(RuntimeError):
+    """A result that could not be imported: code BAD_RESULT (the file is not a valid GLB)
+    or IMPORT_FAILED (Blender's importer, or the placement after it, failed). Nothing of it
+    is left in the scene."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _importer_message(e: BaseException) -> str:
+    """The importer's complaint in one line (its RuntimeError carries a whole traceback)."""
+    text = str(e).strip()
+    if text.startswith("Error:"):
+        text = text[len("Error:"):].strip()
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.strip().startswith("Location:")]
+    if lines and lines[0].startswith("Python: Traceback"):
+        lines = lines[-1:]          # the exception line, e.g. "KeyError: 9999"
+    return (lines[0] if lines else type(e).__name__)[:500]
+
+
+class _NewData:
+    """What exists before an import, so that whatever it adds can be removed again."""
+
+    def __init__(self):
+        self.before = {k: {i.as_pointer() for i in getattr(bpy.data, k)} for k in _ID_KINDS
+                       if hasattr(bpy.data, k)}
+        layer = bpy.context.view_layer
+        self.selected = {o.name for o in layer.objects if o.select_get()}
+        self.active = layer.objects.active.name if layer.objects.active is not None else None
+
+    def added(self) -> list:
+        return [(k, i) for k, seen in self.before.items() for i in getattr(bpy.data, k)
+                if i.as_pointer() not in seen]
+
+    def remove_added(self) -> None:
+        """Remove what the import added (shape keys go with their meshes); restore the
+        selection and the active object."""
+        new = [(k, i) for k, i in self.added() if k != "shape_keys"]
+        try:
+            bpy.data.batch_remove([i for _, i in new])
+        except Exception:
+            for k, i in new:
+                try:
+                    getattr(bpy.data, k).remove(i)
+                except Exception:          # already gone with its owner
+                    pass
+        layer = bpy.context.view_layer
+        layer.update()
+        for o in layer.objects:
+            if o is not None:
+                o.select_set(o.name in self.selected)
+        if self.active is not None and self.active in layer.objects:
+            layer.objects.active = layer.objects[self.active]
 
 
 def _gltf_kwargs(**wanted) -> dict:
@@ -46,7 +117,26 @@ def _layer_collection(layer_coll, coll):
 def import_glb(path: str | Path, name: str, head_to_world, unit_scale: float = 1.0,
                sidecar: dict | None = None, parent_collection=None) -> list[str]:
     """Import the GLB at `path` as `name`; returns the names of the objects made (the empty
-    first). Raises RuntimeError with the importer's complaint when the file cannot be read."""
+    first). Raises ImportFailed (a RuntimeError) with a code and a one-line message when the
+    file cannot be imported, leaving the scene as it was (see the module docstring)."""
+    try:
+        check_glb_file(path)
+    except GlbError as e:
+        raise ImportFailed(BAD_RESULT, str(e)) from None
+    snapshot = _NewData()
+    try:
+        return _import_glb(path, name, head_to_world, unit_scale, sidecar, parent_collection)
+    except BaseException as e:            # the importer's errors, and Ctrl-C in the middle
+        snapshot.remove_added()
+        if not isinstance(e, Exception):
+            raise
+        if isinstance(e, ImportFailed):
+            raise
+        raise ImportFailed(IMPORT_FAILED, "Blender's glTF importer could not read the "
+                           f"result: {_importer_message(e)}") from None
+
+
+def _import_glb(path, name, head_to_world, unit_scale, sidecar, parent_collection) -> list[str]:
     scene = bpy.context.scene
     view_layer = bpy.context.view_layer
     coll = new_collection(name, parent_collection)
@@ -67,7 +157,8 @@ def import_glb(path: str | Path, name: str, head_to_world, unit_scale: float = 1
         units.scale_length = saved_scale
         view_layer.active_layer_collection = previous_active
     if "FINISHED" not in result:
-        raise RuntimeError(f"Blender's glTF importer could not read {path}")
+        raise ImportFailed(IMPORT_FAILED, "Blender's glTF importer did not finish reading the "
+                           f"result ({', '.join(sorted(result)) or 'no status'})")
     new_objects = [o for o in bpy.data.objects if o not in before]
     for o in new_objects:                 # the importer links to the active collection;
         if coll not in o.users_collection:    # make sure nothing landed elsewhere
@@ -126,21 +217,35 @@ def _images_of(objects):
                     yield img
 
 
+def _finite(v) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:             # a JSON integer too large for a float
+        return None
+    return f if math.isfinite(f) else None
+
+
 def set_sidecar_properties(obj, sidecar: dict) -> None:
     """Facts a TD can read in the N panel or from scripts: generator, head model, fallbacks,
-    warnings, landmark error, timings, plus the whole sidecar as JSON."""
+    warnings, landmark error, timings, plus the whole sidecar as JSON. Whatever shape a
+    backend gave them, they never fail the import (odd values are skipped)."""
     p = PROP_PREFIX
     obj[p + "sidecar"] = json.dumps(sidecar, default=str)
     for key in ("generator", "head_model"):
         if key in sidecar and sidecar[key] is not None:
-            obj[p + key] = str(sidecar[key])
+            obj[p + key] = str(sidecar[key])[:4096]
     for key in ("fallbacks", "warnings"):
         items = sidecar.get(key) or []
-        obj[p + key] = "; ".join(str(i) for i in items)
-    err = sidecar.get("landmark_error_px")
-    if isinstance(err, (int, float)):
-        obj[p + "landmark_error_px"] = float(err)
+        if not isinstance(items, list):
+            items = [items]
+        obj[p + key] = "; ".join(str(i) for i in items)[:65536]
+    err = _finite(sidecar.get("landmark_error_px"))
+    if err is not None:
+        obj[p + "landmark_error_px"] = err
     timings = sidecar.get("timings_s")
     if isinstance(timings, dict):
-        obj[p + "timings_s"] = {str(k): float(v) for k, v in timings.items()
-                                if isinstance(v, (int, float))}
+        obj[p + "timings_s"] = {str(k): f for k, f in ((k, _finite(v)) for k, v in
+                                                       list(timings.items())[:256])
+                                if f is not None and len(str(k).encode("utf-8")) <= MAX_PROP_NAME}

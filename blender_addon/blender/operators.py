@@ -73,9 +73,13 @@ class GEN3DFACE_OT_generate(bpy.types.Operator):
             tuple(scene.cursor.location), us)
         request = JobRequest(photo=data, media_type=media_type, photo_name=photo_name,
                              rig=rig, options=options.to_dict())
-        runtime.start_job(connection, request,
-                          ImportSettings(props.result_name or "Gen3DFace", us, h2w),
-                          props.result_name or "Gen3DFace", scene.name)
+        try:
+            runtime.start_job(connection, request,
+                              ImportSettings(props.result_name or "Gen3DFace", us, h2w),
+                              props.result_name or "Gen3DFace", scene.name)
+        except (RuntimeError, OSError) as e:    # a job still running; no temp folder
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 

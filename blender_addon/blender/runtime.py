@@ -133,7 +133,10 @@ def _apply(job: ActiveJob, ev) -> float:
             try:
                 job.cell_objects = import_result(job, path, sidecar)
             except Exception as e:              # keep the panel honest about what happened
-                t.failed(IMPORT_FAILED, f"importing the result failed: {e}")
+                # importer.ImportFailed: BAD_RESULT / IMPORT_FAILED, the scene left as it was
+                code = getattr(e, "code", None)
+                t.failed(code if isinstance(code, str) else IMPORT_FAILED,
+                         getattr(e, "message", None) or f"importing the result failed: {e}")
             else:
                 t.imported(job.cell_objects)
             finally:

@@ -10,9 +10,17 @@ photos, the JSON summary and the exit code. The bpy layer supplies two callables
 
 Exit codes: 0 every photo gave a head (also `--help`); 1 at least one photo failed (the
 summary says which and why); 2 bad arguments, no photos found, no key given, or a key the
-backend refuses (found by one `hello` before the first photo).
+backend refuses (found by one `hello` before the first photo); 130 interrupted (Ctrl-C or
+SIGTERM): the .blend and the summary hold what was done so far.
 
-Per-photo outputs in --glb-dir: <stem>.glb and <stem>.sidecar.json (as `gen3dface run`).
+One bad result costs one photo, never the batch: a result that is not a usable GLB (checked
+by core/glb_check.py before the importer sees it), an importer exception, a backend that
+breaks the client's receive limits (protocol/SPEC.md section 11), goes silent or goes away,
+each fails that photo with a code and a message, and the loop goes on.
+
+Per-photo outputs in --glb-dir: <stem>.glb and <stem>.sidecar.json (as `gen3dface run`) for
+every head; a result that arrived but could not be used is kept as <stem>.rejected.glb (and
+<stem>.rejected.sidecar.json) so that it can be reported, never as <stem>.glb.
 Messages name command-line options, never Blender's preferences or panel (BATCH_ADVICE).
 """
 from __future__ import annotations
@@ -25,12 +33,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .messages import (BACKEND_LOST, BAD_INPUT, JOB_TIMEOUT, OFFLINE, PROTOCOL, UNREACHABLE,
-                       UserError, user_error)
+from .glb_check import GlbError, check_glb
+from .messages import (BACKEND_LOST, BAD_INPUT, BAD_RESULT, CLIENT_ERROR, IMPORT_FAILED,
+                       INTERRUPTED_BY_USER, JOB_TIMEOUT, NOT_RUN, OFFLINE, PROTOCOL,
+                       RECEIVE_LIMIT, UNREACHABLE, UserError, user_error)
 from .settings import (GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES, ConnectionSettings,
                        GenerateOptions, RingSettings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130          # Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 DEFAULT_RING_CAMERAS = 16
 KEY_ADVICE = ("pass --key-file FILE with the key file the backend was started with "
@@ -65,6 +76,21 @@ BATCH_ADVICE = {
     BAD_INPUT: "Check that the photo file exists and is readable (PNG, JPEG or WebP).",
     PROTOCOL: "The add-on and backend do not speak the same protocol version or key: update "
               "both to the same release and check --key-file.",
+    BAD_RESULT: "The backend sent a result that is not a usable GLB (kept as "
+                "<stem>.rejected.glb when --glb-dir is given): check the backend's log, then "
+                "run the batch again for this photo.",
+    IMPORT_FAILED: "Blender's glTF importer could not read the result, and nothing of it is "
+                   "in the .blend (the file is kept as <stem>.rejected.glb when --glb-dir is "
+                   "given): report it with the backend's log.",
+    RECEIVE_LIMIT: "The backend sent more than the add-on accepts (protocol/SPEC.md section "
+                   "11) and the job was cancelled: check that --address is a Gen3D-Face "
+                   "backend of the same release.",
+    INTERRUPTED_BY_USER: "The batch was interrupted during this photo and its job was "
+                         "cancelled on the backend: run the batch again for the photos that "
+                         "did not finish.",
+    NOT_RUN: "The batch was interrupted before this photo: run the batch again for it.",
+    CLIENT_ERROR: "An unexpected error in the add-on (a bug): report it with this summary; "
+                  "the batch went on with the next photo.",
 }
 
 
@@ -98,6 +124,7 @@ class PhotoOutcome:
     message: str = ""
     advice: str = ""
     glb_path: str = ""
+    rejected_glb: str = ""         # --glb-dir copy of a result that could not be used
     objects: list = field(default_factory=list)
     cell: tuple = ()
     seconds: float = 0.0
@@ -111,21 +138,26 @@ class BatchSummary:
     outputs: dict = field(default_factory=dict)         # {"blend": path, "glb_dir": path}
     items: list = field(default_factory=list)            # PhotoOutcome, in photo order
     seconds: float = 0.0
+    interrupted: str = ""          # why the batch stopped early ("" when it ran to the end)
+    errors: list = field(default_factory=list)           # batch-level problems (saving)
 
     @property
     def failed(self) -> list:
         return [i for i in self.items if not i.ok]
 
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if not self.items:
             return EXIT_USAGE
-        return EXIT_FAILED if self.failed else EXIT_OK
+        return EXIT_FAILED if self.failed or self.errors else EXIT_OK
 
     def to_dict(self) -> dict:
         return {"address": self.address, "outputs": self.outputs,
                 "photos": len(self.items), "succeeded": len(self.items) - len(self.failed),
                 "failed": [{"photo": i.photo, "code": i.code, "message": i.message,
                             "advice": i.advice} for i in self.failed],
+                "interrupted": self.interrupted or None, "errors": list(self.errors),
                 "exit_code": self.exit_code(), "seconds": round(self.seconds, 3),
                 "items": [asdict(i) for i in self.items]}
 
@@ -141,7 +173,8 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
         "the heads are laid out in a grid.",
         epilog="exit codes: 0 every photo gave a head; 1 some photo failed (the summary and "
         "stderr say which and why); 2 bad arguments, no photos, no key (--key-file or "
-        "--insecure), or a key the backend refuses.")
+        "--insecure), or a key the backend refuses; 130 interrupted (Ctrl-C, SIGTERM): the "
+        ".blend and the summary hold what was done so far.")
     p.add_argument("photos", nargs="*", help="photo files and/or folders of photos")
     p.add_argument("--list", dest="list_file", help="a text file with one photo path per line")
     p.add_argument("--address", default=ConnectionSettings.address, help="backend address")
@@ -295,56 +328,147 @@ def check_backend(settings: BatchSettings, hello: Callable[[], object]) -> JobEr
     return None
 
 
+def _set_error(item: PhotoOutcome, code: str, message: str) -> None:
+    err = batch_error(code, message)
+    item.ok, item.code, item.message, item.advice = False, err.code, err.message, err.advice
+
+
+def _sidecar_facts(item: PhotoOutcome, sidecar) -> None:
+    """generator and warnings for the summary, whatever shape a backend gave them."""
+    sidecar = sidecar if isinstance(sidecar, dict) else {}
+    item.generator = str(sidecar.get("generator", ""))[:256]
+    warnings = sidecar.get("warnings")
+    item.warnings = [str(w)[:1000] for w in warnings[:100]] if isinstance(warnings, list) else []
+
+
+def _write_outputs(folder: Path, stem: str, out: JobOutput) -> Path:
+    glb_path = folder / f"{stem}.glb"
+    glb_path.write_bytes(out.glb)
+    glb_path.with_name(f"{stem}.sidecar.json").write_text(
+        json.dumps(out.sidecar, indent=2, default=str) + "\n", encoding="utf-8")
+    return glb_path
+
+
+def _reject(folder: str, stem: str, out: JobOutput) -> str:
+    """Keep an unusable result as <stem>.rejected.glb (best effort: "" when not kept)."""
+    if not folder:
+        return ""
+    try:
+        path = _write_outputs(Path(folder), f"{stem}.rejected", out)
+        Path(folder, f"{stem}.glb").unlink(missing_ok=True)
+        Path(folder, f"{stem}.sidecar.json").unlink(missing_ok=True)
+        return str(path)
+    except OSError:
+        return ""
+
+
+def _interrupted_text(e: BaseException, phase: str) -> str:
+    confirmed = getattr(e, "confirmed", None)          # protocol client's JobInterrupted
+    cancel = {True: "; the backend confirmed the cancel",
+              False: "; cancel sent, the backend did not confirm it"}.get(confirmed, "")
+    return f"the batch was interrupted while {phase}{cancel}"
+
+
 def run_batch(settings: BatchSettings,
               generate: Callable[[Path, tuple], JobOutput],
               place: Callable[[str, JobOutput, tuple], list],
               log: Callable[[str], None] = print,
               clock: Callable[[], float] = time.monotonic,
-              unreachable: JobError | None = None) -> BatchSummary:
-    """Process every photo in order.
+              unreachable: JobError | None = None,
+              interrupted: str = "") -> BatchSummary:
+    """Process every photo in order; always returns the summary of what was done.
 
     generate(photo, cell) -> JobOutput or raises JobError (the blocking client with its
     deadlines); place(name, output, cell) -> names of the objects it made (None when there is
-    no .blend to build). When the backend is unreachable (found by check_backend, given as
+    no .blend to build), raising (with .code, e.g. importer.ImportFailed) when the result
+    cannot be imported. When the backend is unreachable (found by check_backend, given as
     `unreachable`, or by a photo), the remaining photos fail at once with the same reason
-    instead of each waiting out the connect timeout."""
+    instead of each waiting out the connect timeout.
+
+    Each photo's failure is its own (JobError, a result that fails check_glb, an importer
+    exception, any other exception): the loop goes on. KeyboardInterrupt (Ctrl-C; batch_bpy
+    turns SIGTERM into one) stops the loop: that photo is INTERRUPTED_BY_USER, the rest
+    NOT_RUN, summary.interrupted says why (exit code 130). `interrupted` given: nothing runs."""
     t0 = clock()
     summary = BatchSummary(settings.connection.address,
                            {k: v for k, v in (("blend", settings.blend),
-                                              ("glb_dir", settings.glb_dir)) if v})
+                                              ("glb_dir", settings.glb_dir)) if v},
+                           interrupted=interrupted)
     cells = grid_cells(len(settings.photos), settings.spacing_m)
     used: set = set()
-    if settings.glb_dir:
-        Path(settings.glb_dir).mkdir(parents=True, exist_ok=True)
-    for k, (photo, cell) in enumerate(zip(settings.photos, cells), 1):
-        name = safe_stem(Path(photo), used)
-        item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
-        t = clock()
+    n = len(settings.photos)
+
+    def say(text: str) -> None:
         try:
-            if unreachable is not None:
-                raise JobError(unreachable.code, unreachable.message)
-            out = generate(Path(photo), cell)
-            item.generator = str(out.sidecar.get("generator", ""))
-            item.warnings = [str(w) for w in out.sidecar.get("warnings", [])]
-            if settings.glb_dir:
-                glb_path = Path(settings.glb_dir) / f"{name}.glb"
-                glb_path.write_bytes(out.glb)
-                glb_path.with_name(f"{name}.sidecar.json").write_text(
-                    json.dumps(out.sidecar, indent=2, default=str) + "\n", encoding="utf-8")
-                item.glb_path = str(glb_path)
-            item.objects = list(place(name, out, cell) or [])
-            item.ok = True
-        except JobError as e:
-            err = batch_error(e.code, e.message)
-            item.code, item.message, item.advice = err.code, err.message, err.advice
-            if e.code == UNREACHABLE:
-                unreachable = e
-        except OSError as e:
-            err = batch_error(BAD_INPUT, f"{photo}: {e}")
-            item.code, item.message, item.advice = err.code, err.message, err.advice
-        item.seconds = round(clock() - t, 3)
-        summary.items.append(item)
-        status = "ok" if item.ok else f"FAILED {item.code}: {item.message}"
-        log(f"[{k}/{len(settings.photos)}] {photo}: {status} ({item.seconds:.1f} s)")
+            log(text)
+        except Exception:           # a closed stdout must not end the batch
+            pass
+
+    try:
+        if settings.glb_dir:
+            try:
+                Path(settings.glb_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                summary.errors.append({"code": CLIENT_ERROR, "message":
+                                       f"cannot create --glb-dir {settings.glb_dir}: {e}"})
+        for k, (photo, cell) in enumerate(zip(settings.photos, cells), 1):
+            if summary.interrupted:
+                break
+            name = safe_stem(Path(photo), used)
+            item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
+            summary.items.append(item)
+            t = clock()
+            phase = "waiting for its head"
+            out = None
+            try:
+                if unreachable is not None:
+                    raise JobError(unreachable.code, unreachable.message)
+                out = generate(Path(photo), cell)
+                _sidecar_facts(item, out.sidecar)
+                phase = "checking its head"
+                check_glb(out.glb)
+                if settings.glb_dir:
+                    phase = "writing its head to --glb-dir"
+                    item.glb_path = str(_write_outputs(Path(settings.glb_dir), name, out))
+                phase = "importing its head"
+                item.objects = list(place(name, out, cell) or [])
+                item.ok = True
+            except KeyboardInterrupt as e:
+                _set_error(item, INTERRUPTED_BY_USER, _interrupted_text(e, phase))
+                summary.interrupted = item.message
+            except JobError as e:
+                _set_error(item, e.code, e.message)
+                if e.code == UNREACHABLE:
+                    unreachable = e
+            except GlbError as e:
+                _set_error(item, BAD_RESULT, str(e))
+            except OSError as e:
+                if phase == "waiting for its head":
+                    _set_error(item, BAD_INPUT, f"{photo}: {e}")
+                else:
+                    _set_error(item, CLIENT_ERROR, f"{phase}: {e}")
+            except Exception as e:
+                code = getattr(e, "code", None)
+                if phase == "importing its head":
+                    _set_error(item, code if isinstance(code, str) else IMPORT_FAILED,
+                               getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+                else:
+                    _set_error(item, CLIENT_ERROR, f"{phase}: {type(e).__name__}: {e}")
+            if not item.ok and out is not None and item.code in (BAD_RESULT, IMPORT_FAILED):
+                item.glb_path = ""
+                item.rejected_glb = _reject(settings.glb_dir, name, out)
+            item.seconds = round(clock() - t, 3)
+            status = "ok" if item.ok else f"FAILED {item.code}: {item.message}"
+            say(f"[{k}/{n}] {photo}: {status} ({item.seconds:.1f} s)")
+    except KeyboardInterrupt as e:      # between the steps above
+        summary.interrupted = summary.interrupted or _interrupted_text(e, "between photos")
+        if summary.items and not summary.items[-1].ok and not summary.items[-1].code:
+            _set_error(summary.items[-1], INTERRUPTED_BY_USER, summary.interrupted)
+    if summary.interrupted:
+        for photo, cell in list(zip(settings.photos, cells))[len(summary.items):]:
+            item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
+            _set_error(item, NOT_RUN, "not started: " + summary.interrupted)
+            summary.items.append(item)
+        say(f"interrupted: {summary.interrupted}")
     summary.seconds = clock() - t0
     return summary

@@ -17,6 +17,13 @@ OFFLINE = "CLIENT_OFFLINE"                # remote address while Blender's onlin
 BAD_INPUT = "CLIENT_BAD_INPUT"            # no photo, unreadable photo file, bad settings
 IMPORT_FAILED = "CLIENT_IMPORT_FAILED"    # the GLB arrived but Blender could not import it
 PROTOCOL = "CLIENT_PROTOCOL"              # signature, version or framing problem
+CLIENT_ERROR = "CLIENT_ERROR"             # an unexpected error in the add-on itself (a bug)
+INTERRUPTED_BY_USER = "CLIENT_INTERRUPTED"  # batch: Ctrl-C or SIGTERM during this photo
+NOT_RUN = "CLIENT_NOT_RUN"                # batch: interrupted before this photo started
+# reported by the protocol client (protocol/SPEC.md section 11), never sent by a server;
+# BAD_RESULT is also the add-on's own GLB structure check (core/glb_check.py)
+BAD_RESULT = "BAD_RESULT"                 # the result arrived but is not a usable GLB
+RECEIVE_LIMIT = "RECEIVE_LIMIT"           # the backend sent more than the client accepts
 
 ADVICE = {
     # backend codes
@@ -57,8 +64,15 @@ ADVICE = {
     OFFLINE: "Blender's online access is off: enable Preferences > System > Network > "
              "Allow Online Access, or use a backend on this machine (127.0.0.1).",
     BAD_INPUT: "Choose a photo file or an image in the panel's Photo field.",
-    IMPORT_FAILED: "The result could not be imported; save it with the batch command "
-                   "(--glb-dir) and report the file.",
+    IMPORT_FAILED: "Blender's glTF importer could not read the result; nothing of it was "
+                   "left in the scene. Report it with the backend's log (the batch command "
+                   "keeps such files in --glb-dir as <name>.rejected.glb).",
+    BAD_RESULT: "The backend sent a result that is not a usable GLB; nothing was imported. "
+                "Check the backend's log, then press Generate again.",
+    RECEIVE_LIMIT: "The backend sent more than the add-on accepts (protocol/SPEC.md section "
+                   "11), so the job was stopped: check that the address is a Gen3D-Face "
+                   "backend of the same release.",
+    CLIENT_ERROR: "This is a bug in the add-on: report it with this message.",
     PROTOCOL: "The add-on and backend do not speak the same protocol version or key: "
               "update both to the same release and check the key file.",
 }
