@@ -21,8 +21,9 @@ For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/
    renders), the largest face, the 128-d ResNet encoding ("large" landmarks, 1 jitter); renders
    composited on grey 128. Per view: found, genuine mean, verified (share of ALL judged photos
    found and < 0.6), impostor mean, rank-1, ours/peer genuine ratio. Photos where dlib finds no
-   face are left out (as in the reference judge); a head our pipeline failed to make counts as
-   not found.
+   face are left out (as in the reference judge), and so are photos where it finds several
+   (--keep-multi-face keeps them): the judge compares with dlib's largest face, our pipeline
+   may have picked the other person. A head our pipeline failed to make counts as not found.
 5. the face region: PSNR and SSIM of the photo-camera render against the photo, comparing only
    the pixels inside the face oval of mediapipe's landmarks of the photo (backend/face, the same
    mask for ours and the peer's); renders composited on grey 128, so a hole in the face counts.
@@ -52,6 +53,52 @@ sys.path.insert(0, str(REPO / "scripts"))
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 RENDER_SCRIPT = REPO / "scripts" / "render_heads_bpy.py"
 PEER_BATCH = REPO / "scripts" / "peer_batch.py"
+
+
+def load_measures():
+    """backend/eval/likeness.py of this checkout, loaded by path: with --ours-src the
+    `gen3dface` package is another source tree, which need not have it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_likeness_measures",
+                                                  REPO / "backend" / "eval" / "likeness.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def use_ours_source(src: Path, work: Path) -> None:
+    """Make `import gen3dface...` load another source tree (a `git archive` of a commit, say):
+    a package folder whose backend/ and protocol/ point there, first on sys.path (before the
+    editable install's finder)."""
+    src = src.resolve()
+    if not (src / "backend" / "pipeline" / "pipeline.py").exists():
+        raise SystemExit(f"--ours-src {src}: no backend/pipeline/pipeline.py there")
+    if "gen3dface" in sys.modules:
+        raise SystemExit("--ours-src must be applied before gen3dface is imported")
+    pkg = work / "ours_src" / "gen3dface"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    for name in ("backend", "protocol", "blender_addon"):
+        link = pkg / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        if (src / name).is_dir():
+            link.symlink_to(src / name, target_is_directory=True)
+    sys.path.insert(0, str(pkg.parent))
+
+
+def source_state(src: Path | None) -> dict:
+    """Which code made ours: the checkout's commit and its uncommitted changes under backend/
+    and protocol/, or the --ours-src folder."""
+    if src is not None:
+        return {"path": str(src.resolve()), "commit": None}
+    def git(*args):
+        r = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    dirty = git("status", "--porcelain", "--", "backend", "protocol")
+    return {"path": str(REPO), "commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted_files": None if dirty is None else len(dirty.splitlines())}
 
 
 def data_root() -> Path:
@@ -113,13 +160,18 @@ class Judge:
         return np.asarray(im.convert("RGB"))
 
     def encode(self, path: Path, upsample: int, cache: bool = False):
+        """The encoding of the largest face dlib finds in the image (None: no face)."""
+        return self.encode_counted(path, upsample, cache)[0]
+
+    def encode_counted(self, path: Path, upsample: int, cache: bool = False):
+        """(encoding of the largest face or None, number of faces found)."""
         key = None
         if cache:
             st = path.stat()
             key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{upsample}"
-            if key in self.cache:
-                v = self.cache[key]
-                return None if v is None else np.asarray(v)
+            v = self.cache.get(key)
+            if isinstance(v, dict):
+                return (None if v["enc"] is None else np.asarray(v["enc"])), v["faces"]
         t0 = time.perf_counter()
         arr = self.load_rgb(path)
         boxes = self.fr.face_locations(arr, number_of_times_to_upsample=upsample)
@@ -130,8 +182,9 @@ class Judge:
         self.seconds += time.perf_counter() - t0
         self.computed += 1
         if key is not None:
-            self.cache[key] = None if enc is None else [float(x) for x in enc]
-        return enc
+            self.cache[key] = {"enc": None if enc is None else [float(x) for x in enc],
+                               "faces": len(boxes)}
+        return enc, len(boxes)
 
     def save(self):
         if self.cache_path:
@@ -146,6 +199,7 @@ def run_ours(photos: dict, out_dir: Path, ours_args: list[str]) -> dict:
     """`gen3dface run PHOTO -o out_dir/STEM.glb *ours_args` for every photo through the
     command's own parser and handler; HeadPipeline is swapped for a cached one so the models
     stay loaded between photos. -> stem -> {ok, exit_code, seconds, glb, sidecar, error}."""
+    t_first = time.perf_counter()       # the first photo pays the command's imports too
     from gen3dface.backend.cli import build_parser
     import gen3dface.backend.pipeline.pipeline as pipeline_mod
 
@@ -170,7 +224,7 @@ def run_ours(photos: dict, out_dir: Path, ours_args: list[str]) -> dict:
                 p.unlink(missing_ok=True)
             argv = ["run", str(photo), "-o", str(glb), "--json", str(summary), *ours_args]
             buf = io.StringIO()
-            t0 = time.perf_counter()
+            t0 = t_first if i == 0 else time.perf_counter()
             try:
                 with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
                     args = parser.parse_args(argv)
@@ -252,6 +306,7 @@ def render_all(jobs: list[dict], size: int, samples: int, yaws, workers: int, wo
     halves, one Cycles thread each when there are several). -> out_prefix -> record."""
     work_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers, len(jobs)))
+    # the caller lists ours first, then the peer's: every worker gets its share of each kind
     procs = []
     for w in range(workers):
         part = jobs[w::workers]
@@ -284,7 +339,7 @@ def file_digest(path: Path) -> str:
 
 
 # -- the face region -------------------------------------------------------------------------
-def photo_for_camera(photo: Path, width: int, height: int) -> Image.Image:
+def photo_for_camera(photo: Path) -> Image.Image:
     """The photo as the pipeline sees it (EXIF-rotated, RGBA over grey 128), in RGB."""
     im = ImageOps.exif_transpose(Image.open(photo))
     if im.mode in ("RGBA", "LA", "P"):
@@ -298,7 +353,7 @@ def photo_for_camera(photo: Path, width: int, height: int) -> Image.Image:
 def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok) -> dict:
     """PSNR/SSIM in the face oval of the photo, of the photo-camera renders of ours and the
     peer. -> {"per_photo": {stem: {...}}, "ours": {...}, "peer": {...}, "skipped": {...}}."""
-    from gen3dface.backend.eval import likeness as L
+    L = load_measures()
     from gen3dface.backend.face.analysis import FaceAnalysisConfig, FaceAnalyzer
     from gen3dface.backend.face.landmarks import FACE_OVAL
 
@@ -313,13 +368,15 @@ def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok)
         if not renders:
             skipped[stem] = "no photo-camera render"
             continue
-        im = photo_for_camera(photo, 0, 0)
+        im = photo_for_camera(photo)
         try:
             fa = analyzer.analyze(np.asarray(im))
         except Exception as e:
             skipped[stem] = f"mediapipe: {e}"
             continue
-        rec = {}
+        lm = fa.landmarks[FACE_OVAL]
+        rec = {"face_box": [float(lm[:, 0].min() / im.width), float(lm[:, 1].min() / im.height),
+                            float(lm[:, 0].max() / im.width), float(lm[:, 1].max() / im.height)]}
         for who, rgba in renders.items():
             h, w = rgba.shape[:2]
             ref = np.asarray(im.resize((w, h), Image.LANCZOS), np.float64) / 255.0
@@ -349,7 +406,26 @@ def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok)
 
 
 # -- contact sheet ------------------------------------------------------------------------------
-def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, views, cell=96):
+def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, views, cell=96,
+                  face_boxes: dict | None = None, ring_crop: float = 0.6):
+    """Rows: photo | ours views | peer views. The photo and both photo-camera renders are cut to
+    the same square around the photo's face (face_boxes: stem -> (x0, y0, x1, y1) as fractions
+    of the image); ring views to their central `ring_crop` (the same for ours and the peer)."""
+    face_boxes = face_boxes or {}
+
+    def cut(im: Image.Image, stem: str, view: str) -> Image.Image:
+        if view == "photo":
+            b = face_boxes.get(stem)
+            if b is None:
+                return im
+            W, H = im.size
+            cx, cy = (b[0] + b[2]) / 2 * W, (b[1] + b[3]) / 2 * H
+            half = 1.1 * max((b[2] - b[0]) * W, (b[3] - b[1]) * H)
+            return im.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+        W, H = im.size
+        m = (1 - ring_crop) / 2
+        return im.crop((round(m * W), round(m * H), round((1 - m) * W), round((1 - m) * H)))
+
     def fit(im: Image.Image) -> Image.Image:
         im = im.convert("RGBA")
         s = cell / max(im.size)
@@ -368,14 +444,15 @@ def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, vi
         draw.text((x + 3, 2), lab, fill=(0, 0, 0))
     for r, (stem, photo) in enumerate(photos.items()):
         y = head_h + r * cell
-        sheet.paste(fit(photo_for_camera(photo, 0, 0)).convert("RGB"), (0, y))
+        sheet.paste(fit(cut(photo_for_camera(photo).convert("RGBA"), stem, "photo")).convert("RGB"),
+                    (0, y))
         draw.text((2, y + cell - 12), stem[:14], fill=(255, 255, 0))
         for k, (who, pref) in enumerate((("ours", ours_pref), ("peer", peer_pref))):
             for c, v in enumerate(views):
                 x = (1 + k * len(views) + c) * cell + (8 if k else 0)
                 p = Path(f"{pref[stem]}_{v}.png") if pref.get(stem) else None
                 if p is not None and p.exists():
-                    sheet.paste(fit(Image.open(p)).convert("RGB"), (x, y))
+                    sheet.paste(fit(cut(Image.open(p).convert("RGBA"), stem, v)).convert("RGB"), (x, y))
                 else:
                     draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(60, 0, 0))
                     draw.text((x + 4, y + cell // 2), "missing", fill=(255, 255, 255))
@@ -393,21 +470,23 @@ def fmt(x, spec=".3f", none="-"):
 def print_table(res: dict) -> str:
     lines = []
     n = res["n_photos"]
-    lines.append(f"likeness on {n} photos dlib can read ({res['photos_dir']}, "
+    lines.append(f"likeness on the {n} photos where dlib finds one face ({res['photos_dir']}, "
                  f"{res['n_photos_listed']} listed); label {res['label']!r}, ours args "
                  f"{res['ours_args'] or 'none'}")
-    lines.append(f"{'view':8s} | {'ours: found genuine verified impostor rank-1':44s} | "
-                 f"{'peer: found genuine verified impostor rank-1':44s} | ours/peer (paired)")
+    sub = f"{'found':>6s} {'genuine':>7s} {'verified':>8s} {'impostor':>8s} {'rank-1':>6s}"
+    lines.append(f"{'':8s} | {'ours':^39s} | {'eos peer':^39s} | ours/peer genuine")
+    lines.append(f"{'view':8s} | {sub} | {sub} | all (paired, n)")
     for v, r in res["views"].items():
         cells = []
         for who in ("ours", "peer"):
             s = r[who]
-            cells.append(f"{s['found']:>2d}/{n:<2d}  {fmt(s['genuine_mean']):>6s}  "
-                         f"{fmt(None if s['verified'] is None else 100 * s['verified'], '.0f'):>4s}%  "
-                         f"{fmt(s['impostor_mean']):>6s}  {fmt(s['rank1'], '.2f'):>5s}")
+            ver = None if s["verified"] is None else 100 * s["verified"]
+            cells.append(f"{s['found']:>3d}/{n:<2d} {fmt(s['genuine_mean']):>7s} "
+                         f"{fmt(ver, '.0f') + '%':>8s} {fmt(s['impostor_mean']):>8s} "
+                         f"{fmt(s['rank1'], '.2f'):>6s}")
         gr = r["genuine_ratio"]
-        lines.append(f"{v:8s} | {'      ' + cells[0]:44s} | {'      ' + cells[1]:44s} | "
-                     f"{fmt(gr['all'], '.2f')} ({fmt(gr['paired'], '.2f')}, n={gr['n_paired']})")
+        lines.append(f"{v:8s} | {cells[0]} | {cells[1]} | {fmt(gr['all'], '.2f')} "
+                     f"({fmt(gr['paired'], '.2f')}, {gr['n_paired']})")
     fr = res["face_region"]
     lines.append(f"face region, photo camera vs photo (pixels in mediapipe's face oval of the photo; "
                  f"renders over grey 128): PSNR ours {fmt(fr['ours']['psnr_mean'], '.2f')} dB / "
@@ -438,11 +517,17 @@ def parse_args(argv=None):
                                         "--ours-arg=--texture-size=2048 (repeatable).")
     ap.add_argument("--photos", type=Path, default=root / "faces")
     ap.add_argument("--stems", help="comma-separated photo stems: a quick subset")
+    ap.add_argument("--keep-multi-face", action="store_true",
+                    help="also judge photos where dlib finds several faces (left out by default: "
+                         "the judge's largest face need not be the person our pipeline picks)")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_likeness",
                     help="output folder (peer cache in OUT/peer, ours in OUT/ours/LABEL)")
     ap.add_argument("--label", default="ours", help="name of this variant of ours (its folder)")
     ap.add_argument("--ours-arg", action="append", default=[],
                     help="an extra `gen3dface run` argument (repeatable)")
+    ap.add_argument("--ours-src", type=Path,
+                    help="run ours from this source tree instead of the checkout (e.g. "
+                         "`git archive COMMIT | tar -x -C DIR`: a baseline)")
     ap.add_argument("--reuse-ours", action="store_true",
                     help="judge the GLBs already in OUT/ours/LABEL instead of running the pipeline")
     ap.add_argument("--peer-venv", type=Path, default=REPO / ".venv-peer")
@@ -465,6 +550,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     t_start = time.perf_counter()
+    if a.ours_src:
+        use_ours_source(a.ours_src, a.out / "work" / a.label)
     stages = {}
     yaws = [float(y) for y in a.yaws.split(",") if y.strip()]
     views = view_names(yaws)
@@ -489,15 +576,19 @@ def main(argv=None) -> int:
     judge = Judge(a.out / "encodings_cache.json")
     photo_enc = {}
     for s, p in photos.items():
-        e = judge.encode(p, upsample=1, cache=True)
+        e, n_faces = judge.encode_counted(p, upsample=1, cache=True)
         if e is None:
             failures[f"photo {s}"] = "dlib finds no face in the photo: left out"
+        elif n_faces > 1 and not a.keep_multi_face:
+            # the judge takes dlib's largest face, our pipeline mediapipe's main one: with two
+            # people they may be different persons, which says nothing about likeness
+            failures[f"photo {s}"] = f"dlib finds {n_faces} faces in the photo: left out"
         else:
             photo_enc[s] = e
     judge.save()
     photos = {s: photos[s] for s in photo_enc}
     stages["photos"] = time.perf_counter() - t0
-    log(f"{len(photos)} photos dlib can read")
+    log(f"{len(photos)} photos judged (dlib finds one face)")
     if not photos:
         raise SystemExit("dlib reads none of the photos")
 
@@ -558,7 +649,7 @@ def main(argv=None) -> int:
     (peer_dir / "renders").mkdir(parents=True, exist_ok=True)
     render_key = {"size": a.size, "samples": a.samples, "yaws": yaws,
                   "script": file_digest(RENDER_SCRIPT)}
-    jobs, ours_pref, peer_pref, peer_stamps = [], {}, {}, {}
+    jobs, peer_jobs, ours_pref, peer_pref, peer_stamps = [], [], {}, {}, {}
     for s in photos:
         if ours[s]["ok"]:
             ours_pref[s] = str(ours_dir / "renders" / s)
@@ -574,8 +665,9 @@ def main(argv=None) -> int:
             if a.redo_peer or not have:
                 stamp_path.unlink(missing_ok=True)
                 peer_stamps[peer_pref[s]] = (stamp_path, stamp)
-                jobs.append({"glb": str(peer_dir / f"{s}.glb"),
+                peer_jobs.append({"glb": str(peer_dir / f"{s}.glb"),
                              "sidecar": str(peer_dir / f"{s}.sidecar.json"), "out_prefix": peer_pref[s]})
+    jobs += peer_jobs
     log(f"renders: {len(jobs)} heads x {len(views)} views in {min(a.workers, max(len(jobs), 1))} "
         "Blender processes")
     rendered = render_all(jobs, a.size, a.samples, yaws, a.workers, a.out / "work" / a.label) if jobs else {}
@@ -589,8 +681,7 @@ def main(argv=None) -> int:
 
     # 5. the judge
     t0 = time.perf_counter()
-    from gen3dface.backend.eval import likeness as L
-
+    L = load_measures()
     enc = {"ours": {v: {} for v in views}, "peer": {v: {} for v in views}}
     for who, prefs, cache in (("ours", ours_pref, False), ("peer", peer_pref, True)):
         for s, pref in prefs.items():
@@ -614,12 +705,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     sheet = a.sheet or ours_dir / "sheet.png"
     sheet_views = [v for v in a.sheet_views.split(",") if v in views]
-    contact_sheet(sheet, photos, ours_pref, peer_pref, sheet_views, a.cell)
+    contact_sheet(sheet, photos, ours_pref, peer_pref, sheet_views, a.cell,
+                  {s: r["face_box"] for s, r in face["per_photo"].items() if "face_box" in r})
     stages["sheet"] = time.perf_counter() - t0
 
     ours_times = [ours[s]["seconds"] for s in photos if ours[s]["ok"] and ours[s]["seconds"] is not None]
     res = {
-        "label": a.label, "ours_args": ours_args, "photos_dir": str(a.photos),
+        "label": a.label, "ours_args": ours_args,
+        "ours_src": source_state(a.ours_src), "photos_dir": str(a.photos),
         "n_photos_listed": len(listed) if not a.stems else len(a.stems.split(",")),
         "n_photos": len(photos), "stems": list(photos),
         "render": {"size": a.size, "samples": a.samples, "yaws": yaws, "workers": a.workers},

@@ -167,3 +167,79 @@ def test_cold_warm_and_mean_or_none():
     assert L.cold_warm([])["cold"] is None
     assert L.mean_or_none([1.0, None, math.inf, 3.0]) == pytest.approx(2.0)
     assert L.mean_or_none([None]) is None
+
+
+# -- the benchmark's Blender renderer (scripts/render_heads_bpy.py) -------------------------------
+def _box_scene_glb(path):
+    """A grey 0.2 m cube at the origin and a small red cube on its +X side (the subject's left
+    in the head frame), as a GLB. The grey cube has more vertices, so the yaw ring centres on
+    it."""
+    import trimesh
+
+    grey = trimesh.creation.box((0.2, 0.2, 0.2))
+    grey = grey.subdivide()                      # more vertices than the marker
+    red = trimesh.creation.box((0.06, 0.06, 0.06))
+    red.apply_translation((0.16, 0.0, 0.0))
+    for m, colour in ((grey, [0.5, 0.5, 0.5, 1.0]), (red, [1.0, 0.0, 0.0, 1.0])):
+        m.visual = trimesh.visual.TextureVisuals(material=trimesh.visual.material.PBRMaterial(
+            baseColorFactor=colour, metallicFactor=0.0, roughnessFactor=1.0))
+    scene = trimesh.Scene()
+    scene.add_geometry(grey, node_name="Head", geom_name="Head")
+    scene.add_geometry(red, node_name="Marker", geom_name="Marker")
+    scene.export(str(path), file_type="glb")
+
+
+@pytest.mark.blender
+def test_render_script_cameras(tmp_path, blender_python):
+    """The photo view follows the sidecar's camera (resolution scaled to --size, principal
+    point shifted), the ring looks at the head from the front at yaw 0 and from the subject's
+    left at yaw 90."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from PIL import Image
+
+    repo = Path(__file__).resolve().parents[1]
+    glb = tmp_path / "box.glb"
+    _box_scene_glb(glb)
+    # a camera 2 m in front of the cube (Blender -Y), looking at it (+Y), +Z up; 200x100 px,
+    # fx 400, principal point (120, 60): the cube's centre lands there
+    side = {"camera": {"intrinsics": {"width": 200, "height": 100, "fx": 400.0, "fy": 400.0,
+                                      "cx": 120.0, "cy": 60.0},
+                       "blender_cam_to_world": [[1, 0, 0, 0], [0, 0, -1, -2.0], [0, 1, 0, 0],
+                                                [0, 0, 0, 1]]}}
+    (tmp_path / "box.sidecar.json").write_text(json.dumps(side))
+    spec = {"size": 100, "samples": 1, "yaws": [0, 90, 270], "threads": 1,
+            "jobs": [{"glb": str(glb), "sidecar": str(tmp_path / "box.sidecar.json"),
+                      "out_prefix": str(tmp_path / "r")}]}
+    (tmp_path / "jobs.json").write_text(json.dumps(spec))
+    proc = subprocess.run([blender_python, str(repo / "scripts" / "render_heads_bpy.py"),
+                           str(tmp_path / "jobs.json")], capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rec = [json.loads(x.split(" ", 1)[1]) for x in proc.stdout.splitlines()
+           if x.startswith("RENDER_JOB ")]
+    assert len(rec) == 1 and rec[0]["ok"]
+
+    photo = np.asarray(Image.open(tmp_path / "r_photo.png").convert("RGBA")).astype(float)
+    assert photo.shape == (50, 100, 4)                  # long side 200 -> 100
+    alpha = photo[..., 3] > 127
+    rows, cols = np.nonzero(alpha)
+    # the grey cube's front face at 1.9 m, 0.1 m half side: 200 * 0.1 / 1.9 = 10.5 px half
+    # width (the marker sticks out on the subject's left = the image's right); centre (60, 30)
+    assert rows.min() == pytest.approx(30 - 10.5, abs=1.0)
+    assert rows.max() + 1 == pytest.approx(30 + 10.5, abs=1.0)
+    assert cols.min() == pytest.approx(60 - 10.5, abs=1.0)
+    right = photo[30, cols.max() - 1]
+    assert right[0] > right[1] + 40                     # the red marker on the image's right
+
+    ring = {y: np.asarray(Image.open(tmp_path / f"r_yaw{y:03d}.png").convert("RGBA")).astype(float)
+            for y in (0, 90, 270)}
+    assert ring[0].shape == (100, 100, 4)
+    r0, c0 = np.nonzero(ring[0][..., 3] > 127)
+    # from the front: the cube centred (ring centre = the grey cube's bbox centre)
+    assert (r0.min() + r0.max() + 1) / 2 == pytest.approx(50, abs=1.0)
+    centre90, centre270 = ring[90][50, 50], ring[270][50, 50]
+    assert centre90[0] > centre90[1] + 40               # yaw 90: from the subject's left
+    assert abs(centre270[0] - centre270[1]) < 20        # yaw 270: the grey side
