@@ -296,6 +296,15 @@ class JobInterrupted(KeyboardInterrupt):       # the protocol client's, as worke
     confirmed = True
 
 
+def run_interruptible(*args, **kw):
+    """run_batch, with a KeyboardInterrupt that escapes it reported as a failure (instead of
+    stopping the whole pytest session)."""
+    try:
+        return batch.run_batch(*args, **kw)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped run_batch: nothing would be written")
+
+
 def test_ctrl_c_keeps_what_was_done_and_names_the_rest(tmp_path):
     d = three_photos(tmp_path)
     out = tmp_path / "glbs"
@@ -307,7 +316,7 @@ def test_ctrl_c_keeps_what_was_done_and_names_the_rest(tmp_path):
         return batch.JobOutput(tiny_glb(), {})
 
     logged = []
-    summary = batch.run_batch(s, generate, lambda n, o, c: [n], log=logged.append)
+    summary = run_interruptible(s, generate, lambda n, o, c: [n], log=logged.append)
     assert summary.exit_code() == batch.EXIT_INTERRUPTED == 130
     assert [i.code for i in summary.items] == ["", "CLIENT_INTERRUPTED", "CLIENT_NOT_RUN"]
     assert "confirmed the cancel" in summary.items[1].message
@@ -327,8 +336,8 @@ def test_ctrl_c_during_the_import_and_before_the_first_photo(tmp_path):
             raise KeyboardInterrupt()
         return [name]
 
-    summary = batch.run_batch(s, lambda p, c: batch.JobOutput(tiny_glb(), {}), place,
-                              log=lambda m: None)
+    summary = run_interruptible(s, lambda p, c: batch.JobOutput(tiny_glb(), {}), place,
+                                log=lambda m: None)
     assert [i.code for i in summary.items] == ["CLIENT_INTERRUPTED", "CLIENT_NOT_RUN",
                                                "CLIENT_NOT_RUN"]
     assert "importing its head" in summary.items[0].message

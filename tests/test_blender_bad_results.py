@@ -211,7 +211,6 @@ def test_batch_survives_each_bad_result(tmp_path, extension_zip, blender_python)
         assert cancels[case], case
     # previews named like paths wrote nothing anywhere
     assert not list(tmp_path.rglob("escape")) and Path("/tmp/abs").exists() == abs_before
-    assert res["silence"]["seconds"] < 20 and res["lost"]["seconds"] < 30
 
 
 def _run_and_interrupt(cmd, env, fake, sig, cwd):
