@@ -33,7 +33,7 @@ CLIENT_CODES = {
 
 # A preview's name is a label (SPEC 5.6), shown to the person and never used as a path.
 # Path-like names (a '/', '\\' or ':', a leading '.' or '~', control characters) are refused.
-PREVIEW_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,+()\-]{0,127}$")
+PREVIEW_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,+()\-]{0,127}")     # ASCII, fullmatch
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,9 @@ def check_preview(name, media_type, data, limits: ReceiveLimits) -> None:
     """A preview's name (a label, not a path), size, format and declared pixel count, read
     from its header bytes without decoding it. LimitError on violation."""
     shown = repr(name[:64]) if isinstance(name, str) else "(not a string)"
-    if not isinstance(name, str) or not PREVIEW_NAME_RE.match(name):
+    if not isinstance(name, str) or not PREVIEW_NAME_RE.fullmatch(name):
         raise LimitError(f"the backend sent a preview named {shown}: a preview name is a "
-                         "label of letters, digits, spaces and _.,+()- (no path)")
+                         "label of ASCII letters, digits, spaces and _.,+()- (no path)")
     if len(data) > limits.max_preview_bytes:
         raise LimitError(f"preview {shown} is {len(data)} bytes; the client accepts at most "
                          f"{limits.max_preview_bytes}")

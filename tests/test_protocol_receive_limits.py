@@ -30,7 +30,7 @@ def test_preview_names_are_labels_not_paths():
                "step0", "crop (front)", "views 1-4", "a.b"):
         limits.check_preview(ok, "image/png", png, LIM)
     for bad in ("../../escape", "/tmp/abs", "a/b", "a\\b", "C:x", ".hidden", "~root", "",
-                "x\x00y", "line\nbreak", "é" * 3, "x" * 129, None, 7):
+                "x\x00y", "line\nbreak", "crop\n", "é" * 3, "x" * 129, None, 7):
         with pytest.raises(limits.LimitError, match="preview named"):
             limits.check_preview(bad, "image/png", png, LIM)
 
