@@ -88,6 +88,27 @@ def use_ours_source(src: Path, work: Path) -> None:
     sys.path.insert(0, str(pkg.parent))
 
 
+@contextlib.contextmanager
+def folder_lock(folder: Path, wait: bool, what: str):
+    """An exclusive flock on folder/.lock: wait for it, or stop at once when it is held."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise SystemExit(f"another bench_likeness run is using {what} ({folder}); "
+                                 "give this one another --label")
+            log(f"  waiting for another run to finish with {what}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def source_state(src: Path | None) -> dict:
     """Which code made ours: the checkout's commit and its uncommitted changes under backend/
     and protocol/, or the --ours-src folder."""
@@ -187,9 +208,23 @@ class Judge:
         return enc, len(boxes)
 
     def save(self):
+        """Write the cache, keeping only entries whose file is still as it was."""
+        def current(key):
+            path, size, mtime = key.split("|")[:3]
+            try:
+                st = os.stat(path)
+            except OSError:
+                return False
+            return str(st.st_size) == size and str(st.st_mtime_ns) == mtime
+        if self.cache_path and self.cache_path.exists():   # another run's entries since
+            try:
+                self.cache = {**json.loads(self.cache_path.read_text()), **self.cache}
+            except ValueError:
+                pass
+        self.cache = {k: v for k, v in self.cache.items() if current(k)}
         if self.cache_path:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_path.with_suffix(".tmp")
+            tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(self.cache))
             os.replace(tmp, self.cache_path)
 
@@ -338,6 +373,12 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def camera_digest(sidecar: Path) -> str:
+    """The part of a sidecar the renders depend on (its timings change every run)."""
+    cam = json.loads(Path(sidecar).read_text()).get("camera")
+    return hashlib.sha256(json.dumps(cam, sort_keys=True).encode()).hexdigest()[:16]
+
+
 # -- the face region -------------------------------------------------------------------------
 def photo_for_camera(photo: Path) -> Image.Image:
     """The photo as the pipeline sees it (EXIF-rotated, RGBA over grey 128), in RGB."""
@@ -420,7 +461,7 @@ def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, vi
                 return im
             W, H = im.size
             cx, cy = (b[0] + b[2]) / 2 * W, (b[1] + b[3]) / 2 * H
-            half = 1.1 * max((b[2] - b[0]) * W, (b[3] - b[1]) * H)
+            half = 0.8 * max((b[2] - b[0]) * W, (b[3] - b[1]) * H)
             return im.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
         W, H = im.size
         m = (1 - ring_crop) / 2
@@ -500,7 +541,9 @@ def print_table(res: dict) -> str:
                  f"median {fmt(t['peer']['warm_median'], '.2f')} s ({t['peer']['n']}, "
                  f"{'cached' if t['peer']['cached'] else 'made this run'}); stages: "
                  + ", ".join(f"{k} {v:.0f} s" for k, v in t["stages_s"].items())
-                 + f"; total {t['total_s']:.0f} s")
+                 + f"; total {t['total_s']:.0f} s; rendered {t['views_rendered']} views (heads with "
+                 f"every view reused: ours {t['renders_reused']['ours']}, peer "
+                 f"{t['renders_reused']['peer']})")
     if res["failures"]:
         lines.append("failures: " + "; ".join(f"{k}: {v}" for k, v in res["failures"].items()))
     text = "\n".join(lines)
@@ -536,6 +579,8 @@ def parse_args(argv=None):
     ap.add_argument("--eos-share", type=Path, default=root / "eos",
                     help="the peer's model files (non-commercial licence: benchmark only)")
     ap.add_argument("--redo-peer", action="store_true", help="remake the peer's GLBs and renders")
+    ap.add_argument("--redo-ours-renders", action="store_true",
+                    help="render ours again even where the GLB is unchanged")
     ap.add_argument("--size", type=int, default=320, help="render size (long side of the photo view)")
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--yaws", default="0,30,60,90,180")
@@ -549,6 +594,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
+    with folder_lock(a.out / "ours" / a.label, wait=False, what=f"label {a.label!r}"):
+        return bench(a)
+
+
+def bench(a) -> int:
     t_start = time.perf_counter()
     if a.ours_src:
         use_ours_source(a.ours_src, a.out / "work" / a.label)
@@ -622,14 +672,15 @@ def main(argv=None) -> int:
     # 3. the peer (cached)
     t0 = time.perf_counter()
     peer_dir.mkdir(parents=True, exist_ok=True)
-    todo = {s: p for s, p in photos.items()
-            if a.redo_peer or not (peer_dir / f"{s}.glb").exists()
-            or not (peer_dir / f"{s}.sidecar.json").exists()}
     peer = {}
-    if todo:
-        py = ensure_peer_venv(a.peer_venv, a.peer_script.parent / "setup.sh")
-        log(f"peer: {len(todo)} photos ({a.peer_script})")
-        peer.update(run_peer(py, a.peer_script, a.eos_share, todo, peer_dir))
+    with folder_lock(peer_dir, wait=True, what="the peer's cache"):   # one run makes it at a time
+        todo = {s: p for s, p in photos.items()
+                if a.redo_peer or not (peer_dir / f"{s}.glb").exists()
+                or not (peer_dir / f"{s}.sidecar.json").exists()}
+        if todo:
+            py = ensure_peer_venv(a.peer_venv, a.peer_script.parent / "setup.sh")
+            log(f"peer: {len(todo)} photos ({a.peer_script})")
+            peer.update(run_peer(py, a.peer_script, a.eos_share, todo, peer_dir))
     for s in photos:
         if s not in peer:
             peer[s] = {"ok": (peer_dir / f"{s}.glb").exists(), "seconds": None, "error": None,
@@ -643,51 +694,69 @@ def main(argv=None) -> int:
             peer_warm.append(json.loads(sc.read_text()).get("timing_s", {}).get("warm_total"))
     stages["peer"] = time.perf_counter() - t0
 
-    # 4. renders: all of ours, the peer's where its cached renders do not match
+    # 4. renders. Kept per render setting (renders/s{size}_n{samples}_{script digest}/) and per
+    #    view: a view is rendered again only when the GLB or the sidecar's camera changed (a
+    #    stamp beside the renders says), so runs with other --yaws share the same files.
     t0 = time.perf_counter()
-    (ours_dir / "renders").mkdir(parents=True, exist_ok=True)
-    (peer_dir / "renders").mkdir(parents=True, exist_ok=True)
-    render_key = {"size": a.size, "samples": a.samples, "yaws": yaws,
-                  "script": file_digest(RENDER_SCRIPT)}
-    jobs, peer_jobs, ours_pref, peer_pref, peer_stamps = [], [], {}, {}, {}
-    for s in photos:
-        if ours[s]["ok"]:
-            ours_pref[s] = str(ours_dir / "renders" / s)
-            for v in views:
-                Path(f"{ours_pref[s]}_{v}.png").unlink(missing_ok=True)
-            jobs.append({"glb": ours[s]["glb"], "sidecar": ours[s]["sidecar"], "out_prefix": ours_pref[s]})
-        if peer[s]["ok"]:
-            peer_pref[s] = str(peer_dir / "renders" / s)
-            stamp_path = peer_dir / "renders" / f"{s}.render.json"
-            stamp = dict(render_key, glb=file_digest(peer_dir / f"{s}.glb"))
-            have = stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp \
-                and all(Path(f"{peer_pref[s]}_{v}.png").exists() for v in views)
-            if a.redo_peer or not have:
-                stamp_path.unlink(missing_ok=True)
-                peer_stamps[peer_pref[s]] = (stamp_path, stamp)
-                peer_jobs.append({"glb": str(peer_dir / f"{s}.glb"),
-                             "sidecar": str(peer_dir / f"{s}.sidecar.json"), "out_prefix": peer_pref[s]})
-    jobs += peer_jobs
-    log(f"renders: {len(jobs)} heads x {len(views)} views in {min(a.workers, max(len(jobs), 1))} "
-        "Blender processes")
-    rendered = render_all(jobs, a.size, a.samples, yaws, a.workers, a.out / "work" / a.label) if jobs else {}
-    for pref, (stamp_path, stamp) in peer_stamps.items():
+    script_digest = file_digest(RENDER_SCRIPT)
+    key_dir = f"s{a.size}_n{a.samples}_{script_digest[:8]}"
+    jobs = {"ours": [], "peer": []}
+    prefs = {"ours": {}, "peer": {}}
+    stamps, reused = {}, {"ours": 0, "peer": 0}
+    for who, base, ok, redo in (("ours", ours_dir, lambda s: ours[s]["ok"], a.redo_ours_renders),
+                                ("peer", peer_dir, lambda s: peer[s]["ok"], a.redo_peer)):
+        rdir = base / "renders" / key_dir
+        rdir.mkdir(parents=True, exist_ok=True)
+        for s in photos:
+            if not ok(s):
+                continue
+            glb, side = base / f"{s}.glb", base / f"{s}.sidecar.json"
+            pref = prefs[who][s] = str(rdir / s)
+            stamp_path = rdir / f"{s}.render.json"
+            head = {"glb": file_digest(glb), "camera": camera_digest(side)}
+            old = {}
+            if stamp_path.exists() and not redo:
+                try:
+                    old = json.loads(stamp_path.read_text())
+                except ValueError:
+                    old = {}
+            have = set(old.get("views", [])) if old.get("head") == head else set()
+            have = {v for v in have if Path(f"{pref}_{v}.png").exists()}
+            need = [v for v in views if v not in have]
+            if not need:
+                reused[who] += 1
+                continue
+            stamps[pref] = (stamp_path, {"head": head, "views": sorted(have | set(need))})
+            jobs[who].append({"glb": str(glb), "sidecar": str(side), "out_prefix": pref,
+                              "photo": "photo" in need,
+                              "yaws": [y for y, v in zip(yaws, views[1:]) if v in need]})
+    ours_pref, peer_pref = prefs["ours"], prefs["peer"]
+    job_list = jobs["ours"] + jobs["peer"]
+    n_views = sum(int(j["photo"]) + len(j["yaws"]) for j in job_list)
+    log(f"renders: {n_views} views of {len(job_list)} heads in "
+        f"{min(a.workers, max(len(job_list), 1))} Blender processes (all views already there: "
+        f"ours {reused['ours']}, peer {reused['peer']})")
+    rendered = render_all(job_list, a.size, a.samples, yaws, a.workers,
+                          a.out / "work" / a.label) if job_list else {}
+    for pref, (stamp_path, stamp) in stamps.items():
         if rendered.get(pref, {}).get("ok"):
-            stamp_path.write_text(json.dumps(stamp))
+            tmp = stamp_path.with_name(f"{stamp_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(stamp))
+            os.replace(tmp, stamp_path)
     for pref, r in rendered.items():
         if not r["ok"]:
-            failures[f"render {Path(pref).name} ({Path(pref).parent.parent.name})"] = r.get("error")
+            failures[f"render {Path(pref).name} ({Path(pref).parents[2].name})"] = r.get("error")
     stages["renders"] = time.perf_counter() - t0
 
     # 5. the judge
     t0 = time.perf_counter()
     L = load_measures()
     enc = {"ours": {v: {} for v in views}, "peer": {v: {} for v in views}}
-    for who, prefs, cache in (("ours", ours_pref, False), ("peer", peer_pref, True)):
-        for s, pref in prefs.items():
+    for who, who_prefs in (("ours", ours_pref), ("peer", peer_pref)):
+        for s, pref in who_prefs.items():
             for v in views:
                 p = Path(f"{pref}_{v}.png")
-                enc[who][v][s] = judge.encode(p, upsample=2, cache=cache) if p.exists() else None
+                enc[who][v][s] = judge.encode(p, upsample=2, cache=True) if p.exists() else None
     judge.save()
     res_views = {}
     for v in views:
@@ -728,6 +797,8 @@ def main(argv=None) -> int:
                      if any(x is not None for x in peer_warm) else None,
                      "n": len(peer_warm), "cached": not todo},
             "stages_s": {k: round(v, 1) for k, v in stages.items()},
+            "renders_reused": reused, "renders_made": {k: len(v) for k, v in jobs.items()},
+            "views_rendered": n_views,
         },
         "failures": failures,
         "per_photo": {s: {"ours_seconds": ours[s]["seconds"],

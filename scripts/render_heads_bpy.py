@@ -4,6 +4,8 @@ usage: .venv/bin/python scripts/render_heads_bpy.py JOBS.json
 
 JOBS.json: {"size": 320, "samples": 16, "yaws": [0, 30, 60, 90, 180], "threads": 1,
             "jobs": [{"glb": "A.glb", "sidecar": "A.sidecar.json", "out_prefix": "dir/A"}, ...]}
+A job may name its own views: "photo": false leaves the photo view out, "yaws": [...] replaces
+the ring's yaws (the benchmark renders only the views its cache lacks).
 
 For every job: a fresh factory scene, the GLB imported with Blender's own glTF importer,
 Cycles on the CPU (`samples` samples, everything else at Blender's factory defaults), a flat
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 import traceback
@@ -69,8 +72,11 @@ def _set_intrinsics(scene, cam_data, w, h, fx, cx=None, cy=None):
 
 
 def _render(scene, path):
-    scene.render.filepath = path
+    """Render to a temporary file, then move it into place: a reader never sees half a PNG."""
+    tmp = f"{path[:-4]}.tmp{os.getpid()}.png"
+    scene.render.filepath = tmp
     bpy.ops.render.render(write_still=True)
+    os.replace(tmp, path)
 
 
 def render_job(job: dict, size: int, samples: int, yaws, threads: int) -> list[str]:
@@ -89,13 +95,14 @@ def render_job(job: dict, size: int, samples: int, yaws, threads: int) -> list[s
     written = []
 
     # 1. the photo's own camera, the long side scaled to `size`
-    intr = side["camera"]["intrinsics"]
-    s = size / max(intr["width"], intr["height"])
-    _set_intrinsics(scene, cam_data, round(intr["width"] * s), round(intr["height"] * s),
-                    intr["fx"] * s, intr["cx"] * s, intr["cy"] * s)
-    cam.matrix_world = Matrix(side["camera"]["blender_cam_to_world"])
-    _render(scene, out + "_photo.png")
-    written.append(out + "_photo.png")
+    if job.get("photo", True):
+        intr = side["camera"]["intrinsics"]
+        s = size / max(intr["width"], intr["height"])
+        _set_intrinsics(scene, cam_data, round(intr["width"] * s), round(intr["height"] * s),
+                        intr["fx"] * s, intr["cx"] * s, intr["cy"] * s)
+        cam.matrix_world = Matrix(side["camera"]["blender_cam_to_world"])
+        _render(scene, out + "_photo.png")
+        written.append(out + "_photo.png")
 
     # 2. the yaw ring around the head mesh's bounding-box centre, at its height
     head = max(meshes, key=lambda o: len(o.data.vertices))
@@ -103,7 +110,7 @@ def render_job(job: dict, size: int, samples: int, yaws, threads: int) -> list[s
     centre = Vector(((hp.min(0) + hp.max(0)) / 2).tolist())
     fx = size / 2 / math.tan(math.radians(RING_FOV_DEG) / 2)
     _set_intrinsics(scene, cam_data, size, size, fx)
-    for yaw in yaws:
+    for yaw in job.get("yaws", yaws):
         t = math.radians(float(yaw))
         eye = centre + Vector((RING_DISTANCE_M * math.sin(t), -RING_DISTANCE_M * math.cos(t), 0.0))
         d = (centre - eye).normalized()
