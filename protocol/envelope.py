@@ -35,8 +35,40 @@ MAX_ROUTING_FRAMES = 4
 SIGNATURE_CHARS = 64
 
 MiB = 1024 * 1024
-_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_VERSION_RE = re.compile(r"^(\d{1,4})\.(\d{1,4})$")
+MAX_JSON_DEPTH = 32               # nesting levels of a header/content JSON object (SPEC 6)
+# fullmatch with ASCII classes only: "１.１" (fullwidth digits) or "1.1\n" are not versions
+_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_VERSION_RE = re.compile(r"([0-9]{1,4})\.([0-9]{1,4})")
+
+
+def valid_id(value) -> bool:
+    """True for a protocol id (msg_id, job_id, idempotency_key): 1-128 chars of
+    [A-Za-z0-9._:-]. Only such a string is ever echoed back (e.g. as an error's parent_id)."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def reply_parent(header) -> str | None:
+    """The parent_id for an answer to a message with this (parsed, maybe hostile) header: its
+    msg_id when that is a valid id, else None (SPEC 5.0)."""
+    if isinstance(header, dict):
+        msg_id = header.get("msg_id")
+        if valid_id(msg_id):
+            return msg_id
+    return None
+
+
+def brief(value, limit: int = 64) -> str:
+    """A short, always-encodable description of a received value for an error message:
+    strings are shown (cut, escaped by repr), anything else by its type."""
+    if isinstance(value, str):
+        return repr(value[:limit])
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, (int, float)):
+        text = repr(value) if not isinstance(value, int) or abs(value) < 10 ** 18 else \
+            f"an integer of {len(str(abs(value)))} digits"
+        return text[:limit]
+    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -103,9 +135,29 @@ class Message:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON). Total over str: a
+    string holding a lone surrogate (a peer may send "\\ud800", which JSON allows) cannot be
+    UTF-8, so such an object is written with every non-ASCII character escaped instead."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True,
+                          allow_nan=False).encode("ascii")
+
+
+def _depth_exceeds(obj, limit: int) -> bool:
+    """True when containers nest deeper than `limit` levels (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if d > limit:
+            return True
+        children = o.values() if isinstance(o, dict) else o
+        for c in children:
+            if isinstance(c, (dict, list)):
+                stack.append((c, d + 1))
+    return False
 
 
 def _bad_constant(name: str):
@@ -126,6 +178,9 @@ def loads_object(data, what: str) -> dict:
     if not isinstance(obj, dict):
         raise ProtocolError("BAD_REQUEST", f"the {what} JSON must be an object, got "
                             f"{type(obj).__name__}")
+    if _depth_exceeds(obj, MAX_JSON_DEPTH):
+        raise ProtocolError("BAD_REQUEST", f"the {what} JSON is nested more than "
+                            f"{MAX_JSON_DEPTH} levels deep")
     return obj
 
 
@@ -228,22 +283,24 @@ class Codec:
             raise ProtocolError("TOO_LARGE", f"the content JSON is over "
                                 f"{lim.max_content_bytes} bytes")
 
-    def decode(self, frames: Sequence, router: bool = False) -> Message:
+    def decode(self, frames: Sequence, router: bool = False, sender: str = "") -> Message:
         """Frames -> Message, or ProtocolError (code BAD_REQUEST, TOO_LARGE, AUTH,
         UNSUPPORTED_VERSION) carrying .routing and, when readable, .header.
 
         `frames` may be bytes or zmq.Frame (recv_multipart(copy=False)). Buffers come back as
         bytes, or (Codec(zero_copy=True) and zmq.Frame input) as read-only memoryviews over
-        the received frames, saving one copy of large results."""
+        the received frames, saving one copy of large results. `sender`: who sent it as far
+        as the transport can tell (a CURVE public key, "" when unknown), for the replay
+        cache's per-sender accounting (signing.ReplayGuard)."""
         routing: list = []
         try:
             routing, frames = split_routing(frames, router)
-            return self._decode(frames, routing)
+            return self._decode(frames, routing, sender)
         except ProtocolError as e:
             e.routing = routing
             raise
 
-    def _decode(self, frames: Sequence, routing: list) -> Message:
+    def _decode(self, frames: Sequence, routing: list, sender: str = "") -> Message:
         self.check_sizes(frames)
         views = [_as_buffer(f) for f in frames]
         magic = bytes(views[0])
@@ -269,7 +326,9 @@ class Codec:
         h = self._check_header(header)
         if not self.signer.insecure:
             try:
-                self.replay.check(h["timestamp"], h["nonce"])
+                # the transport's identity when there is one, else the signed session
+                self.replay.check(h["timestamp"], h["nonce"],
+                                  sender or "session:" + (h["session"] or ""))
             except AuthError as e:
                 e.header = header
                 raise
@@ -291,23 +350,25 @@ class Codec:
             h = loads_object(header_b, "header")
         except ProtocolError:
             return None
-        return h if isinstance(h.get("msg_id"), str) else None
+        return h if valid_id(h.get("msg_id")) else None
 
     def _check_header(self, header: dict) -> dict:
         def bad(msg):
             return ProtocolError("BAD_REQUEST", f"header: {msg}", header)
 
-        if header.get("protocol", PROTOCOL_NAME) != PROTOCOL_NAME:
-            raise bad(f"protocol must be '{PROTOCOL_NAME}', got {header.get('protocol')!r}")
+        protocol = header.get("protocol", PROTOCOL_NAME)
+        if protocol != PROTOCOL_NAME:
+            raise bad(f"protocol must be '{PROTOCOL_NAME}', got {brief(protocol)}")
         version = header.get("version")
-        m = _VERSION_RE.match(version) if isinstance(version, str) else None
+        m = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
         if not m:
-            raise bad(f"version must be a 'major.minor' string, got {version!r}")
+            raise bad(f"version must be a 'major.minor' string of ASCII digits, got "
+                      f"{brief(version)}")
         if int(m.group(1)) != PROTOCOL_MAJOR:
             raise ProtocolError("UNSUPPORTED_VERSION", f"protocol version {version} is not "
                                 f"supported; this side speaks {PROTOCOL_VERSION}", header)
         msg_id = header.get("msg_id")
-        if not isinstance(msg_id, str) or not _ID_RE.match(msg_id):
+        if not valid_id(msg_id):
             raise bad("msg_id must be 1-128 characters of [A-Za-z0-9._:-]")
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str) or not 1 <= len(msg_type) <= 64:
@@ -319,11 +380,18 @@ class Codec:
         if session is not None and (not isinstance(session, str) or len(session) > 128):
             raise bad("session must be null or a string of at most 128 characters")
         ts = header.get("timestamp")
-        if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)):
             raise bad("timestamp must be a number (seconds since the Unix epoch, UTC)")
+        try:
+            ts = float(ts)                      # 10**400 (valid JSON) overflows a float
+        except OverflowError:
+            ts = math.inf
+        if not math.isfinite(ts):
+            raise bad("timestamp must be a finite number of seconds since the Unix epoch "
+                      f"(UTC), got {brief(header.get('timestamp'))}")
         nonce = header.get("nonce")
         if not isinstance(nonce, str) or not (0 if self.signer.insecure else 16) <= len(nonce) <= 128:
             raise bad("nonce must be a string of 16-128 characters")
         return {"version": version, "msg_id": msg_id, "msg_type": msg_type,
-                "parent_id": parent_id, "session": session, "timestamp": float(ts),
+                "parent_id": parent_id, "session": session, "timestamp": ts,
                 "nonce": nonce}

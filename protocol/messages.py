@@ -14,7 +14,7 @@ import re
 from typing import Any, Callable, Sequence
 
 from .cameras import CameraError, Rig
-from .envelope import Message
+from .envelope import Message, brief, reply_parent
 from .errors import ERROR_CODES, ProtocolError
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/webp")
@@ -27,7 +27,7 @@ STAGES = ("queue", "decode", "face", "fit", "generate", "reconstruct", "texture"
 
 MAX_OPTIONS_KEYS = 64
 MAX_MESSAGE_CHARS = 4000
-KEY_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+KEY_RE = re.compile(r"\A[A-Za-z0-9._:\-]{1,128}\Z")   # \Z: "abc\n" is not a key
 
 # Who sends what. A server answers a client-only type arriving from... a client? fine; a
 # client sending a server type gets BAD_REQUEST.
@@ -85,8 +85,9 @@ class _Checker:
                 integer and not isinstance(v, int)):
             self.fail(name, f"must be {'an integer' if integer else 'a number'}, got "
                             f"{type(v).__name__}")
-        if not math.isfinite(v) or not lo <= v <= hi:
-            self.fail(name, f"must be between {lo} and {hi}, got {v}")
+        # ints compare exactly (math.isfinite(10**400) would raise OverflowError)
+        if (isinstance(v, float) and not math.isfinite(v)) or not lo <= v <= hi:
+            self.fail(name, f"must be between {lo} and {hi}, got {brief(v)}")
         self.out[name] = v
         return v
 
@@ -152,6 +153,8 @@ def _submit(k):
             Rig.from_dict(rig)
         except CameraError as e:
             k.fail("rig", str(e))
+        except (ArithmeticError, TypeError, ValueError):   # e.g. 10**400: no float holds it
+            k.fail("rig", "every number must be a finite float (within +-1.8e308)")
     image = k.obj("image", True)
     mt = image.get("media_type")
     if mt not in IMAGE_MEDIA_TYPES:
@@ -347,8 +350,7 @@ def error_reply(parent: Message | dict | None, code: str, message: str,
     if isinstance(parent, Message):
         parent_id, routing = parent.msg_id, (routing or parent.routing)
     elif isinstance(parent, dict):
-        pid = parent.get("msg_id")
-        parent_id = pid if isinstance(pid, str) and len(pid) <= 128 else None
+        parent_id = reply_parent(parent)         # only a valid msg_id is echoed (SPEC 5.0)
     else:
         parent_id = None
     content: dict[str, Any] = {"code": code, "message": message[:MAX_MESSAGE_CHARS],

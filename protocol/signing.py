@@ -12,6 +12,7 @@ The signature frame is the lowercase hex HMAC-SHA256 of those bytes under the sh
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import os
 import secrets
@@ -19,7 +20,6 @@ import stat
 import struct
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -29,7 +29,8 @@ MAGIC = b"G3F1"
 KEY_MIN_CHARS = 32
 KEY_MAX_CHARS = 4096
 DEFAULT_WINDOW_S = 300.0
-DEFAULT_MAX_NONCES = 200_000
+DEFAULT_MAX_NONCES = 200_000     # replay cache entries in all (about 40 MB)
+DEFAULT_MAX_SENDERS = 4096       # senders with an account of their own in the replay cache
 
 
 def buffer_digest(buf) -> bytes:
@@ -84,46 +85,112 @@ class Signer:
 
 
 class ReplayGuard:
-    """Rejects messages whose timestamp is outside +-window_s of now, and nonces already seen
-    inside the window. Memory is bounded: when more than max_nonces are remembered, the oldest
-    are forgotten and every timestamp at or before the newest forgotten one is refused from
-    then on (so a forgotten nonce can never be replayed)."""
+    """Replay protection for signed messages (SPEC.md section 4, "Replay cache"): refuses a
+    timestamp outside +-window_s of this host's clock, and a nonce it has already accepted.
+
+    Accepted nonces are remembered by TIMESTAMP, not by arrival: each sender's entries sit in
+    a min-heap on their timestamp, and an entry is dropped once its timestamp falls below
+    now - window_s (from then on the window itself refuses that timestamp, so forgetting it
+    cannot open a replay). A future-dated message therefore costs one entry until its own
+    time has passed, and never holds anyone else's entries in memory.
+
+    Memory is bounded by `max_nonces` entries in all. When a new entry would exceed it, the
+    sender holding the MOST entries loses its entry with the smallest timestamp, and that
+    sender's floor rises to that timestamp: from then on that sender's messages dated at or
+    before its floor are refused. Other senders are untouched, so one client flooding the
+    cache (with fresh or future-dated messages) only ever refuses its own old messages.
+
+    `sender` names who sent the message in a way a replay cannot change: the CURVE public
+    key of the connection on a CURVE server (SPEC section 12), else the signed header's
+    `session` (a replay carries the original's session, so it meets the original's floor).
+    A nonce is looked up across all senders. At most `max_senders` senders have an
+    account; the senders that arrive while all are taken share one overflow account, and a
+    new account starts at the overflow account's floor (so moving out of the overflow never
+    lowers the floor a remembered message met)."""
+
+    OVERFLOW = "\x00overflow"
 
     def __init__(self, window_s: float = DEFAULT_WINDOW_S, max_nonces: int = DEFAULT_MAX_NONCES,
-                 clock=time.time):
+                 clock=time.time, max_senders: int = DEFAULT_MAX_SENDERS):
         self.window_s = float(window_s)
         self.max_nonces = int(max_nonces)
+        self.max_senders = int(max_senders)
+        if self.max_nonces < 1 or self.max_senders < 1:
+            raise ValueError("max_nonces and max_senders must be at least 1")
         self.clock = clock
-        self._seen: OrderedDict[str, float] = OrderedDict()   # nonce -> timestamp, by arrival
-        self._floor = -float("inf")
+        self._seen: dict[str, str] = {}                  # nonce -> sender
+        self._senders: dict[str, _SenderCache] = {}
+        self._next_expiry = -float("inf")
 
-    def check(self, timestamp: float, nonce: str) -> None:
+    def check(self, timestamp: float, nonce: str, sender: str = "") -> None:
+        """AuthError unless the message is fresh and new; records it when it is."""
         now = self.clock()
-        if not (now - self.window_s <= timestamp <= now + self.window_s):
-            raise AuthError(f"stale or future timestamp ({timestamp - now:+.1f} s from this "
+        ts = float(timestamp)
+        if not (now - self.window_s <= ts <= now + self.window_s):
+            raise AuthError(f"stale or future timestamp ({ts - now:+.1f} s from this "
                             f"host's clock; the window is +-{self.window_s:.0f} s): a replay, or "
                             "the two hosts' clocks disagree (run NTP)")
-        if timestamp <= self._floor:
-            raise AuthError("timestamp too old for the replay cache; resend a fresh message")
+        if now >= self._next_expiry:
+            self._expire(now)
         if nonce in self._seen:
             raise AuthError("replayed message (this nonce was already used)")
-        self._expire(now)
-        self._seen[nonce] = timestamp
-        while len(self._seen) > self.max_nonces:
-            _, ts = self._seen.popitem(last=False)
-            self._floor = max(self._floor, ts)
+        cache = self._senders.get(sender)
+        if cache is None:
+            overflow = self._senders.get(self.OVERFLOW)
+            if len(self._senders) >= self.max_senders + (overflow is not None):
+                sender = self.OVERFLOW
+                cache = overflow if overflow is not None else self._senders.setdefault(
+                    sender, _SenderCache())
+            else:
+                cache = self._senders[sender] = _SenderCache()
+                if overflow is not None:
+                    cache.floor = overflow.floor
+        if ts <= cache.floor:
+            raise AuthError("timestamp too old for the replay cache: this client sent more "
+                            "messages within the replay window than the cache holds, and it "
+                            "can no longer tell whether this one is a replay; send a fresh "
+                            "message")
+        heapq.heappush(cache.heap, (ts, nonce))
+        self._seen[nonce] = sender
+        if len(self._seen) > self.max_nonces:
+            self._expire(now)
+            while len(self._seen) > self.max_nonces:
+                self._evict()
+
+    def _evict(self) -> None:
+        """Drop the oldest entry of the sender holding the most, and raise its floor."""
+        cache = max(self._senders.values(), key=lambda c: len(c.heap))
+        ts, nonce = heapq.heappop(cache.heap)
+        del self._seen[nonce]
+        cache.floor = max(cache.floor, ts)
 
     def _expire(self, now: float) -> None:
-        # Entries arrive roughly in time order; drop from the front while expired.
+        """Forget entries (and floors) dated before now - window: the window refuses them."""
         limit = now - self.window_s
-        while self._seen:
-            nonce, ts = next(iter(self._seen.items()))
-            if ts >= limit:
-                break
-            self._seen.popitem(last=False)
+        for sender, cache in list(self._senders.items()):
+            heap = cache.heap
+            while heap and heap[0][0] < limit:
+                del self._seen[heapq.heappop(heap)[1]]
+            if cache.floor < limit:
+                cache.floor = -float("inf")
+                if not heap:
+                    del self._senders[sender]
+        self._next_expiry = now + 1.0        # at most once a second (and whenever full)
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def senders(self) -> dict[str, int]:
+        """Entries held per sender (for tests and diagnostics)."""
+        return {s: len(c.heap) for s, c in self._senders.items()}
+
+
+class _SenderCache:
+    __slots__ = ("heap", "floor")
+
+    def __init__(self):
+        self.heap: list[tuple[float, str]] = []          # (timestamp, nonce), min-heap
+        self.floor = -float("inf")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,9 @@
     python scripts/fault_service.py oversize   # oversized parts dropped: server RSS growth
     python scripts/fault_service.py bomb       # 48 KB PNG declaring 400 MP: time to refusal
     python scripts/fault_service.py cancel     # cancel a queued / a running job: latency
+    python scripts/fault_service.py crash      # issue 19's messages + 10,000 hostile envelopes
+    python scripts/fault_service.py lockout    # a flood of future-dated messages vs others
+    python scripts/fault_service.py proxy      # clients behind a zmq.proxy(ROUTER, DEALER)
     python scripts/fault_service.py all
 
 Every scenario runs the harness server (python -m gen3dface.backend.service.harness) in a
@@ -19,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -362,14 +366,262 @@ def scenario_cancel(tmp: Path, n: int = 10) -> None:
     report("cancel", max(queued_ms) < 100 and max(running_ms) < 2000 and noop["known"] is False)
 
 
+# ---- issue 19: crash-proofing, replay lock-out, proxies --------------------------------------
+
+NASTY = ["\ud800", "a\udfffb", 10 ** 400, -10 ** 400, 10 ** 30, -1, 0, True, None, [], {},
+         [[["x"]]], "１.１", "1.1\n", "", "x" * 300, 1e308, "0" * 32, "image/png"]
+HEADER_FIELDS = ("protocol", "version", "msg_id", "msg_type", "parent_id", "session",
+                 "timestamp", "nonce")
+CONTENT_FIELDS = ("idempotency_key", "image", "options", "rig", "job_id", "heartbeat_s",
+                  "client", "instance", "sidecar", "code", "message", "name")
+TYPES = ("hello", "submit", "cancel", "status", "fetch_result", "ping", "result", "error",
+         "capabilities", "progress", "nope")
+
+
+def _hostile(rng: random.Random, key: bytes) -> tuple[list, str | None]:
+    """One hostile envelope: every header/content field valid, missing or nasty; signed with
+    the key, a wrong key, or not at all. Returns (frames, msg_id when it is a valid id)."""
+    msg_id = os.urandom(8).hex()
+    header = {"protocol": "gen3dface", "version": PROTOCOL_VERSION, "msg_id": msg_id,
+              "msg_type": rng.choice(TYPES), "parent_id": None, "session": None,
+              "timestamp": time.time(), "nonce": os.urandom(16).hex()}
+    for name in HEADER_FIELDS:
+        r = rng.random()
+        if r < 0.15:
+            header[name] = rng.choice(NASTY)
+        elif r < 0.2:
+            del header[name]
+    content = {"idempotency_key": os.urandom(8).hex(), "job_id": "0" * 32,
+               "image": {"media_type": "image/png", "name": "p.png"}}
+    for name in CONTENT_FIELDS:
+        if rng.random() < 0.3:
+            content[name] = rng.choice(NASTY)
+    deep = rng.random() < 0.05
+    h = json.dumps(header).encode()
+    c = (b"[" * 3000 + b"]" * 3000) if deep else json.dumps(content).encode()
+    bufs = [photo(rng.randrange(50))] if rng.random() < 0.5 else [os.urandom(rng.randrange(1, 64))]
+    how = rng.choice(["signed", "signed", "unsigned", "wrong"])
+    sig = b"" if how == "unsigned" else Signer(key if how == "signed" else b"w" * 32).sign(
+        h, c, [hashlib.sha256(b).digest() for b in bufs])
+    mid = header.get("msg_id")
+    valid = isinstance(mid, str) and re.fullmatch(r"[A-Za-z0-9._:\-]{1,128}", mid) is not None
+    return [b"G3F1", sig, h, c, *bufs], mid if valid else None
+
+
+def _exact_issue_messages(key: bytes) -> list[tuple[str, list, str | None]]:
+    """The messages of issue 19's report, byte for byte (the header JSON written by hand)."""
+    def frames(header: dict, content=None, bufs=(), sign=True, k=key):
+        full = {"protocol": "gen3dface", "version": "1.1", "msg_id": "m1", "msg_type": "ping",
+                "parent_id": None, "session": None, "timestamp": time.time(),
+                "nonce": os.urandom(16).hex(), **header}
+        h, c = json.dumps(full).encode(), json.dumps(content or {}).encode()
+        sig = Signer(k).sign(h, c, [hashlib.sha256(b).digest() for b in bufs]) if sign else b""
+        return [b"G3F1", sig, h, c, *bufs]
+    return [
+        ("lone surrogate msg_id, unsigned", frames({"msg_id": "\ud800"}, sign=False), None),
+        ("lone surrogate msg_id, wrong key", frames({"msg_id": "\ud800"}, k=b"w" * 32), None),
+        ("lone surrogate msg_id, signed", frames({"msg_id": "\ud800"}), None),
+        ("surrogates in a submit", frames({"msg_id": "s1", "msg_type": "submit"}, {
+            "idempotency_key": "k", "job_id": "\ud800", "options": {"\ud800": "\udfff"},
+            "image": {"media_type": "image/png", "name": "\ud800"}}, [b"not a png" * 4]), "s1"),
+        ("timestamp 10**400", frames({"msg_id": "t1", "timestamp": 10 ** 400}), "t1"),
+        ("heartbeat_s 10**400", frames({"msg_id": "h1", "msg_type": "hello"},
+                                       {"heartbeat_s": 10 ** 400}), "h1"),
+        ("version '１.１'", frames({"msg_id": "v1", "version": "１.１"}), "v1"),
+        ("rig number 10**400", frames({"msg_id": "r1", "msg_type": "submit"}, {
+            "idempotency_key": "k2", "image": {"media_type": "image/png"},
+            "rig": {"cameras": [{"name": "c", "cam_to_world": [[10 ** 400] * 4] * 4,
+                                 "intrinsics": {"width": 8, "height": 8, "fx": 1, "fy": 1,
+                                                "cx": 4, "cy": 4}}]}}, [photo(1)]), "r1"),
+    ]
+
+
+def _answers(sock, codec, n_expected_ids: set, pending_none: int, timeout_s: float = 20.0):
+    """Collect the direct replies: by parent_id (valid ids) and errors with parent_id null."""
+    answered, nulls, codes, bad = set(), 0, {}, 0
+    end = time.monotonic() + timeout_s
+    while (not n_expected_ids <= answered or nulls < pending_none) and time.monotonic() < end:
+        if not sock.poll(200):
+            continue
+        try:
+            m = codec.decode(sock.recv_multipart(copy=False))
+            messages.validate(m, "to_client")
+        except Exception:
+            bad += 1
+            continue
+        if m.msg_type == "ping":
+            sock.send_multipart(codec.encode(messages.Message("pong", {})))
+            continue
+        if m.parent_id in n_expected_ids and m.parent_id not in answered:
+            answered.add(m.parent_id)
+            codes[m.content.get("code", m.msg_type)] = codes.get(m.content.get("code", m.msg_type), 0) + 1
+        elif m.parent_id is None and m.msg_type == "error":
+            nulls += 1
+            codes[m.content["code"]] = codes.get(m.content["code"], 0) + 1
+    return answered, nulls, codes, bad
+
+
+def scenario_crash(tmp: Path, n: int = 10_000) -> None:
+    print(f"[crash] issue 19's exact messages, then {n} hostile envelopes (nasty values in every "
+          "header and content field; signed, unsigned, wrong key)")
+    key_file = tmp / "crash.key"
+    key = generate_key_file(key_file)
+    codec = Codec(Signer(key), Limits.for_client())
+    rng = random.Random(19)
+    with HarnessProcess(key_file=key_file, state_dir=tmp / "crash-state", result_mb=0.01,
+                        events=1, step_s=0.0) as hp:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(hp.endpoint)
+        sock.send_multipart(codec.encode(messages.ping()))
+        sock.poll(5000) and sock.recv_multipart()
+        rss0 = rss_mb(hp.pid)
+        exact_ok = []
+        for name, frames, mid in _exact_issue_messages(key):
+            sock.send_multipart(frames)
+            got, nulls, codes, bad = _answers(sock, codec, {mid} if mid else set(), 0 if mid else 1, 5)
+            ok = (bool(got) if mid else nulls == 1) and "INTERNAL" not in codes and bad == 0 \
+                and hp.proc.poll() is None
+            exact_ok.append(ok)
+            print(f"  {name:34s} -> {', '.join(codes) or 'no answer'}"
+                  f"{'' if ok else '   FAILED'}")
+        ids, nulls_expected = set(), 0
+        t0 = time.perf_counter()
+        for i in range(n):
+            frames, mid = _hostile(rng, key)
+            if mid in ids:
+                continue                         # a nasty id drawn twice: one reply to count
+            sock.send_multipart(frames)
+            if mid:
+                ids.add(mid)
+            else:
+                nulls_expected += 1
+        answered, nulls, codes, bad = _answers(sock, codec, ids, nulls_expected, 60)
+        wall = time.perf_counter() - t0
+        time.sleep(0.5)
+        rss1 = rss_mb(hp.pid)
+        ping = messages.ping()
+        sock.send_multipart(codec.encode(ping))
+        got, *_ = _answers(sock, codec, {ping.msg_id}, 0, 5)
+        alive = hp.proc.poll() is None and ping.msg_id in got
+        log = "".join(hp.log)
+        sock.close(0)
+    internal = codes.get("INTERNAL", 0)
+    print(f"  {len(ids) + nulls_expected} hostile envelopes in {wall:.1f} s: answered {len(answered)}/{len(ids)} by "
+          f"parent_id, {nulls}/{nulls_expected} with parent_id null; replies that failed to "
+          f"decode {bad}; INTERNAL {internal}")
+    print(f"  reply codes {dict(sorted(codes.items()))}")
+    print(f"  server RSS {rss0:.1f} -> {rss1:.1f} MB; alive and answering {alive}; "
+          f"tracebacks in its log {log.count('Traceback')}")
+    report("crash", all(exact_ok) and alive and len(answered) == len(ids)
+           and nulls >= nulls_expected and bad == 0 and internal == 0 and rss1 - rss0 < 50)
+
+
+def scenario_lockout(tmp: Path, cap: int = 2000, flood: int = 20_000) -> None:
+    print(f"[lockout] replay cache of {cap}: one client sends {flood} pings dated +290 s (and "
+          "one first, alone); another client's job and pings must never be refused")
+    key_file = tmp / "lock.key"
+    key = generate_key_file(key_file)
+    with HarnessProcess(key_file=key_file, state_dir=tmp / "lock-state", result_mb=1.0,
+                        events=20, step_s=0.02, extra=["--replay-cache", str(cap)]) as hp:
+        ahead = Codec(Signer(key), Limits.for_client(), clock=lambda: time.time() + 290)
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(hp.endpoint)
+        refused = {"flooder": 0, "other": 0}
+        other_ok = 0
+        with Client(hp.endpoint, key=key, config=ClientConfig(heartbeat_s=0.2)) as other:
+            other.wait_connected(10)
+            sock.send_multipart(ahead.encode(messages.ping(session="flooder")))   # the one
+            t0 = time.perf_counter()
+            for i in range(flood):
+                sock.send_multipart(ahead.encode(messages.ping(session=f"flooder")))
+                while sock.poll(0):
+                    f = sock.recv_multipart()
+                    if json.loads(f[3]).get("code") == "AUTH":
+                        refused["flooder"] += 1
+                if i % 500 == 0:
+                    for ev in other.poll(0):
+                        if ev.kind == "error" and ev.data.get("code") == "AUTH":
+                            refused["other"] += 1
+            flood_s = time.perf_counter() - t0
+            for j in range(5):                        # jobs and pings while the cache is full
+                r = other.run_job(photo(300 + j), deadline_s=30)
+                other_ok += r.glb == expected_result(photo(300 + j), 1 << 20)
+                st = other.status(r.job_id)
+                other_ok += st["state"] == "done"
+            for ev in other.poll(0.5):
+                if ev.kind == "error" and ev.data.get("code") == "AUTH":
+                    refused["other"] += 1
+        while sock.poll(200):
+            f = sock.recv_multipart()
+            if json.loads(f[3]).get("code") == "AUTH":
+                refused["flooder"] += 1
+        sock.close(0)
+        rss = rss_mb(hp.pid)
+    print(f"  flood of {flood} future-dated pings in {flood_s:.1f} s; refused: the flooder's "
+          f"{refused['flooder']}, the other client's {refused['other']}; the other client's "
+          f"5 jobs + status during it: {other_ok}/10 ok; server RSS {rss:.0f} MB")
+    report("lockout", refused["other"] == 0 and other_ok == 10)
+
+
+def scenario_proxy(tmp: Path, n_clients: int = 4, jobs_each: int = 5) -> None:
+    import threading
+
+    print(f"[proxy] {n_clients} clients x {jobs_each} jobs through zmq.proxy(ROUTER, DEALER)")
+    key_file = tmp / "proxy.key"
+    key = generate_key_file(key_file)
+    with HarnessProcess(key_file=key_file, state_dir=tmp / "proxy-state", result_mb=4.0,
+                        events=10, step_s=0.01) as hp:
+        ctx = zmq.Context()
+        front, back = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+        port = front.bind_to_random_port("tcp://127.0.0.1")
+        back.connect(hp.endpoint)
+        ctl = ctx.socket(zmq.PAIR)
+        ctl.bind("inproc://proxy-ctl")
+        th = threading.Thread(target=zmq.proxy_steerable, args=(front, back, None, ctl), daemon=True)
+        th.start()
+        endpoint = f"tcp://127.0.0.1:{port}"
+        ok = 0
+        t0 = time.perf_counter()
+        clients = [Client(endpoint, key=key) for _ in range(n_clients)]
+        handles = [(c, c.submit(photo(400 + 10 * i + j)), photo(400 + 10 * i + j))
+                   for i, c in enumerate(clients) for j in range(jobs_each)]
+        end = time.monotonic() + 120
+        while not all(h.done for _, h, _ in handles) and time.monotonic() < end:
+            for c in clients:
+                c.poll(0.02)
+        ok = sum(h.state == "done" and h.glb == expected_result(img, 4 << 20) for _, h, img in handles)
+        wall = time.perf_counter() - t0
+        for c in clients:
+            c.close()
+        raw = RawClient(endpoint, None)                      # an error reply through the proxy
+        raw.send(messages.ping())
+        err = raw.recv(5.0)
+        raw.close()
+        stop = ctx.socket(zmq.PAIR)
+        stop.connect("inproc://proxy-ctl")
+        stop.send(b"TERMINATE")
+        th.join(5)
+        for s_ in (front, back, ctl, stop):
+            s_.close(0)
+        ctx.term()
+    err_ok = err is not None and err.content.get("code") == "AUTH"
+    print(f"  {ok}/{len(handles)} jobs done with the right bytes in {wall:.1f} s; an unsigned "
+          f"ping through the proxy got {err.content.get('code') if err else 'no answer'}")
+    report("proxy", ok == len(handles) and err_ok)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("scenario", choices=("kill", "fuzz", "auth", "oversize", "bomb", "cancel", "all"))
+    p.add_argument("scenario", choices=("kill", "fuzz", "auth", "oversize", "bomb", "cancel",
+                                        "crash", "lockout", "proxy", "all"))
     p.add_argument("--fuzz-n", type=int, default=10_000)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name in ("kill", "fuzz", "auth", "oversize", "bomb", "cancel"):
+        for name in ("kill", "fuzz", "auth", "oversize", "bomb", "cancel", "crash", "lockout",
+                     "proxy"):
             if args.scenario in (name, "all"):
                 if name == "fuzz":
                     scenario_fuzz(tmp, args.fuzz_n)

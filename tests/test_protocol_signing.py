@@ -198,3 +198,83 @@ def test_missing_short_or_odd_key_files(tmp_path):
         load_key(p)
     with pytest.raises(ProtocolError, match="not a regular file"):
         load_key(tmp_path)
+
+
+def test_a_flooding_sender_only_ever_refuses_its_own_old_messages():
+    """Issue 19, fault 2: one sender filling the cache with future-dated messages must not
+    lock out another sender's fresh ones; its own evicted ones stay refused (no replay)."""
+    clock = Clock()
+    g = ReplayGuard(window_s=300.0, max_nonces=100, clock=clock)
+    refused = 0
+    for i in range(1000):                                   # the flooder: ~+299 s, 10x the cap
+        try:
+            g.check(clock.t + 299.0 - (i % 7) * 1e-3, f"f{i}", sender="flooder")
+        except AuthError:
+            refused += 1                                    # its own, dated below its floor
+    assert len(g) <= 100 and 0 < refused < 1000
+    for i in range(200):                                    # another client: never refused
+        clock.t += 0.5
+        g.check(clock.t, f"h{i}", sender="honest")
+    assert len(g) <= 100 and g.senders()["honest"] >= 50    # it keeps its share
+    with pytest.raises(AuthError, match="too old|replay"):
+        g.check(clock.t - 100 + 299.0 - 6e-3, "f993", sender="flooder")   # evicted: floor
+    with pytest.raises(AuthError, match="replay"):
+        g.check(clock.t, "h199", sender="other")             # a nonce is global
+
+
+def test_senders_beyond_the_table_share_an_overflow_account():
+    clock = Clock()
+    g = ReplayGuard(window_s=300.0, max_nonces=10, max_senders=2, clock=clock)
+    g.check(clock.t, "a", sender="A")
+    g.check(clock.t, "b", sender="B")
+    for i in range(30):                                     # C.. Z: the overflow account
+        g.check(clock.t + 200 + i, f"x{i}", sender=f"S{i}")
+    assert set(g.senders()) == {"A", "B", ReplayGuard.OVERFLOW} and len(g) <= 10
+    g.check(clock.t + 1, "a2", sender="A")                 # A and B are not affected
+    clock.t += 301                                          # A and B expire; a new sender
+    g.check(clock.t, "new", sender="N")                     # starts at the overflow floor:
+    with pytest.raises(AuthError, match="too old"):
+        g.check(clock.t + 200 + 5 - 301, "x-late", sender="N2")   # (window: t-301+200+5 ok)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["honest", "flood", "replay", "tick"]),
+    st.floats(-300.0, 300.0), st.integers(0, 7), st.integers(0, 40)), max_size=120),
+    cap=st.integers(2, 30))
+def test_replay_guard_properties(steps, cap):
+    """Whatever a flooder sends (any timestamp in the window, any of 8 sender names, replays of
+    anything seen): the cache never holds more than `cap` entries, never accepts the same
+    message twice while its timestamp is inside the window, and never refuses a fresh message
+    of the honest sender (its own session, strictly increasing timestamps)."""
+    clock = Clock()
+    g = ReplayGuard(window_s=300.0, max_nonces=cap, clock=clock)
+    sent: list[tuple[float, str, str]] = []
+    accepted: set[tuple[float, str, str]] = set()
+    honest_t = 0.0
+    for i, (kind, offset, who, pick) in enumerate(steps):
+        if kind == "tick":
+            clock.t += abs(offset) / 10
+            continue
+        if kind == "honest":
+            honest_t = max(honest_t + 1e-3, clock.t)
+            m = (honest_t, f"h{i}", "honest")
+        elif kind == "flood":
+            m = (clock.t + offset, f"f{i}", f"flooder{who}")
+        else:
+            if not sent:
+                continue
+            m = sent[pick % len(sent)]
+        sent.append(m)
+        try:
+            g.check(*m)
+        except AuthError:
+            assert m[2] != "honest" or m in accepted, "a fresh honest message was refused"
+        else:
+            inside = abs(m[0] - clock.t) <= 300.0
+            assert not (m in accepted and inside), f"replay accepted: {m}"
+            accepted.add(m)
+        assert len(g) <= cap

@@ -52,6 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--heartbeat", type=float, default=1.0, metavar="S",
                    help="heartbeat period in seconds (a client is lost after 3 missed beats)")
     p.add_argument("-v", "--verbose", action="store_true")
+    from ..service.ray_backend import add_arguments as add_ray_arguments
+    add_ray_arguments(p)               # --ray, --ray-workers, ... (backend/service/ray_backend.py)
     p.set_defaults(func=handle)
 
 
@@ -119,8 +121,14 @@ def handle(args) -> int:
                            keep_results_bytes=int(args.keep_results_mb * (1 << 20)),
                            on_client_lost=args.on_client_lost, state_dir=state_dir,
                            heartbeat_s=args.heartbeat, client_timeout_s=3 * args.heartbeat)
+    factory = head_pipeline_factory(args.assets, args.device, args.checkpoint)
+    if getattr(args, "ray", None):     # jobs on a Ray cluster's worker actors
+        from ..service.ray_backend import serve_factory
+        factory = serve_factory(args)
+        if isinstance(factory, int):
+            return factory
     try:
-        server = Server(config, head_pipeline_factory(args.assets, args.device, args.checkpoint))
+        server = Server(config, factory)
     except StateDirLocked as e:
         print(f"gen3dface serve: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,7 +63,7 @@ class SyntheticWorkload:
             out = {"steps": int(o.get("steps", self.steps)), "step_s": float(o.get("step_s", self.step_s)),
                    "result_bytes": int(o.get("result_bytes", self.result_bytes)),
                    "fail": o.get("fail"), "previews": int(o.get("previews", 0))}
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise PipelineError("BAD_REQUEST", "synthetic options must be numbers") from None
         if not (0 <= out["steps"] <= 10_000 and 0 <= out["step_s"] <= 60
                 and 0 <= out["result_bytes"] <= 1 << 30):
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result-mb", type=float, default=30.0)
     p.add_argument("--completions")
     p.add_argument("--heartbeat-s", type=float, default=1.0)
+    p.add_argument("--replay-cache", type=int, default=200_000, help="replay cache entries")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")):
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                         keep_results_bytes=int(args.keep_results_mb * (1 << 20)),
                         on_client_lost=args.on_client_lost,
                         state_dir=Path(args.state_dir) if args.state_dir else None,
-                        heartbeat_s=args.heartbeat_s, client_timeout_s=3 * args.heartbeat_s)
+                        heartbeat_s=args.heartbeat_s, client_timeout_s=3 * args.heartbeat_s,
+                        replay_max_nonces=args.replay_cache)
     server = Server(cfg, lambda: workload)
     endpoint = server.start()
     import signal

@@ -38,6 +38,13 @@ class JobQueue:
                 return None
             return self._items.popleft()
 
+    def put_front(self, job: Job) -> None:
+        """Put an admitted job back at the head, whatever the size (a job whose executor was
+        lost goes first to the next free one: the Ray backend's retry)."""
+        with self._cond:
+            self._items.appendleft(job)
+            self._cond.notify()
+
     def remove(self, job_id: str) -> Job | None:
         with self._cond:
             for job in self._items:

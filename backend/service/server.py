@@ -108,7 +108,10 @@ class Server:
         self._wake_lock = threading.Lock()
         self._wake_tx: zmq.Socket | None = None
         self.outbox = Outbox(self._wake)
-        self.worker = Worker(self.workload, self.queue, self.store, self.outbox)
+        # a workload may bring its own executor (ray_backend: one dispatcher per worker actor)
+        make_worker = getattr(self.workload, "make_worker", None)
+        self.worker = (make_worker(self.queue, self.store, self.outbox) if make_worker is not None
+                       else Worker(self.workload, self.queue, self.store, self.outbox))
         self.clients: dict[tuple, ClientInfo] = {}    # ("s", session) | ("r", routing id)
         self._stop = threading.Event()
         self._last_beat = 0.0
@@ -292,9 +295,10 @@ class Server:
             "limits": {**self.codec.limits.to_dict(), "max_image_pixels": MAX_PIXELS,
                        "max_cameras": checks.MAX_CAMERAS},
             "queue": {"length": len(self.queue), "max": self.config.queue_size,
-                      "running": int(self.worker.current is not None)},
+                      "running": len(self.worker.running_jobs())},
             "keep_results_s": self.config.keep_results_s, "insecure": self.config.insecure,
-            "on_client_lost": self.config.on_client_lost, "instance": self.instance},
+            "on_client_lost": self.config.on_client_lost, "instance": self.instance,
+            **({"cluster": self.worker.cluster_info()} if hasattr(self.worker, "cluster_info") else {})},
             parent_id=msg.msg_id)
 
     def _on_ping(self, routing, client, msg) -> None:
@@ -401,7 +405,7 @@ class Server:
     def _on_status(self, routing, client, msg) -> None:
         job_id, job = self._job(msg)
         server = {"queue_length": len(self.queue), "queue_max": self.config.queue_size,
-                  "running": int(self.worker.current is not None), "jobs_kept": len(self.store.jobs)}
+                  "running": len(self.worker.running_jobs()), "jobs_kept": len(self.store.jobs)}
         if job_id is None:
             content = {"job_id": None, "server": server}
         elif job is None:

@@ -8,18 +8,23 @@ from __future__ import annotations
 import zmq
 
 from ...protocol import messages
-from ...protocol.envelope import PROTOCOL_VERSION, Codec, Limits, Message
+from ...protocol.envelope import (PROTOCOL_VERSION, Codec, Limits, Message, reply_parent,
+                                  split_routing, valid_id)
 from ...protocol.errors import ProtocolError
 from ...protocol.signing import ReplayGuard, Signer, load_key
 from ...protocol.transport import make_router
 
 __all__ = ["Codec", "Limits", "Message", "ProtocolError", "PROTOCOL_VERSION", "messages",
-           "make_codec", "make_router_socket", "load_key"]
+           "make_codec", "make_router_socket", "load_key", "reply_parent", "split_routing",
+           "valid_id"]
 
 
-def make_codec(key: bytes | None, limits: Limits | None = None) -> Codec:
-    """Server codec: signed with `key` (None = insecure, nothing checked), server limits."""
-    return Codec(Signer(key), limits or Limits.for_server(), ReplayGuard())
+def make_codec(key: bytes | None, limits: Limits | None = None,
+               replay_max_nonces: int = 200_000) -> Codec:
+    """Server codec: signed with `key` (None = insecure, nothing checked), server limits, a
+    replay cache of at most `replay_max_nonces` entries (SPEC section 4)."""
+    return Codec(Signer(key), limits or Limits.for_server(),
+                 ReplayGuard(max_nonces=replay_max_nonces))
 
 
 def make_router_socket(ctx: zmq.Context, endpoint: str, limits: Limits,

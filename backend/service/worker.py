@@ -69,6 +69,12 @@ class Outbox:
         return out
 
 
+class RetryElsewhere(Exception):
+    """Raised by a workload whose executor was lost before the job ended (the Ray backend's
+    worker actor or its node died): the job goes back to the head of the queue (state QUEUED
+    again) and its clients get a `progress` event with this message, not a terminal error."""
+
+
 class _JobSink:
     def __init__(self, job: Job, outbox: Outbox):
         self.job, self.outbox = job, outbox
@@ -89,6 +95,10 @@ class Worker(threading.Thread):
         self.workload, self.jobs, self.store, self.outbox = workload, jobs, store, outbox
         self.current: Job | None = None
         self._stop_event = threading.Event()
+
+    def running_jobs(self) -> list[Job]:
+        job = self.current
+        return [job] if job is not None else []
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -146,6 +156,8 @@ class Worker(threading.Thread):
                            {"reason": "server_shutdown"})
             else:
                 outcome = ("cancelled", job)
+        except RetryElsewhere as e:
+            outcome = ("retry", job, str(e))
         except PipelineError as e:
             outcome = ("failed", job, e.code, e.message, _plain(e.details))
         except BaseException as e:                     # noqa: BLE001 - the server must survive
@@ -163,6 +175,13 @@ class Worker(threading.Thread):
             e.__traceback__ = None                     # drop the frames that hold big tensors
             del e
             free_memory()
+        if outcome[0] == "retry":
+            log.warning("job %s goes back to the queue: %s", job.job_id, outcome[2])
+            self.store.set_state(job, JobState.QUEUED)
+            job.stage, job.fraction = "queue", 0.0
+            self.outbox.put("progress", job, "queue", 0.0, outcome[2][:500])
+            self.jobs.put_front(job)
+            return
         if outcome[0] == "cancelled":
             self.store.set_state(job, JobState.CANCELLED, "CANCELLED", "cancelled by request")
         elif outcome[0] == "failed" and outcome[2] == "INTERRUPTED":
