@@ -45,6 +45,8 @@ from .workload import WorkloadFactory
 
 log = logging.getLogger("gen3dface.service")
 
+JOB_REQUESTS = ("cancel", "status", "fetch_result")   # their content's job_id is validated
+
 SERVER_VERSION = "0.1.0"
 SHUTDOWN_LINGER_MS = 1000         # how long a stopping server tries to deliver its last messages
 load_key = wire.load_key          # key file -> bytes (owner-only permissions; protocol/SPEC.md)
@@ -77,9 +79,12 @@ def lock_state_dir(state_dir: Path):
     return f
 
 
+Route = tuple                     # every routing-id frame a message arrived with (bytes, ...)
+
+
 @dataclasses.dataclass
 class ClientInfo:
-    routing: bytes
+    routing: Route                    # all of them: a client behind a ROUTER/DEALER proxy has 2+
     last_seen: float
     timeout_s: float
 
@@ -100,7 +105,7 @@ class Server:
             limits = dataclasses.replace(limits, max_part_bytes=int(config.max_part_bytes),
                                          max_total_bytes=min(limits.max_total_bytes,
                                                              4 * int(config.max_part_bytes)))
-        self.codec = wire.make_codec(config.key, limits)
+        self.codec = wire.make_codec(config.key, limits, config.replay_max_nonces)
         self.ctx: zmq.Context | None = None       # made in start(), terminated at shutdown
         self.sock: zmq.Socket | None = None
         self.endpoint: str | None = None
@@ -117,7 +122,7 @@ class Server:
         self._last_beat = 0.0
         self._last_sweep = 0.0
         self.counters = {"received": 0, "rejected": 0, "submitted": 0, "sent": 0, "dropped": 0,
-                         "lost_clients": 0}
+                         "lost_clients": 0, "internal": 0}
 
     # ---- life cycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -163,15 +168,15 @@ class Server:
                             self._wake_rx.recv(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                self._forward_events()
+                self._guarded(self._forward_events)
                 if self.sock in ready:
                     for _ in range(100):          # bounded: events and housekeeping get a turn
                         try:
                             frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self._on_frames(frames)
-                self._housekeeping()
+                        self._on_frames_guarded(frames)
+                self._guarded(self._housekeeping)
         finally:
             self._shutdown()
 
@@ -206,15 +211,51 @@ class Server:
         if self._lock_file is not None:
             self._lock_file.close()
 
+    def _guarded(self, step) -> None:
+        """Run one step of the loop; a bug in it is logged and the loop goes on."""
+        try:
+            step()
+        except Exception:
+            self.counters["internal"] += 1
+            log.exception("%s failed; serving on", getattr(step, "__name__", step))
+
+    def _on_frames_guarded(self, frames) -> None:
+        """The last resort around one received message: whatever escapes its handling is
+        logged, answered with INTERNAL where a routing id can be found, and the loop serves
+        the next message (SPEC 5.0: the server never dies of a bad message)."""
+        try:
+            self._on_frames(frames)
+        except Exception as e:
+            self.counters["internal"] += 1
+            log.exception("a message could not be handled; answered INTERNAL, serving on")
+            try:
+                routing, _ = wire.split_routing(frames, router=True)
+                if routing:
+                    self._error(tuple(routing), "INTERNAL", "the server failed to handle this "
+                                f"message ({type(e).__name__}); it keeps running. Please report it "
+                                "with the server log")
+            except Exception:
+                log.exception("could not answer it either")
+
     # ---- sending -----------------------------------------------------------------------
-    def _send(self, routing: bytes | None, msg_type: str, content: dict, buffers=(),
+    def _send(self, routing: Route | None, msg_type: str, content: dict, buffers=(),
               parent_id: str | None = None, digests=None) -> bool:
-        if routing is None:
+        if not routing:
             return False
         msg = wire.Message(msg_type, content, list(buffers), parent_id=parent_id,
-                           routing=[routing], digests=digests)
+                           routing=list(routing), digests=digests)
         try:
             frames = self.codec.encode(msg)
+        except (TypeError, ValueError) as e:    # e.g. a NaN in a sidecar: not JSON
+            log.error("could not encode %s: %s", msg_type, e)
+            if msg_type == "error":
+                return False
+            return self._send(routing, "error", {
+                "code": "INTERNAL", "message": f"the server could not encode its {msg_type} "
+                f"message ({type(e).__name__}: {e})"[:4000],
+                "job_id": content.get("job_id") if wire.valid_id(content.get("job_id")) else None},
+                parent_id=parent_id)
+        try:
             self.sock.send_multipart(frames, zmq.NOBLOCK, copy=len(buffers) == 0)
             self.counters["sent"] += 1
             return True
@@ -227,7 +268,11 @@ class Server:
             return False
 
     def _error(self, routing, code: str, message: str, parent_id=None, job_id=None, **extra) -> None:
-        content = {"code": wire_code(code), "message": message[:4000], "job_id": job_id, **extra}
+        """An `error` to `routing`. parent_id and job_id are only echoed when they are valid
+        protocol ids: nothing a client sent unchecked travels back (SPEC 5.0)."""
+        content = {"code": wire_code(code), "message": message[:4000],
+                   "job_id": job_id if wire.valid_id(job_id) else None, **extra}
+        parent_id = parent_id if wire.valid_id(parent_id) else None
         self._send(routing, "error", content, parent_id=parent_id)
 
     # ---- receiving ---------------------------------------------------------------------
@@ -238,20 +283,21 @@ class Server:
             content = wire.messages.validate(msg, "to_server")
         except wire.ProtocolError as e:
             self.counters["rejected"] += 1
-            routing = getattr(e, "routing", None) or ([frames[0].bytes] if len(frames) > 1 else [])
-            header = e.header if isinstance(e.header, dict) else {}
-            parent = header.get("msg_id") if isinstance(header.get("msg_id"), str) else None
+            # decode errors carry the routing frames; a validation error is about a decoded
+            # message, whose routing frames split_routing finds again
+            routing = tuple(getattr(e, "routing", None) or wire.split_routing(frames, True)[0])
             if routing:
-                self._error(routing[0], e.code, e.message, parent_id=parent, job_id=e.job_id)
+                self._error(routing, e.code, e.message, parent_id=wire.reply_parent(e.header),
+                            job_id=e.job_id)
             return
         except Exception as e:                  # a codec bug must not stop the server
             self.counters["rejected"] += 1
             log.exception("decode failed")
-            if len(frames) > 1:
-                self._error(frames[0].bytes, "INTERNAL", f"could not read the message ({type(e).__name__})")
+            routing, _ = wire.split_routing(frames, router=True)
+            self._error(tuple(routing), "INTERNAL", f"could not read the message ({type(e).__name__})")
             return
         msg.content = content
-        routing = msg.routing[0]
+        routing = tuple(msg.routing)
         client = self._seen(msg, routing)
         handler = self._handlers.get(msg.msg_type)
         try:
@@ -259,14 +305,16 @@ class Server:
                 handler(self, routing, client, msg)
         except PipelineError as e:
             extra = {"retry_after_s": 5.0} if e.code == "QUEUE_FULL" else {}
-            self._error(routing, e.code, e.message, parent_id=msg.msg_id,
-                        job_id=content.get("job_id"), **extra)
+            # the job_id a request named (cancel/status/fetch_result; validated there), never
+            # an unchecked field of another type (a submit's content may hold anything)
+            job_id = content.get("job_id") if msg.msg_type in JOB_REQUESTS else None
+            self._error(routing, e.code, e.message, parent_id=msg.msg_id, job_id=job_id, **extra)
         except Exception as e:
             log.exception("handling %s failed", msg.msg_type)
             self._error(routing, "INTERNAL", f"internal error ({type(e).__name__}: {e})"[:300],
                         parent_id=msg.msg_id)
 
-    def _seen(self, msg, routing: bytes) -> tuple:
+    def _seen(self, msg, routing: Route) -> tuple:
         """Record a sign of life; returns the client's key. A session that comes back on a new
         routing id takes its live jobs' events along."""
         key = ("s", msg.session) if msg.session else ("r", routing)
@@ -285,7 +333,7 @@ class Server:
             info.timeout_s = 3.0 * float(hb)
         return key
 
-    def _attach(self, job: Job, routing: bytes, client: tuple, msg) -> None:
+    def _attach(self, job: Job, routing: Route, client: tuple, msg) -> None:
         job.watchers[client] = [routing, msg.msg_id]
 
     def _on_hello(self, routing, client, msg) -> None:
@@ -324,7 +372,7 @@ class Server:
         else:
             checks.check_image(image, (c.get("image") or {}).get("media_type"))
             rig = checks.check_rig(rig_dict)
-            options = self.workload.parse_options(options_dict)
+            options = self._parse_options(options_dict)
             job, how = self.store.submit(key, digest)
         if how == "existing":
             self._attach(job, routing, client, msg)
@@ -347,6 +395,16 @@ class Server:
         self.counters["submitted"] += 1
         self._send(routing, "accepted", {**self._accepted(job, duplicate=False), "rerun": how == "rerun"},
                    parent_id=msg.msg_id)
+
+    def _parse_options(self, options: dict):
+        """The workload's options; a value it cannot take (10**400 where a float is needed, a
+        list where a number is) is the client's BAD_REQUEST, not the server's INTERNAL."""
+        try:
+            return self.workload.parse_options(options)
+        except PipelineError:
+            raise
+        except (ArithmeticError, TypeError, ValueError, KeyError) as e:
+            raise PipelineError("BAD_REQUEST", f"bad options: {type(e).__name__}: {e}"[:300]) from None
 
     def _accepted(self, job: Job, duplicate: bool) -> dict:
         return {"job_id": job.job_id, "idempotency_key": job.idempotency_key,
@@ -449,7 +507,7 @@ class Server:
                 except Exception:
                     log.exception("forwarding %s failed", event[0])
 
-    def _forward(self, to: bytes, parent: str, event: tuple) -> None:
+    def _forward(self, to: Route, parent: str, event: tuple) -> None:
         """One worker event to one attached client (parent_id: what attached it)."""
         kind, job = event[0], event[1]
         if kind == "started":
@@ -483,7 +541,7 @@ class Server:
             self._last_sweep = now
             self.store.sweep()
 
-    def _routing_unreachable(self, routing: bytes) -> None:
+    def _routing_unreachable(self, routing: Route) -> None:
         for key, info in list(self.clients.items()):
             if info.routing == routing:
                 self._client_lost(key)
