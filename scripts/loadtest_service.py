@@ -9,6 +9,15 @@ progress events per job, throughput, server memory.
 
     python scripts/loadtest_service.py                       # 8 clients x 25 jobs x 30 MB
     python scripts/loadtest_service.py --clients 2 --jobs 3 --result-mb 1   # quick
+
+With --ray the same load runs once per worker count (--workers, default 1,2) on Ray worker
+actors of a private local Ray cluster (`--ray local` of the harness server, --ray-cpus CPUs)
+and the throughputs are printed side by side; there the defaults are 4 clients x 6 jobs,
+1 s jobs (20 steps x 0.05 s), 4 MB results. --busy makes every step keep a CPU busy
+(pure Python, holding the GIL) instead of sleeping.
+
+    python scripts/loadtest_service.py --ray                 # 1 vs 2 workers, sleeping steps
+    python scripts/loadtest_service.py --ray --busy          # 1 vs 2 workers, CPU-bound steps
 """
 from __future__ import annotations
 
@@ -36,13 +45,44 @@ def photo(client: int, job: int) -> bytes:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--jobs", type=int, default=25, help="jobs per client")
-    p.add_argument("--result-mb", type=float, default=30.0)
+    p.add_argument("--clients", type=int, default=None, help="default 8 (--ray: 4)")
+    p.add_argument("--jobs", type=int, default=None, help="jobs per client; default 25 (--ray: 6)")
+    p.add_argument("--result-mb", type=float, default=None, help="default 30 (--ray: 4)")
     p.add_argument("--events", type=int, default=20, help="progress events per job")
-    p.add_argument("--step-s", type=float, default=0.002)
+    p.add_argument("--step-s", type=float, default=None, help="default 0.002 (--ray: 0.05)")
     p.add_argument("--deadline-s", type=float, default=600.0, help="per job")
+    p.add_argument("--ray", action="store_true", help="Ray worker actors, once per --workers count")
+    p.add_argument("--workers", default="1,2", help="--ray: worker counts to compare (default 1,2)")
+    p.add_argument("--ray-cpus", type=int, default=2, help="--ray: the local cluster's CPUs (default 2)")
+    p.add_argument("--busy", action="store_true", help="steps keep a CPU busy instead of sleeping")
     args = p.parse_args()
+    ray_mode = args.ray
+    for name, plain, ray_default in (("clients", 8, 4), ("jobs", 25, 6), ("result_mb", 30.0, 4.0),
+                                     ("step_s", 0.002, 0.05)):
+        if getattr(args, name) is None:
+            setattr(args, name, ray_default if ray_mode else plain)
+    if not ray_mode:
+        return 0 if run_load(args, [], "in-process worker")["good"] else 1
+    rows = []
+    for n in [int(x) for x in args.workers.split(",")]:
+        extra = ["--ray", "local", "--ray-workers", str(n),
+                 "--ray-local-cpus", str(max(args.ray_cpus, n))] + (["--busy"] if args.busy else [])
+        rows.append((n, run_load(args, extra, f"{n} Ray worker actor(s)")))
+    print()
+    print(f"Ray, {args.clients} clients x {args.jobs} jobs of {args.events} x {args.step_s:g} s "
+          f"{'busy' if args.busy else 'sleeping'} steps, {args.result_mb:g} MB results, local "
+          f"cluster of {args.ray_cpus} CPUs:")
+    print(f"{'workers':>8} {'ok':>5} {'wall s':>8} {'jobs/s':>8} {'speed-up':>9} {'median job s':>13}")
+    base = rows[0][1]["jobs_per_s"] or float("nan")
+    for n, r in rows:
+        print(f"{n:>8} {r['ok']:>5} {r['wall']:>8.1f} {r['jobs_per_s']:>8.2f} "
+              f"{r['jobs_per_s'] / base:>8.2f}x {r['median']:>13.2f}")
+    good = all(r["good"] for _, r in rows)
+    print("PASS" if good else "FAIL")
+    return 0 if good else 1
+
+
+def run_load(args, extra: list[str], label: str) -> dict:
     size = int(args.result_mb * (1 << 20))
 
     print(f"precomputing the expected SHA-256 of {args.clients * args.jobs} results ...", flush=True)
@@ -56,7 +96,7 @@ def main() -> int:
         key = generate_key_file(key_file)
         server = HarnessProcess(key_file=key_file, state_dir=Path(tmp) / "state", events=args.events,
                                 step_s=args.step_s, result_mb=args.result_mb, queue=args.clients * 2,
-                                extra=["--keep-results-mb", "2048"]).start()
+                                extra=["--keep-results-mb", "2048"] + extra).start(timeout_s=180)
         rss0 = rss_mb(server.pid)
         stats = {"ok": 0, "lost": 0, "sha_mismatch": 0, "misdelivered": 0, "errors": [],
                  "progress": [], "latency": []}
@@ -93,7 +133,7 @@ def main() -> int:
                 rss_peak[0] = max(rss_peak[0], rss_mb(server.pid))
                 time.sleep(0.5)
 
-        print(f"running {args.clients} clients x {args.jobs} jobs, {args.events} progress events and "
+        print(f"[{label}] running {args.clients} clients x {args.jobs} jobs, {args.events} progress events and "
               f"a {args.result_mb:g} MB result each, server pid {server.pid} ...", flush=True)
         t0 = time.perf_counter()
         threads = [threading.Thread(target=run_client, args=(c,)) for c in range(args.clients)]
@@ -123,7 +163,9 @@ def main() -> int:
         print("  ", e)
     good = stats["ok"] == total and alive
     print("PASS" if good else "FAIL")
-    return 0 if good else 1
+    lat = sorted(stats["latency"]) or [float("nan")]
+    return {"good": good, "ok": stats["ok"], "wall": wall, "jobs_per_s": total / wall,
+            "median": statistics.median(lat)}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,11 @@ never offered by `gen3dface serve`; it runs only through
 
 Options it understands (in the submit's `options`; other keys are ignored):
     steps (int, default --events), step_s (float), result_bytes (int), previews (int),
-    fail ("oom" | "cuda_oom" | "internal" | a protocol error code such as "NO_FACE").
+    fail ("oom" | "cuda_oom" | "internal" | a protocol error code such as "NO_FACE"),
+    busy (bool, default --busy: each step keeps a CPU busy for step_s instead of sleeping).
+
+With `--ray local|auto|HOST:PORT --ray-workers N` the jobs run on N Ray worker actors
+(backend/service/ray_backend.py) instead of the in-process worker thread.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ class SyntheticWorkload:
     step_s: float = 0.005
     result_bytes: int = 30 << 20
     completions: Path | None = None     # append sha256(image) here per completed job
+    busy: bool = False                  # steps spin the CPU (holding the GIL) instead of sleeping
 
     def capabilities(self) -> dict:
         return {"device": "cpu", "gpu_name": None, "generators": ["synthetic-test-harness"],
@@ -62,7 +67,8 @@ class SyntheticWorkload:
         try:
             out = {"steps": int(o.get("steps", self.steps)), "step_s": float(o.get("step_s", self.step_s)),
                    "result_bytes": int(o.get("result_bytes", self.result_bytes)),
-                   "fail": o.get("fail"), "previews": int(o.get("previews", 0))}
+                   "fail": o.get("fail"), "previews": int(o.get("previews", 0)),
+                   "busy": bool(o.get("busy", self.busy))}
         except (TypeError, ValueError, OverflowError):
             raise PipelineError("BAD_REQUEST", "synthetic options must be numbers") from None
         if not (0 <= out["steps"] <= 10_000 and 0 <= out["step_s"] <= 60
@@ -75,7 +81,12 @@ class SyntheticWorkload:
         n = max(1, o["steps"])
         for i in range(n):
             cancel.raise_if_cancelled()
-            time.sleep(o["step_s"])
+            if o.get("busy"):
+                end = time.perf_counter() + o["step_s"]
+                while time.perf_counter() < end:
+                    pass
+            else:
+                time.sleep(o["step_s"])
             stage = STAGES[min(len(STAGES) - 1, i * len(STAGES) // n)]
             sink.progress(stage, (i + 1) / n, f"synthetic step {i + 1}/{n}")
             if i < o["previews"]:
@@ -118,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--completions")
     p.add_argument("--heartbeat-s", type=float, default=1.0)
     p.add_argument("--replay-cache", type=int, default=200_000, help="replay cache entries")
+    p.add_argument("--busy", action="store_true", help="steps keep a CPU busy instead of sleeping")
+    p.add_argument("--ray", help="run the jobs on Ray worker actors: local | auto | HOST:PORT")
+    p.add_argument("--ray-workers", type=int, default=2)
+    p.add_argument("--ray-cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--ray-local-cpus", type=int, default=None, help="--ray local: the cluster's CPUs")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.bind.startswith(("tcp://127.", "tcp://localhost:", "ipc://", "inproc://")):
@@ -125,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workload = SyntheticWorkload(steps=args.events, step_s=args.step_s,
                                  result_bytes=int(args.result_mb * (1 << 20)),
-                                 completions=Path(args.completions) if args.completions else None)
+                                 completions=Path(args.completions) if args.completions else None,
+                                 busy=args.busy)
     cfg = ServiceConfig(bind=args.bind, key=load_key(args.key_file) if args.key_file else None,
                         insecure=args.insecure, queue_size=args.queue,
                         keep_results_s=args.keep_results,
@@ -134,7 +151,16 @@ def main(argv: list[str] | None = None) -> int:
                         state_dir=Path(args.state_dir) if args.state_dir else None,
                         heartbeat_s=args.heartbeat_s, client_timeout_s=3 * args.heartbeat_s,
                         replay_max_nonces=args.replay_cache)
-    server = Server(cfg, lambda: workload)
+    backend = workload
+    if args.ray:
+        from .ray_backend import RayBackend, RaySettings
+
+        backend = RayBackend(lambda: workload, workload.parse_options,
+                             RaySettings(address=args.ray, workers=args.ray_workers,
+                                         cpus_per_worker=args.ray_cpus_per_worker,
+                                         local_cpus=args.ray_local_cpus, log_to_driver=False),
+                             queue_size_hint=args.queue)
+    server = Server(cfg, lambda: backend)
     endpoint = server.start()
     import signal
     for sig in (signal.SIGTERM, signal.SIGINT):
