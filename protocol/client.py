@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import math
 import time
 import uuid
@@ -115,6 +116,7 @@ class JobHandle:
         self._rig, self._name = rig, name
         self._probe_sent = 0.0
         self._rate: RateLimit | None = None      # progress/preview rate (SPEC 11)
+        self._request: str | None = None         # what it was made from (IDEMPOTENCY_CONFLICT)
 
     @property
     def done(self) -> bool:
@@ -130,6 +132,13 @@ class Event:
     kind: str
     job: JobHandle | None = None
     data: dict = field(default_factory=dict)
+
+
+def _request_digest(image: bytes, rig: dict | None, options: dict | None) -> str:
+    """What a job is made from, for telling a reused idempotency key apart (SPEC 5.3)."""
+    h = hashlib.sha256(hashlib.sha256(image).digest())
+    h.update(json.dumps([rig, options or {}], sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 class Client:
@@ -263,18 +272,25 @@ class Client:
         if not M.KEY_RE.match(key):
             raise ProtocolError("BAD_REQUEST", "idempotency_key must be 1-128 characters of "
                                 "[A-Za-z0-9._:-]")
-        if key in self.jobs:
-            return self.jobs[key]
         image = bytes(image)
+        rig_d = rig.to_dict() if isinstance(rig, Rig) else rig
+        request = _request_digest(image, rig_d, options)
+        if key in self.jobs:
+            known = self.jobs[key]
+            if known._request not in (None, request):
+                raise ProtocolError("IDEMPOTENCY_CONFLICT", f"idempotency_key {key!r} already "
+                                    "names a job of this client made from another photo, rig "
+                                    "or options; use a new key for a new job")
+            return known
         info = check_image(image, self.config.max_image_pixels)
         lim = self.config.server_limits
         if len(image) > lim.max_part_bytes:
             raise ProtocolError("TOO_LARGE", f"the photo is {len(image)} bytes; the server "
                                 f"accepts at most {lim.max_part_bytes}")
-        rig_d = rig.to_dict() if isinstance(rig, Rig) else rig
         if rig_d is not None:
             Rig.from_dict(rig_d)    # CameraError (a ValueError) for a bad rig, before sending
         h = JobHandle(key, image, info.media_type, dict(options or {}), rig_d, name)
+        h._request = request
         self.jobs[key] = h
         if self._chan is not None:
             self._send_submit(h)    # else: sent by _resubmit_all once reconnected

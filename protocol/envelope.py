@@ -28,7 +28,7 @@ from .errors import AuthError, ProtocolError
 from .signing import MAGIC, ReplayGuard, Signer, buffer_digest, new_nonce
 
 PROTOCOL_NAME = "gen3dface"
-PROTOCOL_VERSION = "1.1"          # major.minor: majors are incompatible, minors only add
+PROTOCOL_VERSION = "1.2"          # major.minor: majors are incompatible, minors only add
 PROTOCOL_MAJOR = 1
 N_FIXED_FRAMES = 4                # magic, signature, header, content
 MAX_ROUTING_FRAMES = 4

@@ -22,6 +22,8 @@ ERROR_CODES: dict[str, str] = {
     "INTERNAL": "an unexpected server error; the server keeps running",
     "NOT_AVAILABLE": "the requested generator/feature is not available on this server",
     "NOT_FOUND": "unknown job id, or its result has expired",
+    "IDEMPOTENCY_CONFLICT": "this idempotency_key already names a job made from another photo, "
+                            "rig or options; use a new key for a new job (1.2)",
     "TOO_LARGE": "a frame, the number of frames or the total size exceeds a limit",
     "UNSUPPORTED_VERSION": "the message's protocol major version is not supported",
     # client-side only (never on the wire from a server):

@@ -22,7 +22,7 @@ def test_same_key_same_job_and_other_request_refused(tmp_path):
     assert a is b and c.job_id != a.job_id
     with pytest.raises(PipelineError) as e:
         store.submit("k1", "digest-2")
-    assert e.value.code == "BAD_REQUEST"
+    assert e.value.code == "IDEMPOTENCY_CONFLICT" and e.value.details["job_id"] == a.job_id
     store.close()
 
 

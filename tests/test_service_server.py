@@ -70,7 +70,7 @@ def test_same_idempotency_key_returns_the_same_job_without_running_again(client,
     assert client.recv_until(("result",))[-1].buffers[0] == expected_result(img, 200_000)
     assert server.server.store.get(job_id).runs == 1
     other = submit(client, photo(3), "same")             # same key, different photo
-    assert other.msg_type == "error" and other.content["code"] == "BAD_REQUEST"
+    assert other.msg_type == "error" and other.content["code"] == "IDEMPOTENCY_CONFLICT"
 
 
 def test_queue_full_is_answered_at_once(client):

@@ -131,12 +131,16 @@ def handle(args) -> int:
         return finish(EXIT_CANCELLED)
     except JobError as e:
         display.done(f"error {e.code}: {e.message}")
+        if e.code == "IDEMPOTENCY_CONFLICT":
+            display.done(f"the --idempotency-key {key} was used before for another photo, rig "
+                         "or options; give a new key (or none: a fresh one is drawn) to make a "
+                         "new head, or the same inputs to fetch that job again")
         summary.update(error={"code": e.code, "message": e.message}, job_id=e.job_id)
         return finish(EXIT_SERVER if e.code in ("TIMEOUT", "DISCONNECTED") else exit_code_for(e.code))
     except ProtocolError as e:               # refused locally before sending (photo, rig, key file)
         display.done(f"error {e.code}: {e.message}")
         summary.update(error={"code": e.code, "message": e.message})
-        return finish(EXIT_USAGE if e.code == "AUTH" else EXIT_INPUT)
+        return finish(EXIT_USAGE if e.code in ("AUTH", "IDEMPOTENCY_CONFLICT") else EXIT_INPUT)
     except ValueError as e:                  # a bad rig (CameraError) found before sending
         display.done(f"error: {e}")
         summary.update(error={"code": "BAD_REQUEST", "message": str(e)})

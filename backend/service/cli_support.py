@@ -4,7 +4,8 @@ JSON summary, reading a rig file.
 Exit codes (documented in README and `gen3dface --help`):
     0  success: the GLB (and --json summary) were written
     1  internal error (a bug: please report it with the log)
-    2  usage error (bad arguments, missing file, no key and no --insecure)
+    2  usage error (bad arguments, missing file, no key and no --insecure, an
+       --idempotency-key already used for another photo/rig/options: IDEMPOTENCY_CONFLICT)
     3  input error: the photo or rig was refused (BAD_IMAGE, BAD_REQUEST, NO_FACE, FACE_TOO_SMALL)
     4  server or connection error, or not available here (unreachable, timed out, AUTH,
        QUEUE_FULL, OUT_OF_MEMORY, NOT_AVAILABLE, NOT_FOUND)
@@ -26,11 +27,12 @@ from typing import TextIO
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_SERVER, EXIT_CANCELLED = 0, 1, 2, 3, 4, 5
 
 INPUT_CODES = {"BAD_IMAGE", "BAD_REQUEST", "NO_FACE", "FACE_TOO_SMALL"}
+USAGE_CODES = {"IDEMPOTENCY_CONFLICT"}       # the --idempotency-key argument names another job
 SERVER_CODES = {"AUTH", "QUEUE_FULL", "OUT_OF_MEMORY", "NOT_AVAILABLE", "NOT_FOUND", "TIMEOUT",
                 "CONNECTION", "INTERRUPTED", "SERVER_GONE"}
 
 EXIT_CODES_HELP = ("exit codes: 0 ok; 1 internal error; 2 usage error (bad arguments, missing "
-                   "file, unwritable output, no key); 3 input refused (BAD_IMAGE, BAD_REQUEST, "
+                   "file, unwritable output, no key, IDEMPOTENCY_CONFLICT); 3 input refused (BAD_IMAGE, BAD_REQUEST, "
                    "NO_FACE, FACE_TOO_SMALL); 4 server/connection error or not available "
                    "(unreachable, timed out, AUTH, QUEUE_FULL, OUT_OF_MEMORY, NOT_AVAILABLE, "
                    "NOT_FOUND); 5 cancelled (also Ctrl-C)")
@@ -44,6 +46,8 @@ def exit_code_for(code: str | None) -> int:
         return EXIT_CANCELLED
     if code in INPUT_CODES:
         return EXIT_INPUT
+    if code in USAGE_CODES:
+        return EXIT_USAGE
     if code in SERVER_CODES:
         return EXIT_SERVER
     return EXIT_INTERNAL

@@ -278,16 +278,19 @@ class JobStore:
         """The job for this submit and what happened: "new", "existing" or "rerun".
 
         "rerun": the key names a job that was interrupted (server restart): the same job
-        goes back to QUEUED. A key reused for a DIFFERENT request is a BAD_REQUEST.
+        goes back to QUEUED. A key reused for a DIFFERENT request (photo, rig or options) is
+        IDEMPOTENCY_CONFLICT, with the key's job in its details; nothing changes.
         """
         with self._lock:
             if key is not None:
                 job = self.jobs.get(self.by_key.get(key, ""))
                 if job is not None:
                     if job.request_digest != digest:
-                        raise PipelineError("BAD_REQUEST", "this idempotency_key was already used "
-                                            "for a different request (image, rig or options "
-                                            "differ); use a new key for a new job")
+                        raise PipelineError(
+                            "IDEMPOTENCY_CONFLICT", f"idempotency_key {key!r} already names job "
+                            f"{job.job_id}, made from a different photo, rig or options; use a "
+                            "new key for a new job (or send the same inputs to get that job)",
+                            idempotency_key=key, job_id=job.job_id)
                     if job.state is JobState.INTERRUPTED:
                         job.state, job.cancel = JobState.QUEUED, CancelToken()
                         job.error_code = job.error_message = job.finished_at = None

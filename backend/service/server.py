@@ -305,6 +305,8 @@ class Server:
                 handler(self, routing, client, msg)
         except PipelineError as e:
             extra = {"retry_after_s": 5.0} if e.code == "QUEUE_FULL" else {}
+            if e.details:
+                extra["details"] = dict(e.details)
             # the job_id a request named (cancel/status/fetch_result; validated there), never
             # an unchecked field of another type (a submit's content may hold anything)
             job_id = content.get("job_id") if msg.msg_type in JOB_REQUESTS else None
