@@ -307,3 +307,44 @@ def test_serve_exits_4_with_a_clear_error_when_no_cluster_answers():
         lsock.close()
     assert r.returncode == 4, r.stderr
     assert "did not accept this server within 3 s" in r.stderr
+
+
+def test_worker_gone_silent_is_lost_after_the_liveness_window_and_retried(ray_cluster, tmp_path):
+    """A node that vanishes (power, network) answers nothing and Ray may take long to notice:
+    a worker process stopped with SIGSTOP stands in for it. The liveness ping declares it lost,
+    the job runs again on the other worker and completes once."""
+    import signal
+
+    completions = tmp_path / "completions.txt"
+    backend = synthetic_backend(completions, steps=60, step_s=0.05)   # liveness_s 3 s
+    frozen = None
+    try:
+        with ServerThread(backend, queue_size=4) as st:
+            pool = st.server.worker
+            c = RawClient(st.endpoint, None)
+            c.send(messages.submit(photo(21), "image/png", "freeze-me"))
+            msgs = c.recv_until(("progress",), timeout_s=30)
+            job_id = msgs[0].content["job_id"]
+            msgs += c.recv_until(("progress",), timeout_s=30)
+            victim = next(d for d in pool.dispatchers
+                          if d.current is not None and d.current.job_id == job_id)
+            frozen = victim.info["pid"]
+            os.kill(frozen, signal.SIGSTOP)
+            t0 = time.monotonic()
+            got = []
+            while not any(m.msg_type == "progress" and "lost" in m.content["message"] for m in got):
+                got += c.recv_until(("progress",), timeout_s=20, job_id=job_id)
+            report_s = time.monotonic() - t0
+            got += c.recv_until(("result", "error"), timeout_s=60, job_id=job_id)
+            c.close()
+    finally:
+        if frozen is not None:
+            try:
+                os.kill(frozen, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    print(f"silent worker reported after {report_s:.2f} s")
+    lost = next(m for m in got if m.msg_type == "progress" and "lost" in m.content["message"])
+    assert "liveness" in lost.content["message"] and "retrying" in lost.content["message"]
+    assert got[-1].msg_type == "result" and got[-1].buffers[0] == expected_result(photo(21), 1 << 16)
+    assert completions.read_text().split() == [_sha(photo(21))]

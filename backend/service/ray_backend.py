@@ -55,7 +55,7 @@ from .workload import WorkloadFactory, free_memory, is_out_of_memory
 log = logging.getLogger("gen3dface.service.ray")
 
 EXIT_CLUSTER_UNREACHABLE = 4      # serve's exit status when the cluster cannot be reached
-PING_EVERY_S = 1.0
+PING_EVERY_S = 0.5
 
 
 class RayBackendError(RuntimeError):
@@ -78,7 +78,7 @@ class RaySettings:
     gpus_per_worker: float | None = None   # None: 1 on GPU clusters (workers None), else 0
     connect_timeout_s: float = 15.0
     start_timeout_s: float = 900.0     # until the first worker has built its pipeline
-    liveness_s: float = 3.0            # an unanswered ping this old: the worker is lost
+    liveness_s: float = 3.0            # no answer to pings for this long: the worker is lost
     retries: int = 1                   # reruns of an idempotent job whose worker was lost
     local_cpus: int | None = None      # "local": the private cluster's CPUs (default: all)
     local_object_store_mb: int = 200   # "local": its object store
@@ -306,7 +306,7 @@ class _ActorWorkload:
         liveness = self.d.pool.backend.settings.liveness_s
         gen = actor.run.options(num_returns="streaming").remote(job.job_id, image, rig, options)
         cancel_sent = False
-        ping_ref, ping_at = None, 0.0
+        ping_ref, ping_at, last_ok = None, 0.0, time.monotonic()
         while True:
             if cancel.cancelled and not cancel_sent:
                 actor.cancel.remote(job.job_id)
@@ -322,8 +322,8 @@ class _ActorWorkload:
                         ray.get(ping_ref)
                     except RayError as e:
                         raise WorkerLost(_why(e)) from None
-                    ping_ref = None
-                elif time.monotonic() - ping_at > liveness:
+                    ping_ref, last_ok = None, time.monotonic()
+                elif time.monotonic() - last_ok > liveness:
                     raise WorkerLost(f"no answer to a liveness check for {liveness:g} s: its "
                                      "process or node is gone or hung")
             if not ready:
