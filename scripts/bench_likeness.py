@@ -16,7 +16,12 @@ For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/
    The peer's model files are non-commercial: benchmark only.
 3. renders: Blender's glTF importer and Cycles (scripts/render_heads_bpy.py: the photo's camera
    from the sidecar with the long side at --size, then the yaw ring), --workers Blender
-   processes over interleaved halves of the list, one Cycles thread each.
+   processes over interleaved halves of the list, one Cycles thread each. Renders are kept in
+   renders/s{size}_n{samples}_{render script digest}/ beside each head, one stamp per head
+   (the digests of its GLB and of the sidecar's camera, and the views made): a view is made
+   again only when one of those changed, so an unchanged head (ours is byte-identical run to
+   run) or another --yaws subset costs no Blender time. Runs may overlap: a label is locked
+   for its run, the peer's cache while one run makes it.
 4. the judge (backend/eval/likeness.py): dlib HOG detection (upsample 1 on photos, 2 on
    renders), the largest face, the 128-d ResNet encoding ("large" landmarks, 1 jitter); renders
    composited on grey 128. Per view: found, genuine mean, verified (share of ALL judged photos
@@ -373,6 +378,15 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def views_to_render(stamp: dict, head: dict, views, exists) -> tuple[set, list]:
+    """(views that can be reused, views to render) for one head. `stamp`: what the render
+    folder says it holds ({"head": digests, "views": [...]}, or {}), `head`: the digests of the
+    GLB and camera now, `exists(view)`: whether that view's PNG is there."""
+    have = set(stamp.get("views", [])) if stamp.get("head") == head else set()
+    have = {v for v in have if v in views and exists(v)}
+    return have, [v for v in views if v not in have]
+
+
 def camera_digest(sidecar: Path) -> str:
     """The part of a sidecar the renders depend on (its timings change every run)."""
     cam = json.loads(Path(sidecar).read_text()).get("camera")
@@ -551,6 +565,39 @@ def print_table(res: dict) -> str:
     return text
 
 
+def compare_runs(this: dict, other: dict) -> dict:
+    """Ours in this run against ours in another run's results.json, per view: genuine mean and
+    verified share of each (each over its own photos), and the mean change of the genuine
+    distance over the photos both runs found (negative: this run looks more like the person)."""
+    out = {}
+    for v, r in this["views"].items():
+        o = other.get("views", {}).get(v)
+        if o is None:
+            continue
+        pairs = [(p["ours"][v], other["per_photo"][s]["ours"].get(v))
+                 for s, p in this["per_photo"].items() if s in other.get("per_photo", {})]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        out[v] = {"this": {"genuine_mean": r["ours"]["genuine_mean"], "verified": r["ours"]["verified"],
+                           "found": r["ours"]["found"]},
+                  "other": {"genuine_mean": o["ours"]["genuine_mean"], "verified": o["ours"]["verified"],
+                            "found": o["ours"]["found"]},
+                  "paired_change": float(np.mean([x - y for x, y in pairs])) if pairs else None,
+                  "n_paired": len(pairs)}
+    return out
+
+
+def format_comparison(name: str, cmp: dict) -> str:
+    lines = [f"ours against {name!r}: genuine (found, verified) there -> here; mean change on the "
+             "photos found by both"]
+    for v, c in cmp.items():
+        t, o = c["this"], c["other"]
+        ver = lambda x: fmt(None if x is None else 100 * x, ".0f") + "%"
+        lines.append(f"  {v:8s} {fmt(o['genuine_mean'])} ({o['found']}, {ver(o['verified'])}) -> "
+                     f"{fmt(t['genuine_mean'])} ({t['found']}, {ver(t['verified'])}); change "
+                     f"{fmt(c['paired_change'], '+.3f')} (n={c['n_paired']})")
+    return "\n".join(lines)
+
+
 # -- main -----------------------------------------------------------------------------------
 def parse_args(argv=None):
     root = data_root()
@@ -585,6 +632,8 @@ def parse_args(argv=None):
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--yaws", default="0,30,60,90,180")
     ap.add_argument("--workers", type=int, default=2, help="Blender render processes")
+    ap.add_argument("--compare", action="append",
+                    help="another label (or a results.json) to compare ours with (repeatable)")
     ap.add_argument("--json", type=Path, help="results JSON (default OUT/ours/LABEL/results.json)")
     ap.add_argument("--sheet", type=Path, help="contact sheet PNG (default OUT/ours/LABEL/sheet.png)")
     ap.add_argument("--sheet-views", default="photo,yaw000,yaw030,yaw060,yaw090")
@@ -720,9 +769,8 @@ def bench(a) -> int:
                     old = json.loads(stamp_path.read_text())
                 except ValueError:
                     old = {}
-            have = set(old.get("views", [])) if old.get("head") == head else set()
-            have = {v for v in have if Path(f"{pref}_{v}.png").exists()}
-            need = [v for v in views if v not in have]
+            have, need = views_to_render(old, head, views,
+                                         lambda v, pref=pref: Path(f"{pref}_{v}.png").exists())
             if not need:
                 reused[who] += 1
                 continue
@@ -809,6 +857,13 @@ def bench(a) -> int:
     }
     res["timing"]["total_s"] = round(time.perf_counter() - t_start, 1)
     res["table"] = print_table(res)
+    for other in a.compare or []:
+        path = Path(other) if other.endswith(".json") else a.out / "ours" / other / "results.json"
+        if not path.exists():
+            log(f"--compare {other}: no {path}")
+            continue
+        res.setdefault("compare", {})[other] = compare_runs(res, json.loads(path.read_text()))
+        print(format_comparison(other, res["compare"][other]))
     out_json = a.json or ours_dir / "results.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(res, indent=1, default=float))

@@ -243,3 +243,46 @@ def test_render_script_cameras(tmp_path, blender_python):
     centre90, centre270 = ring[90][50, 50], ring[270][50, 50]
     assert centre90[0] > centre90[1] + 40               # yaw 90: from the subject's left
     assert abs(centre270[0] - centre270[1]) < 20        # yaw 270: the grey side
+
+
+# -- the benchmark's render cache (scripts/bench_likeness.py) --------------------------------------
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_likeness.py"
+    spec = importlib.util.spec_from_file_location("bench_likeness", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_views_to_render_reuses_only_what_the_stamp_vouches_for(bench):
+    head = {"glb": "g1", "camera": "c1"}
+    views = ["photo", "yaw000", "yaw030"]
+    stamp = {"head": head, "views": ["photo", "yaw000", "yaw090"]}
+    on_disk = {"photo", "yaw000", "yaw090"}
+    have, need = bench.views_to_render(stamp, head, views, on_disk.__contains__)
+    assert have == {"photo", "yaw000"} and need == ["yaw030"]
+    # a file the stamp lists but that is gone is rendered again
+    have, need = bench.views_to_render(stamp, head, views, {"yaw000"}.__contains__)
+    assert need == ["photo", "yaw030"]
+    # another GLB or another camera: everything again
+    for other in ({"glb": "g2", "camera": "c1"}, {"glb": "g1", "camera": "c2"}):
+        assert bench.views_to_render(stamp, other, views, on_disk.__contains__) == (set(), views)
+    assert bench.views_to_render({}, head, views, on_disk.__contains__) == (set(), views)
+
+
+def test_camera_digest_ignores_everything_but_the_camera(bench, tmp_path):
+    import json
+
+    cam = {"intrinsics": {"width": 4, "height": 3, "fx": 5.0, "cx": 2.0, "cy": 1.5},
+           "blender_cam_to_world": np.eye(4).tolist()}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"camera": cam, "timings_s": {"total": 1.0}}))
+    b.write_text(json.dumps({"timings_s": {"total": 2.0}, "camera": cam}))
+    assert bench.camera_digest(a) == bench.camera_digest(b)
+    cam2 = dict(cam, intrinsics=dict(cam["intrinsics"], fx=6.0))
+    b.write_text(json.dumps({"camera": cam2}))
+    assert bench.camera_digest(a) != bench.camera_digest(b)
