@@ -117,12 +117,23 @@ def main(argv=None) -> int:
     ap.add_argument("--overlay", type=Path, default=None)
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--fit", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a FitConfig field (repeatable), e.g. --fit expression_l2=20")
     args = ap.parse_args(argv)
 
     from gen3dface.backend.fitting import FitConfig, HeadFitter
     from gen3dface.backend.headmodel.ict import load_ict_npz
     model = load_ict_npz(args.ict)
-    fitter = HeadFitter(model, FitConfig())
+    overrides = {}
+    for kv in args.fit:
+        key, _, value = kv.partition("=")
+        if key not in FitConfig.__dataclass_fields__:
+            raise SystemExit(f"--fit {kv}: FitConfig has no field {key!r}")
+        overrides[key] = type(getattr(FitConfig(), key))(value) if value not in ("True", "False") \
+            else value == "True"
+    fitter = HeadFitter(model, FitConfig(**overrides))
+    if overrides:
+        print("FitConfig overrides:", overrides)
     if not args.skip_synthetic:
         synthetic(fitter, args.cases, args.noise, args.seed)
     if not args.skip_real and args.faces.is_dir():

@@ -46,6 +46,14 @@ class ExportConfig:
     morph_epsilon: float = 2e-5          # metres: per-vertex offsets below this are written as 0
     min_target_motion: float = 5e-4      # metres: a target goes on a non-Head mesh if it moves it
     eye_look_deg: dict = field(default_factory=lambda: dict(EYE_LOOK_DEG))
+    # PBR roughness: matte by default. The base colours are photo pixels, which already hold
+    # the photo's shading and highlights (the eyes' catchlights too): a glossy material adds a
+    # second sheen on top, and under even light it greys the skin and turns a dark iris into
+    # a grey reflection. Measured with scripts/bench_likeness.py (dlib distance, photo camera,
+    # 8 photos): skin/eyes 0.55/0.08 -> 0.312, 0.75/0.7 -> 0.273, 1.0/1.0 -> 0.249 (README).
+    skin_roughness: float = 1.0
+    eye_roughness: float = 1.0
+    mouth_roughness: float = 1.0
     arkit: ArkitConfig = field(default_factory=ArkitConfig)   # the exported shape set
 
     def __post_init__(self):
@@ -107,15 +115,18 @@ def _material_for(b: GltfBuilder, name: str, asset: HeadAsset, config: ExportCon
         data, mime = _encode_image(asset.skin_texture, config.skin_image_format,
                                    config.jpeg_quality)
         tex = b.texture(b.image(data, mime, "HeadSkin_baseColor"))
-        idx = b.material(name, texture=tex, roughness=0.55)
+        idx = b.material(name, texture=tex, roughness=config.skin_roughness)
     elif group in asset.eye_textures:
         data, mime = _encode_image(asset.eye_textures[group], "png")
         tex = b.texture(b.image(data, mime, f"{name}_baseColor"))
-        idx = b.material(name, texture=tex, roughness=0.08 if "Sclera" in name else 0.3)
+        idx = b.material(name, texture=tex, roughness=config.eye_roughness
+                         if group.startswith(("M_Sclera", "M_Iris")) else config.mouth_roughness)
     elif name == "Teeth":
-        idx = b.material(name, base_color=(0.92, 0.88, 0.78, 1.0), roughness=0.3)
+        idx = b.material(name, base_color=(0.92, 0.88, 0.78, 1.0),
+                         roughness=config.mouth_roughness)
     elif name == "Mouth":
-        idx = b.material(name, base_color=(0.62, 0.26, 0.26, 1.0), roughness=0.4)
+        idx = b.material(name, base_color=(0.62, 0.26, 0.26, 1.0),
+                         roughness=config.mouth_roughness)
     elif name == "Eyelashes":
         idx = b.material(name, base_color=(0.05, 0.04, 0.035, 1.0), roughness=0.6)
     else:

@@ -42,8 +42,8 @@ class FitConfig:
     pose_iterations: int = 8           # stage 1: pose + focal, neutral shape
     iterations: int = 30               # stage 2: everything
     identity_prior: float = 0.5        # weight of |alpha|^2 (coefficients ~ N(0, 1))
-    expression_l2: float = 0.3         # weight of |beta|^2
-    expression_l1: float = 0.02        # weight of sum(beta) (sparsity; beta >= 0)
+    expression_l2: float = 10.0        # weight of |beta|^2 (at 0.3 weights saturated on noise)
+    expression_l1: float = 0.3         # weight of sum(beta) (sparsity; beta >= 0)
     fov_prior_deg: float = 30.0        # horizontal field of view the focal prior centres on
     focal_prior: float = 20.0          # weight of (log f - log f0)^2 (sigma ~0.16 in log f)
     landmark_sigma: float = 0.01       # expected landmark noise, as a fraction of the face size
