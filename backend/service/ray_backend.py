@@ -452,7 +452,12 @@ class RayWorkerPool:
         self.lost: collections.Counter = collections.Counter()   # job id -> lost runs
         self.dispatchers = [_Dispatcher(self, i, jobs, store, outbox, pending=p)
                             for i, p in enumerate(backend.take_pending())]
-        self._nodes_cache: tuple[float, int] = (0.0, 0)
+        # the cluster's alive nodes and resources, refreshed by a thread of their own: the
+        # socket loop only reads them (a GCS call there could stall pings behind it)
+        self.nodes, self.resources = backend.nodes, dict(backend.resources)
+        self._watch_stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_cluster, name="gen3dface-ray-watch",
+                                         daemon=True)
 
     @property
     def current(self) -> Job | None:
@@ -465,12 +470,24 @@ class RayWorkerPool:
     def start(self) -> None:
         for d in self.dispatchers:
             d.start()
+        self._watcher.start()
+
+    def _watch_cluster(self) -> None:
+        ray = import_ray()
+        while not self._watch_stop.wait(2.0):
+            try:
+                self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+                res = ray.cluster_resources()
+                self.resources = {k: float(v) for k, v in res.items() if k in ("CPU", "GPU")}
+            except Exception:                   # the GCS is restarting: keep the last figures
+                pass
 
     def is_alive(self) -> bool:
         return any(d.is_alive() for d in self.dispatchers)
 
     def stop(self) -> None:
         self.stopping = True
+        self._watch_stop.set()
         for d in self.dispatchers:
             d.stop()
 
@@ -486,17 +503,14 @@ class RayWorkerPool:
                 _kill(d.actor)
             if d.pending is not None:
                 _kill(d.pending[0])
+        for d in self.dispatchers:              # a job still running sees its actor die and
+            if d.ident is not None:             # ends INTERRUPTED (server_shutdown) in the outbox
+                d.join(2.0)
+        if self._watcher.ident is not None:
+            self._watcher.join(5.0)
         self.backend.close()
 
     def cluster_info(self) -> dict:
-        ray = import_ray()
-        now = time.monotonic()
-        if now - self._nodes_cache[0] > 2.0:
-            try:
-                nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-            except Exception:
-                nodes = self._nodes_cache[1]
-            self._nodes_cache = (now, nodes)
         devices = []
         for d in self.dispatchers:
             info = d.info or {}
@@ -504,10 +518,10 @@ class RayWorkerPool:
                             "node": info.get("node_ip"), "device": info.get("device"),
                             "gpu_name": info.get("gpu_name"), "gpu_ids": info.get("gpu_ids") or []})
         live = sum(1 for d in self.dispatchers if d.actor is not None)
-        return {"backend": "ray", "address": self.backend.settings.address, "nodes": self._nodes_cache[1],
+        return {"backend": "ray", "address": self.backend.settings.address, "nodes": self.nodes,
                 "workers": live, "workers_configured": len(self.dispatchers),
                 "running": len(self.running_jobs()), "capacity": live + self.backend.queue_size_hint,
-                "resources": self.backend.resources, "devices": devices}
+                "resources": self.resources, "devices": devices}
 
 
 class RayBackend:
@@ -533,6 +547,7 @@ class RayBackend:
         s = self.settings
         res = ray.cluster_resources()
         self.resources = {k: float(v) for k, v in res.items() if k in ("CPU", "GPU")}
+        self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         gpus = int(res.get("GPU", 0))
         if s.workers is None:
             if gpus < 1:
