@@ -462,7 +462,7 @@ def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok)
 
 # -- contact sheet ------------------------------------------------------------------------------
 def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, views, cell=96,
-                  face_boxes: dict | None = None, ring_crop: float = 0.6):
+                  face_boxes: dict | None = None, ring_crop: float = 0.6, colours: int = 0):
     """Rows: photo | ours views | peer views. The photo and both photo-camera renders are cut to
     the same square around the photo's face (face_boxes: stem -> (x0, y0, x1, y1) as fractions
     of the image); ring views to their central `ring_crop` (the same for ours and the peer)."""
@@ -512,7 +512,9 @@ def contact_sheet(path: Path, photos: dict, ours_pref: dict, peer_pref: dict, vi
                     draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(60, 0, 0))
                     draw.text((x + 4, y + cell // 2), "missing", fill=(255, 255, 255))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    if colours:        # a palette image: a third of the size, for README
+        sheet = sheet.quantize(colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sheet.save(path, optimize=True)
 
 
 # -- table ----------------------------------------------------------------------------------
@@ -638,6 +640,8 @@ def parse_args(argv=None):
     ap.add_argument("--sheet", type=Path, help="contact sheet PNG (default OUT/ours/LABEL/sheet.png)")
     ap.add_argument("--sheet-views", default="photo,yaw000,yaw030,yaw060,yaw090")
     ap.add_argument("--cell", type=int, default=96, help="contact sheet thumbnail size (px)")
+    ap.add_argument("--sheet-colours", type=int, default=0,
+                    help="save the sheet with a palette of this many colours (0: full colour)")
     return ap.parse_args(argv)
 
 
@@ -823,7 +827,8 @@ def bench(a) -> int:
     sheet = a.sheet or ours_dir / "sheet.png"
     sheet_views = [v for v in a.sheet_views.split(",") if v in views]
     contact_sheet(sheet, photos, ours_pref, peer_pref, sheet_views, a.cell,
-                  {s: r["face_box"] for s, r in face["per_photo"].items() if "face_box" in r})
+                  {s: r["face_box"] for s, r in face["per_photo"].items() if "face_box" in r},
+                  colours=a.sheet_colours)
     stages["sheet"] = time.perf_counter() - t0
 
     ours_times = [ours[s]["seconds"] for s in photos if ours[s]["ok"] and ours[s]["seconds"] is not None]
