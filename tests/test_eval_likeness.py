@@ -286,3 +286,32 @@ def test_camera_digest_ignores_everything_but_the_camera(bench, tmp_path):
     cam2 = dict(cam, intrinsics=dict(cam["intrinsics"], fx=6.0))
     b.write_text(json.dumps({"camera": cam2}))
     assert bench.camera_digest(a) != bench.camera_digest(b)
+
+
+def test_face_region_scores_on_a_real_photo(bench, tmp_path):
+    """The face-region PSNR/SSIM of the script: a photo-camera 'render' that is the photo itself
+    scores inf / 1; one with a hole in the face scores lower, with the same mask for both."""
+    from PIL import Image
+    from skimage import data
+
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    same = Image.open(photo).convert("RGB").resize((320, 320), Image.LANCZOS).convert("RGBA")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "peer").mkdir()
+    same.save(tmp_path / "ours" / "astronaut_photo.png")
+    holed = np.asarray(same).copy()
+    holed[90:130, 110:170, 3] = 0                   # a hole over the eyes
+    Image.fromarray(holed).save(tmp_path / "peer" / "astronaut_photo.png")
+    out = bench.face_region_scores({"astronaut": photo}, {"astronaut": str(tmp_path / "ours" / "astronaut")},
+                                   {"astronaut": str(tmp_path / "peer" / "astronaut")},
+                                   lambda who, s: True)
+    rec = out["per_photo"]["astronaut"]
+    assert rec["ours"]["psnr"] == math.inf and rec["ours"]["ssim"] == pytest.approx(1.0)
+    assert rec["ours"]["covered"] == 1.0
+    assert rec["peer"]["mask_px"] == rec["ours"]["mask_px"] > 2000
+    assert rec["peer"]["psnr"] < 25 and rec["peer"]["ssim"] < 0.97
+    assert 0.7 < rec["peer"]["covered"] < 1.0
+    # the face box is the astronaut's face, in the upper middle of the portrait
+    x0, y0, x1, y1 = rec["face_box"]
+    assert 0.2 < x0 < x1 < 0.75 and 0.05 < y0 < y1 < 0.6
