@@ -56,6 +56,7 @@ from PIL import Image, ImageDraw, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
+FACE_MATCH_IOU = 0.2     # dlib's face box against our face analysis' face-oval box: same face
 RENDER_SCRIPT = REPO / "scripts" / "render_heads_bpy.py"
 PEER_BATCH = REPO / "scripts" / "peer_batch.py"
 
@@ -190,27 +191,29 @@ class Judge:
         return self.encode_counted(path, upsample, cache)[0]
 
     def encode_counted(self, path: Path, upsample: int, cache: bool = False):
-        """(encoding of the largest face or None, number of faces found)."""
+        """(encoding of the largest face or None, number of faces found, the largest face's box
+        (x0, y0, x1, y1) in pixels or None)."""
         key = None
         if cache:
             st = path.stat()
             key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{upsample}"
             v = self.cache.get(key)
-            if isinstance(v, dict):
-                return (None if v["enc"] is None else np.asarray(v["enc"])), v["faces"]
+            if isinstance(v, dict) and "box" in v:
+                return (None if v["enc"] is None else np.asarray(v["enc"])), v["faces"], v["box"]
         t0 = time.perf_counter()
         arr = self.load_rgb(path)
         boxes = self.fr.face_locations(arr, number_of_times_to_upsample=upsample)
-        enc = None
+        enc, xyxy = None, None
         if boxes:
-            box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+            box = max(boxes, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))   # (top, right, bottom, left)
             enc = self.fr.face_encodings(arr, [box], num_jitters=1, model="large")[0]
+            xyxy = [int(box[3]), int(box[0]), int(box[1]), int(box[2])]
         self.seconds += time.perf_counter() - t0
         self.computed += 1
         if key is not None:
             self.cache[key] = {"enc": None if enc is None else [float(x) for x in enc],
-                               "faces": len(boxes)}
-        return enc, len(boxes)
+                               "faces": len(boxes), "box": xyxy}
+        return enc, len(boxes), xyxy
 
     def save(self):
         """Write the cache, keeping only entries whose file is still as it was."""
@@ -405,14 +408,39 @@ def photo_for_camera(photo: Path) -> Image.Image:
     return im.convert("RGB")
 
 
-def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok) -> dict:
-    """PSNR/SSIM in the face oval of the photo, of the photo-camera renders of ours and the
-    peer. -> {"per_photo": {stem: {...}}, "ours": {...}, "peer": {...}, "skipped": {...}}."""
-    L = load_measures()
+def analyse_photos(photos: dict) -> dict:
+    """Our face analysis (backend/face, mediapipe) of each photo as the pipeline sees it:
+    stem -> {"size": (W, H), "oval": (N, 2) face-oval landmarks in pixels, "face_box": the
+    oval's bounding box as fractions of the image} or {"error": why}."""
     from gen3dface.backend.face.analysis import FaceAnalysisConfig, FaceAnalyzer
     from gen3dface.backend.face.landmarks import FACE_OVAL
 
+    out = {}
     analyzer = FaceAnalyzer(FaceAnalysisConfig(segment=False))
+    try:
+        for stem, photo in photos.items():
+            im = photo_for_camera(photo)
+            try:
+                fa = analyzer.analyze(np.asarray(im))
+            except Exception as e:
+                out[stem] = {"error": f"{type(e).__name__}: {e}"}
+                continue
+            lm = fa.landmarks[FACE_OVAL]
+            out[stem] = {"size": (im.width, im.height), "oval": lm,
+                         "face_box": [float(lm[:, 0].min() / im.width), float(lm[:, 1].min() / im.height),
+                                      float(lm[:, 0].max() / im.width), float(lm[:, 1].max() / im.height)]}
+    finally:
+        analyzer.close()
+    return out
+
+
+def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok,
+                       analyses: dict | None = None) -> dict:
+    """PSNR/SSIM in the face oval of the photo, of the photo-camera renders of ours and the
+    peer. -> {"per_photo": {stem: {...}}, "ours": {...}, "peer": {...}, "skipped": {...}}."""
+    L = load_measures()
+    if analyses is None:
+        analyses = analyse_photos(photos)
     per, skipped = {}, {}
     for stem, photo in photos.items():
         renders = {}
@@ -423,19 +451,16 @@ def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok)
         if not renders:
             skipped[stem] = "no photo-camera render"
             continue
-        im = photo_for_camera(photo)
-        try:
-            fa = analyzer.analyze(np.asarray(im))
-        except Exception as e:
-            skipped[stem] = f"mediapipe: {e}"
+        fa = analyses.get(stem) or {"error": "not analysed"}
+        if fa.get("error"):
+            skipped[stem] = f"face analysis: {fa['error']}"
             continue
-        lm = fa.landmarks[FACE_OVAL]
-        rec = {"face_box": [float(lm[:, 0].min() / im.width), float(lm[:, 1].min() / im.height),
-                            float(lm[:, 0].max() / im.width), float(lm[:, 1].max() / im.height)]}
+        im = photo_for_camera(photo)
+        rec = {"face_box": fa["face_box"]}
         for who, rgba in renders.items():
             h, w = rgba.shape[:2]
             ref = np.asarray(im.resize((w, h), Image.LANCZOS), np.float64) / 255.0
-            pts = fa.landmarks[FACE_OVAL] * np.array([w / im.width, h / im.height])
+            pts = fa["oval"] * np.array([w / im.width, h / im.height])
             mask = L.polygon_mask(pts, w, h)
             if not mask.any():
                 continue
@@ -445,7 +470,6 @@ def face_region_scores(photos: dict, ours_pref: dict, peer_pref: dict, views_ok)
                         "mask_px": int(mask.sum()),
                         "covered": float((rgba[..., 3][mask] > 127).mean())}
         per[stem] = rec
-    analyzer.close()
     out = {"per_photo": per, "skipped": skipped}
     for who in ("ours", "peer"):
         vals = [r[who] for r in per.values() if who in r]
@@ -527,7 +551,7 @@ def fmt(x, spec=".3f", none="-"):
 def print_table(res: dict) -> str:
     lines = []
     n = res["n_photos"]
-    lines.append(f"likeness on the {n} photos where dlib finds one face ({res['photos_dir']}, "
+    lines.append(f"likeness on {n} photos ({res['photos_dir']}, "
                  f"{res['n_photos_listed']} listed); label {res['label']!r}, ours args "
                  f"{res['ours_args'] or 'none'}")
     sub = f"{'found':>6s} {'genuine':>7s} {'verified':>8s} {'impostor':>8s} {'rank-1':>6s}"
@@ -609,9 +633,9 @@ def parse_args(argv=None):
                                         "--ours-arg=--texture-size=2048 (repeatable).")
     ap.add_argument("--photos", type=Path, default=root / "faces")
     ap.add_argument("--stems", help="comma-separated photo stems: a quick subset")
-    ap.add_argument("--keep-multi-face", action="store_true",
-                    help="also judge photos where dlib finds several faces (left out by default: "
-                         "the judge's largest face need not be the person our pipeline picks)")
+    ap.add_argument("--keep-face-mismatch", action="store_true",
+                    help="also judge photos where dlib's largest face is not the face our "
+                         "pipeline's face analysis picks (two people: left out by default)")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_likeness",
                     help="output folder (peer cache in OUT/peer, ours in OUT/ours/LABEL)")
     ap.add_argument("--label", default="ours", help="name of this variant of ours (its folder)")
@@ -677,21 +701,17 @@ def bench(a) -> int:
     # 1. the photos the judge can read (cached)
     t0 = time.perf_counter()
     judge = Judge(a.out / "encodings_cache.json")
-    photo_enc = {}
+    photo_enc, photo_box, photo_faces = {}, {}, {}
     for s, p in photos.items():
-        e, n_faces = judge.encode_counted(p, upsample=1, cache=True)
+        e, n_faces, box = judge.encode_counted(p, upsample=1, cache=True)
         if e is None:
             failures[f"photo {s}"] = "dlib finds no face in the photo: left out"
-        elif n_faces > 1 and not a.keep_multi_face:
-            # the judge takes dlib's largest face, our pipeline mediapipe's main one: with two
-            # people they may be different persons, which says nothing about likeness
-            failures[f"photo {s}"] = f"dlib finds {n_faces} faces in the photo: left out"
         else:
-            photo_enc[s] = e
+            photo_enc[s], photo_box[s], photo_faces[s] = e, box, n_faces
     judge.save()
     photos = {s: photos[s] for s in photo_enc}
     stages["photos"] = time.perf_counter() - t0
-    log(f"{len(photos)} photos judged (dlib finds one face)")
+    log(f"{len(photos)} photos where dlib finds a face")
     if not photos:
         raise SystemExit("dlib reads none of the photos")
 
@@ -746,6 +766,26 @@ def bench(a) -> int:
         if peer[s]["ok"] and sc.exists():
             peer_warm.append(json.loads(sc.read_text()).get("timing_s", {}).get("warm_total"))
     stages["peer"] = time.perf_counter() - t0
+
+    # 3b. the person: the judge compares with dlib's largest face, our pipeline models the face
+    #     its own face analysis picks (mediapipe). Where those are different people (photos of
+    #     two), the judge would measure the mix-up, not likeness: such photos are left out.
+    t0 = time.perf_counter()
+    analyses = analyse_photos(photos)
+    L = load_measures()
+    for s in list(photos):
+        fa = analyses.get(s)
+        if fa is None or fa.get("error") or a.keep_face_mismatch:
+            continue
+        W, H = fa["size"]
+        oval = [fa["face_box"][0] * W, fa["face_box"][1] * H, fa["face_box"][2] * W, fa["face_box"][3] * H]
+        iou = L.box_iou(photo_box[s], oval)
+        if iou < FACE_MATCH_IOU:
+            failures[f"photo {s}"] = (f"dlib's largest face is not the one our face analysis picks "
+                                      f"(IoU {iou:.2f}; dlib finds {photo_faces[s]} faces): left out")
+            del photos[s], photo_enc[s]
+    log(f"{len(photos)} photos judged")
+    stages["faces"] = time.perf_counter() - t0
 
     # 4. renders. Kept per render setting (renders/s{size}_n{samples}_{script digest}/) and per
     #    view: a view is rendered again only when the GLB or the sidecar's camera changed (a
@@ -819,7 +859,7 @@ def bench(a) -> int:
 
     # 6. the face region
     t0 = time.perf_counter()
-    face = face_region_scores(photos, ours_pref, peer_pref, lambda who, s: True)
+    face = face_region_scores(photos, ours_pref, peer_pref, lambda who, s: True, analyses)
     stages["face_region"] = time.perf_counter() - t0
 
     # 7. outputs
@@ -831,7 +871,8 @@ def bench(a) -> int:
                   colours=a.sheet_colours)
     stages["sheet"] = time.perf_counter() - t0
 
-    ours_times = [ours[s]["seconds"] for s in photos if ours[s]["ok"] and ours[s]["seconds"] is not None]
+    # in the order they ran (photos left out later still ran: the first one is the cold one)
+    ours_times = [r["seconds"] for r in ours.values() if r["ok"] and r["seconds"] is not None]
     res = {
         "label": a.label, "ours_args": ours_args,
         "ours_src": source_state(a.ours_src), "photos_dir": str(a.photos),

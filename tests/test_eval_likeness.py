@@ -88,6 +88,13 @@ def test_between_views_mean():
     assert L.between_views_mean({"v0": {"a": None}}) is None
 
 
+def test_box_iou():
+    assert L.box_iou((0, 0, 2, 2), (0, 0, 2, 2)) == pytest.approx(1.0)
+    assert L.box_iou((0, 0, 2, 2), (1, 0, 3, 2)) == pytest.approx(2 / 6)
+    assert L.box_iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert L.box_iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
 # -- images ---------------------------------------------------------------------------------------
 def test_composite_over_grey_and_image():
     rgba = np.zeros((2, 2, 4), np.uint8)

@@ -95,6 +95,15 @@ def between_views_mean(renders_by_view: Mapping[str, Mapping[str, np.ndarray | N
     return float(np.mean(pairs)) if pairs else None
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 # -- images --------------------------------------------------------------------------------
 def composite(rgba, background=GREY) -> np.ndarray:
     """HxWx4 uint8 (or float in [0, 1]) RGBA over `background` (a grey level in [0, 1], an RGB
