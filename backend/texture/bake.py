@@ -12,10 +12,14 @@ texel of the atlas it finds the surface point and normal on the posed mesh, and 
  - tests visibility by casting a ray from the point toward the camera (trimesh + embreex),
  - weights the sample by the viewing angle (cos^p of normal vs. direction to the camera), the
    view's foreground mask and the view's own weight.
-Texels the views do not see are filled, in order, from the mirror image of the face (the
-point mirrored across x = 0 in the head frame, which ICT-FaceKit's topology maps vertex to
-vertex) and then from a smooth fill solved on the mesh (observed colours diffused over the
-vertex graph and pulled toward the median skin tone), so there are no holes or hard seams.
+Each texel is composed of three layers, top to bottom, each blended by its confidence (a
+smoothstep of its accumulated weight): the views' own colour; the colour of its mirror twin
+(the point mirrored across x = 0 in the head frame, which ICT-FaceKit's topology maps vertex to
+vertex), only under what the views saw too little of; and a smooth fill solved on the mesh
+(observed colours diffused over the vertex graph, so that its level meets the projected colour
+at the border of what was seen, and pulled toward the median skin tone far from it). Every
+blend is smooth, so there are no holes, hard seams or tone breaks; the view's foreground mask
+is shrunk a little first, so no texel takes colour from a pixel beside the background.
 """
 from __future__ import annotations
 
@@ -71,10 +75,14 @@ class TextureConfig:
     mirror_weight: float = 0.6        # trust in a mirrored sample relative to a direct one
     min_cos: float = 0.05             # surfaces seen more obliquely than this get no colour
     angle_power: float = 2.0          # weight = cos(angle) ** angle_power
-    full_confidence: float = 0.3      # accumulated weight at which the photo replaces the fill
+    full_confidence: float = 0.1      # accumulated weight at which the photo replaces the fill
+                                      # (0.1: surfaces up to ~70 degrees from the camera keep the
+                                      # photo; 0.3 blended the nose sides and cheeks with the fill)
     fill_data_weight: float = 20.0    # how firmly seen vertices keep their colour in the fill
     fill_prior_weight: float = 0.02   # how fast unseen colour relaxes to the skin tone
     ray_offset: float = 5e-4          # metres: ray start offset off the surface
+    mask_margin_px: int = 2           # the foreground mask is shrunk by this many pixels: at a
+                                      # silhouette, bilinear samples mix in the background
 
     def __post_init__(self):
         if self.size not in (256, 512, 1024, 2048, 4096):
@@ -116,6 +124,23 @@ def mirror_vertex_map(vertices: np.ndarray, candidates: np.ndarray | None = None
     if np.median(d[cand]) > tolerance:
         return None
     return cand[j]
+
+
+def _smooth_confidence(weight: np.ndarray, full: float) -> np.ndarray:
+    """Accumulated view weight -> confidence in [0, 1] (smoothstep of weight / full)."""
+    c = np.clip(np.asarray(weight, np.float64) / full, 0.0, 1.0).astype(np.float32)
+    return c * c * (3 - 2 * c)
+
+
+def edge_safe(view: BakeView, margin_px: int) -> BakeView:
+    """The view with its foreground mask shrunk by `margin_px` (a min filter), so no texel
+    takes colour from a pixel next to the background; views without a mask are unchanged."""
+    if view.mask is None or margin_px <= 0:
+        return view
+    import cv2
+
+    k = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
+    return BakeView(view.image, view.w2c, view.intrinsics, cv2.erode(view.mask, k), view.weight)
 
 
 def _interpolate(values: np.ndarray, tri_vertices: np.ndarray, bary: np.ndarray) -> np.ndarray:
@@ -278,6 +303,7 @@ class TextureBaker:
                              f"{self.model.vertices.shape}")
         if not len(views):
             raise ValueError("bake needs at least one view")
+        views = [edge_safe(v, cfg.mask_margin_px) for v in views]
         check()
         normals = vertex_normals(verts, self.layout.tri_vertices).astype(np.float32)
         occ = _Occluder(verts, self.occluder_tris)
@@ -296,25 +322,31 @@ class TextureBaker:
 
         self._sample_texels(verts, normals, views, occ, cand, None, check,
                             lambda f: report(0.5 * f, "projecting the views"), store_direct)
+        conf = _smooth_confidence(w, cfg.full_confidence)
         sv = self.skin_vertices
         vcol, vw = sample_views(views, verts[sv], normals[sv], occ, cfg, check)
+        # The mirror twin's colour, for what the views saw too little of: a separate layer
+        # under the direct one (blended by the direct confidence), never mixed into a texel
+        # the views saw well.
+        mcol = mconf = None
         if self.mirror is not None:
             check()
             facing_m = self._facing(verts, normals, views, self.mirror)[self.texel_tri]
-            need = np.flatnonzero((w < cfg.full_confidence) & facing_m)
+            need = np.flatnonzero((conf < 1.0) & facing_m)
+            mcol = np.zeros((len(need), 3), np.float32)
+            mw = np.zeros(len(need), np.float64)
+            slot = np.full(n_tex, -1, np.int64)
+            slot[need] = np.arange(len(need))
             check()
 
-            def store_mirrored(idx, mc, mw):          # blend in, trusted mirror_weight as much
-                mw = mw * cfg.mirror_weight
-                wn = w[idx]
-                tot = wn + mw
-                col[idx] = np.divide(col[idx] * wn[:, None] + mc * mw[:, None], tot[:, None],
-                                     out=col[idx], where=tot[:, None] > 0)
-                w[idx] = tot
+            def store_mirrored(idx, mc, ww):
+                mcol[slot[idx]], mw[slot[idx]] = mc, ww * cfg.mirror_weight
 
             self._sample_texels(verts, normals, views, occ, need, self.mirror, check,
                                 lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
                                 store_mirrored)
+            mconf = _smooth_confidence(mw, cfg.full_confidence)
+            mirror_idx = need
             mv = self.mirror[sv]
             vneed = vw < cfg.full_confidence
             mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg, check)
@@ -334,8 +366,11 @@ class TextureBaker:
                                       self.vertex_region_priors)
         fill = fill.astype(np.float32)
         check()
-        conf = np.clip(w / cfg.full_confidence, 0.0, 1.0).astype(np.float32)
-        conf = conf * conf * (3 - 2 * conf)                       # smoothstep: soft blend
+        # Layers, top to bottom: direct (conf), mirrored (mconf), the mesh fill; seen_w is how
+        # much of a texel the two photo layers decide.
+        seen_w = conf.copy()
+        if mcol is not None:
+            seen_w[mirror_idx] = 1.0 - (1.0 - conf[mirror_idx]) * (1.0 - mconf)
         h, wid = self.raster.shape
         tex = np.zeros((h, wid, 3), np.float32)
         conf_img = np.zeros((h, wid), np.float32)
@@ -346,7 +381,16 @@ class TextureBaker:
             sl = slice(s, s + step)
             tv = self.layout.tri_vertices[self.texel_tri[sl]]
             o = _interpolate(fill, tv, self.texel_bary[sl])
-            o += conf[sl, None] * (col[sl] - o)
+            top = conf[sl, None]
+            if mcol is not None:
+                k = slot[sl]
+                has = k >= 0
+                under = o.copy()
+                mc = mconf[k[has], None]
+                under[has] = mc * mcol[k[has]] + (1 - mc) * o[has]
+                o = under + top * (col[sl] - under)
+            else:
+                o = o + top * (col[sl] - o)
             tex[rows[sl], cols[sl]] = o
             conf_img[rows[sl], cols[sl]] = conf[sl]
         del col
@@ -361,5 +405,5 @@ class TextureBaker:
         check()
         return BakeResult(
             texture=texture, confidence=conf_img, layout=self.layout,
-            seen_fraction=float((w > 0).mean()) if len(w) else 0.0,
+            seen_fraction=float((seen_w > 0).mean()) if len(w) else 0.0,
             skin_rgb=tuple(float(c) for c in skin), timings_s=times)

@@ -111,7 +111,8 @@ def measure_part_colours(image: np.ndarray, landmarks: np.ndarray) -> PartColour
     # Mouth: open enough to show its inside? bright pixels are teeth, dark ones the interior.
     col, _ = _polygon_pixels(image, lm[MOUTH_OPENING])
     mouth_w = np.linalg.norm(lm[78] - lm[308])
-    if len(col) >= max(20, 0.02 * mouth_w ** 2):
+    gap = np.linalg.norm(lm[13] - lm[14])            # inner lips, upper and lower centre
+    if gap > 0.08 * mouth_w and len(col) >= max(20, 0.02 * mouth_w ** 2):
         c = col.astype(np.float64) / 255.0
         lum = c @ np.array([0.299, 0.587, 0.114])
         sat = c.max(1) - c.min(1)
