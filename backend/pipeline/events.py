@@ -65,6 +65,10 @@ class CancelToken:
         if self._event.is_set():
             raise JobCancelled("the job was cancelled")
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until cancelled (True) or `timeout` seconds passed (False)."""
+        return self._event.wait(timeout)
+
 
 class PipelineError(Exception):
     """An error with a protocol error code (NO_FACE, FACE_TOO_SMALL, BAD_IMAGE, ...) and a

@@ -301,16 +301,29 @@ class _ActorWorkload:
                             worker=d.index, node=d.info.get("node_ip") if d.info else None)
 
     def _stream(self, ray, actor, job: Job, image, rig, options, sink, cancel):
-        from ray.exceptions import RayError, RayTaskError
-
         liveness = self.d.pool.backend.settings.liveness_s
         gen = actor.run.options(num_returns="streaming").remote(job.job_id, image, rig, options)
-        cancel_sent = False
+        ended = threading.Event()
+
+        def forward_cancel() -> None:       # the moment the server cancels, not at our next poll
+            while not ended.is_set():
+                if cancel.wait(0.25):
+                    if not ended.is_set():
+                        actor.cancel.remote(job.job_id)
+                    return
+
+        threading.Thread(target=forward_cancel, name=f"gen3dface-cancel-{job.job_id[:8]}",
+                         daemon=True).start()
+        try:
+            return self._pump(ray, actor, gen, sink, liveness)
+        finally:
+            ended.set()
+
+    def _pump(self, ray, actor, gen, sink, liveness: float):
+        from ray.exceptions import RayError, RayTaskError
+
         ping_ref, ping_at, last_ok = None, 0.0, time.monotonic()
         while True:
-            if cancel.cancelled and not cancel_sent:
-                actor.cancel.remote(job.job_id)
-                cancel_sent = True
             now = time.monotonic()
             if ping_ref is None and now - ping_at >= PING_EVERY_S:
                 ping_ref, ping_at = actor.ping.remote(), now
