@@ -773,6 +773,7 @@ def bench(a) -> int:
     t0 = time.perf_counter()
     analyses = analyse_photos(photos)
     L = load_measures()
+    face_match = {}
     for s in list(photos):
         fa = analyses.get(s)
         if fa is None or fa.get("error") or a.keep_face_mismatch:
@@ -780,6 +781,7 @@ def bench(a) -> int:
         W, H = fa["size"]
         oval = [fa["face_box"][0] * W, fa["face_box"][1] * H, fa["face_box"][2] * W, fa["face_box"][3] * H]
         iou = L.box_iou(photo_box[s], oval)
+        face_match[s] = {"iou": round(iou, 3), "dlib_faces": photo_faces[s]}
         if iou < FACE_MATCH_IOU:
             failures[f"photo {s}"] = (f"dlib's largest face is not the one our face analysis picks "
                                       f"(IoU {iou:.2f}; dlib finds {photo_faces[s]} faces): left out")
@@ -898,7 +900,8 @@ def bench(a) -> int:
         "per_photo": {s: {"ours_seconds": ours[s]["seconds"],
                           "ours": {v: res_views[v]["ours"]["genuine"].get(s) for v in views},
                           "peer": {v: res_views[v]["peer"]["genuine"].get(s) for v in views},
-                          "face_region": face["per_photo"].get(s)} for s in photos},
+                          "face_region": face["per_photo"].get(s),
+                          "face_match": face_match.get(s)} for s in photos},
         "sheet": str(sheet),
     }
     res["timing"]["total_s"] = round(time.perf_counter() - t_start, 1)
