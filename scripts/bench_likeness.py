@@ -4,6 +4,7 @@ dlib's face-recognition network.
     bash scripts/setup_bench.sh                       # once: the bench extra + the peer's venv
     .venv/bin/python scripts/bench_likeness.py [--photos DIR] [--stems a,b] [--label NAME]
         [--ours-arg=--texture-size=2048 ...] [--json R.json] [--sheet S.png] [--redo-peer]
+        [--compare OTHER_LABEL] [--yaws 0,30,60] [--ours-src DIR]
 
 For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/data/faces):
 1. ours: `gen3dface run PHOTO -o OUT.glb [--ours-arg ...]`, the command's own handler called in
@@ -12,7 +13,7 @@ For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/
    Written to OUT/ours/LABEL/ (GLB, sidecar, run log).
 2. the peer: ../shared/tools/peer_eos/peer.py (eos 1.5 + dlib landmarks) in its own venv
    (--peer-venv, made by its setup.sh when missing), all photos in one process
-   (scripts/peer_batch.py). Cached in OUT/peer/ with its renders; --redo-peer remakes them.
+   (scripts/peer_batch.py). Cached in OUT/peer/; --redo-peer remakes its heads and renders.
    The peer's model files are non-commercial: benchmark only.
 3. renders: Blender's glTF importer and Cycles (scripts/render_heads_bpy.py: the photo's camera
    from the sidecar with the long side at --size, then the yaw ring), --workers Blender
@@ -26,9 +27,10 @@ For every photo of --photos (default $GEN3DFACE_TEST_DATA/faces, else ../shared/
    renders), the largest face, the 128-d ResNet encoding ("large" landmarks, 1 jitter); renders
    composited on grey 128. Per view: found, genuine mean, verified (share of ALL judged photos
    found and < 0.6), impostor mean, rank-1, ours/peer genuine ratio. Photos where dlib finds no
-   face are left out (as in the reference judge), and so are photos where it finds several
-   (--keep-multi-face keeps them): the judge compares with dlib's largest face, our pipeline
-   may have picked the other person. A head our pipeline failed to make counts as not found.
+   face are left out (as in the reference judge), and so are photos where dlib's largest face
+   is not the face our own face analysis (mediapipe, as in the pipeline) picks, i.e. another
+   person of a photo of two (--keep-face-mismatch keeps them). A head our pipeline failed to
+   make counts as not found.
 5. the face region: PSNR and SSIM of the photo-camera render against the photo, comparing only
    the pixels inside the face oval of mediapipe's landmarks of the photo (backend/face, the same
    mask for ours and the peer's); renders composited on grey 128, so a hole in the face counts.
@@ -161,8 +163,8 @@ def import_face_recognition():
 
 
 class Judge:
-    """dlib encodings of images, with a JSON cache for files that do not change (photos, the
-    peer's renders), keyed by path, size, mtime and upsample."""
+    """dlib encodings of images, with a JSON cache keyed by path, size, mtime and upsample (a
+    photo or a reused render is judged once; entries of files since changed are dropped)."""
 
     def __init__(self, cache_path: Path | None):
         self.fr = import_face_recognition()
