@@ -172,3 +172,33 @@ def test_no_tone_break_between_projected_and_filled(small_ict, fill_data_weight,
         assert border <= inside + 2.0, (border, inside)     # measured 1.44 grey levels/texel
     else:
         assert border > inside + 5.0, (border, inside)      # measured 11.2
+
+
+@pytest.mark.parametrize("hair_rgb", [(0.12, 0.08, 0.06), None])
+def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb):
+    """A dark-haired head seen from the front: the back of the head, which the photo never
+    saw, is hair-coloured; a bald head's stays skin."""
+    from gen3dface.backend.texture.bake import scalp_vertices
+
+    m = small_ict
+    baker = TextureBaker(m, TextureConfig(size=256))
+    lay = baker.layout
+    v = m.vertices.astype(np.float64)
+    skin = np.array([0.78, 0.60, 0.50])
+    colours = np.tile(skin, (len(v), 1))
+    scalp = scalp_vertices(m, baker.skin_vertices)
+    if hair_rgb is not None:
+        colours[scalp] = hair_rgb
+    w2c = np.asarray(orbit_w2c_in_head(0, 15, 0.7))       # from the front, a little above
+    k = intrinsics_from_fov(320, 320, 28)
+    view = render_views(TexturedMesh(v, lay.tri_vertices, vertex_colors=colours), [(w2c, k)],
+                        RenderConfig(shading="unlit"))[0]
+    res = baker.bake(v, [BakeView(view.rgba[..., :3].copy(), w2c, k, view.mask)])
+    # texels on the back of the skull (z < -5 cm, above the ears), which the view cannot see
+    pts, _ = baker._surface(v, np.zeros_like(v), None, np.arange(len(baker.texel_tri)))
+    back = (pts[:, 2] < -0.05) & (pts[:, 1] > 0.03)
+    rows, cols = baker.texel_rc
+    assert res.confidence[rows[back], cols[back]].max() < 0.05      # truly unseen
+    got = res.texture[rows[back], cols[back]].astype(np.float64).mean(0) / 255.0
+    want = np.asarray(hair_rgb if hair_rgb is not None else skin)
+    assert np.abs(got - want).max() < 0.12, (got, want)

@@ -81,6 +81,7 @@ class TextureConfig:
     fill_data_weight: float = 20.0    # how firmly seen vertices keep their colour in the fill
     fill_prior_weight: float = 0.02   # how fast unseen colour relaxes to the skin tone
     ray_offset: float = 5e-4          # metres: ray start offset off the surface
+    hair_fill: bool = True            # unseen scalp takes the colour of the seen hair (if any)
     mask_margin_px: int = 2           # the foreground mask is shrunk by this many pixels: at a
                                       # silhouette, bilinear samples mix in the background
 
@@ -130,6 +131,35 @@ def _smooth_confidence(weight: np.ndarray, full: float) -> np.ndarray:
     """Accumulated view weight -> confidence in [0, 1] (smoothstep of weight / full)."""
     c = np.clip(np.asarray(weight, np.float64) / full, 0.0, 1.0).astype(np.float32)
     return c * c * (3 - 2 * c)
+
+
+def scalp_vertices(model: HeadModel, skin_vertices: np.ndarray) -> np.ndarray | None:
+    """Skin vertices where hair grows on most heads (top, upper sides and back of the skull,
+    down to the nape), from the template's rest shape; None for models without ICT's back of
+    the head. Head frame: ICT's brows are at y ~ 0.06 m, the top of the head ~ 0.145 m."""
+    if "M_BackHead" not in model.group_names:
+        return None
+    v = np.asarray(model.vertices, np.float64)[skin_vertices]
+    x, y, z = v.T
+    scalp = (y > 0.112) | ((z < -0.01) & (y > -0.03)) | ((z < 0.045) & (y > 0.07))
+    return np.asarray(skin_vertices)[scalp]
+
+
+def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndarray):
+    """The hair colour (3,) seen on the scalp, or None when the seen scalp looks like skin
+    (bald or shaved heads) or too little of it was seen. `colours`/`confidence` per skin
+    vertex, `scalp_rows` the scalp's rows in them."""
+    from .fill import robust_skin_tone
+
+    seen = scalp_rows[confidence[scalp_rows] > 0.7]
+    if len(seen) < 30:
+        return None
+    hair = np.median(colours[seen], axis=0)
+    skin = robust_skin_tone(colours, confidence)
+    lum = lambda c: float(np.asarray(c) @ np.array([0.299, 0.587, 0.114]))   # noqa: E731
+    if lum(hair) < 0.7 * lum(skin) or np.abs(hair - skin).max() > 0.18:
+        return hair
+    return None
 
 
 def edge_safe(view: BakeView, margin_px: int) -> BakeView:
@@ -237,6 +267,7 @@ class TextureBaker:
         self.mirror = (mirror_vertex_map(model.vertices, self.skin_vertices)
                        if self.config.mirror_fill else None)
         self.vertex_region_priors = model.extras.get("vertex_region_colors", {})
+        self.scalp = scalp_vertices(model, self.skin_vertices) if self.config.hair_fill else None
         import trimesh  # noqa: F401  (its ~0.5 s first import belongs here, not in a bake)
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
@@ -361,9 +392,15 @@ class TextureBaker:
         check()
         report(0.75, "filling unseen texels")
         vconf = np.clip(vw / cfg.full_confidence, 0.0, 1.0)
+        priors = dict(self.vertex_region_priors)
+        hair = None
+        if self.scalp is not None:
+            hair = hair_colour(vcol, vconf, np.searchsorted(sv, self.scalp))
+            if hair is not None:         # the unseen scalp takes the seen hair's colour
+                priors["scalp"] = (self.scalp, tuple(hair))
         fill, skin = mesh_fill_colors(sv, self.layout.tri_vertices, vcol, vconf,
                                       len(verts), cfg.fill_data_weight, cfg.fill_prior_weight,
-                                      self.vertex_region_priors)
+                                      priors)
         fill = fill.astype(np.float32)
         check()
         # Layers, top to bottom: direct (conf), mirrored (mconf), the mesh fill; seen_w is how
