@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("run", "submit", "serve", "assets", "train")
+COMMANDS = ("run", "submit", "serve", "keys", "assets", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,12 @@ Non-blocking (Blender timers; nothing here ever waits when timeout_s == 0):
         elif ev.kind == "result": ...  # ev.job.glb, ev.job.sidecar (dict)
         elif ev.kind in ("error", "cancelled"): ...   # ev.data["code"], ev.data["message"]
 
+A backend on another machine (CURVE, SPEC.md section 12) also needs its public key and this
+client's own key file:
+
+    client = Client("tcp://gpu-host:5555", key_file="signing.key",
+                    server_public_key="server.key", client_key_file="alice.key_secret")
+
 Blocking with deadlines (batch, `blender -b`, CLI):
 
     with Client(endpoint, key=key) as client:
@@ -48,8 +54,10 @@ from .errors import ERROR_CODES, ProtocolError
 from .images import MAX_PIXELS, check_image
 from .limits import (BAD_RESULT, CLIENT_CODES, RECEIVE_LIMIT, LimitError, RateLimit,
                      ReceiveLimits, check_preview, check_result)
+from .curve import ClientCurve
 from .signing import ReplayGuard, Signer, load_key
-from .transport import DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, make_dealer
+from .transport import (DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, handshake_failure,
+                        handshake_monitor, make_dealer)
 
 CLIENT_NAME = "gen3dface-client"
 
@@ -146,7 +154,19 @@ class Client:
 
     def __init__(self, endpoint: str, key: bytes | None = None, *, key_file: str | None = None,
                  insecure: bool = False, config: ClientConfig | None = None,
-                 context: zmq.Context | None = None, clock=time.time):
+                 context: zmq.Context | None = None, clock=time.time,
+                 server_public_key: str | None = None, client_key_file: str | None = None,
+                 curve: ClientCurve | None = None):
+        """key / key_file: the HMAC signing key (or insecure=True on a loopback development
+        server). server_public_key (40 Z85 characters or the server.key file) and
+        client_key_file (this client's NAME.key_secret): CURVE, required by a server off this
+        host (SPEC section 12); ProtocolError(AUTH) for an unusable key file."""
+        if (server_public_key is None) != (client_key_file is None):
+            raise ValueError("CURVE needs both the server's public key and this client's key "
+                             "file (or neither)")
+        if curve is None and server_public_key is not None:
+            curve = ClientCurve.load(server_public_key, client_key_file)
+        self._curve = curve
         if key is None and key_file is not None:
             key = load_key(key_file)
         if key is None and not insecure:
@@ -186,8 +206,11 @@ class Client:
 
     def _open_socket(self) -> None:
         now = time.monotonic()
-        self._chan = Channel(make_dealer(self._ctx, self.endpoint, self.config.limits,
-                                         self.config.heartbeat_s), self._codec)
+        sock = make_dealer(self._ctx, self.endpoint, self.config.limits, self.config.heartbeat_s,
+                           curve=self._curve)
+        self._monitor = handshake_monitor(sock)       # a refused handshake is otherwise silent
+        self._handshake_reported = False
+        self._chan = Channel(sock, self._codec)
         self._last_seen = now
         self._next_ping = now + self.config.heartbeat_s
         self._outbox.clear()
@@ -195,8 +218,21 @@ class Client:
 
     def _close_socket(self) -> None:
         if self._chan is not None:
+            try:
+                self._chan.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._monitor.close(0)
             self._chan.close()
             self._chan = None
+
+    def _check_handshake(self) -> None:
+        """A failed handshake (CURVE key not allowed, wrong server key, CURVE on one side
+        only) becomes one `error` event AUTH per socket; the socket keeps retrying."""
+        why = handshake_failure(self._monitor, self._curve is not None)
+        if why and not self._handshake_reported and self.state != "connected":
+            self._handshake_reported = True
+            self._events.append(Event("error", None, {"code": "AUTH", "message": why}))
 
     def _lost(self, now: float) -> None:
         """No sign of life for `liveness_beats` beats: drop the socket, schedule a new one."""
@@ -366,6 +402,7 @@ class Client:
                 self._resubmit_all()
             return
         self._flush()
+        self._check_handshake()
         if now >= self._next_ping:
             self._chan.send(M.ping(self.config.heartbeat_s, self.session))
             self._next_ping = now + self.config.heartbeat_s

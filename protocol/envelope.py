@@ -119,6 +119,7 @@ class Message:
     extra_header: dict = field(default_factory=dict)  # unknown header fields (tolerated)
     routing: list = field(default_factory=list)       # ROUTER identity frames
     digests: list | None = None                       # SHA-256 of buffers, when known
+    identity: str | None = None                       # receiver side: the sender's CURVE key
 
     def header_dict(self) -> dict:
         h = dict(self.extra_header)
@@ -342,7 +343,8 @@ class Codec:
         return Message(h["msg_type"], content, [_keep(b, self.zero_copy) for b in buffers],
                        h["msg_id"],
                        h["parent_id"], h["session"], h["timestamp"], h["nonce"], h["version"],
-                       {k: v for k, v in header.items() if k not in known}, routing, digests)
+                       {k: v for k, v in header.items() if k not in known}, routing, digests,
+                       sender or None)
 
     @staticmethod
     def _peek_header(header_b) -> dict | None:

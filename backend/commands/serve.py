@@ -3,6 +3,11 @@
 Security: messages are signed with a shared key (protocol/SPEC.md). Without --key-file the
 server refuses to start unless --insecure is given, and --insecure binds loopback addresses
 only unless --allow-insecure-remote is given as well (never do that on a shared network).
+A non-loopback --bind also encrypts and authenticates every connection with ZeroMQ CURVE
+(SPEC section 12): the server's key pair and allow-list come from --curve-dir (default
+~/.config/gen3dface/server, made by `gen3dface keys init`); only clients whose public key is
+on the allow-list get in, and each one's jobs are its own. --no-curve on such an address
+needs --allow-plaintext-remote. Loopback binds stay on the HMAC key alone unless --curve.
 State: job records and results live in --state-dir (default ~/.local/state/gen3dface/serve),
 so a client's resubmission with the same idempotency key after a server restart finds its
 job; --ephemeral keeps everything in memory instead.
@@ -35,6 +40,17 @@ def add_parser(subparsers) -> None:
                    help="accept unsigned messages (loopback development only)")
     p.add_argument("--allow-insecure-remote", action="store_true",
                    help="with --insecure: also allow a non-loopback --bind (dangerous)")
+    p.add_argument("--curve-dir", metavar="DIR",
+                   help="CURVE key folder: server key pair, clients/ and admins/ allow-lists "
+                        "(default ~/.config/gen3dface/server; `gen3dface keys init` makes it)")
+    curve = p.add_mutually_exclusive_group()
+    curve.add_argument("--curve", dest="curve", action="store_true", default=None,
+                       help="use CURVE on a loopback bind too (it is always on for other binds)")
+    curve.add_argument("--no-curve", dest="curve", action="store_false",
+                       help="no CURVE on a non-loopback bind: needs --allow-plaintext-remote")
+    p.add_argument("--allow-plaintext-remote", action="store_true",
+                   help="with --no-curve: serve a network address unencrypted, every client "
+                        "one identity (photos and heads readable on the network)")
     p.add_argument("--queue", type=int, default=8, help="jobs that may wait (default 8); more get QUEUE_FULL")
     p.add_argument("--device", default="cpu", help="torch device for the pipeline: cpu or cuda")
     p.add_argument("--assets", help="folder with the head model and weights")
@@ -83,7 +99,21 @@ def security_problem(args) -> str | None:
         return (f"--insecure with a non-loopback address ({args.bind}) would let anyone on the "
                 "network run jobs; use a key file, bind tcp://127.0.0.1:PORT, or add "
                 "--allow-insecure-remote if you really mean it")
+    if not uses_curve(args) and not is_loopback_endpoint(args.bind) \
+            and not args.allow_plaintext_remote:
+        return (f"--no-curve with a non-loopback address ({args.bind}) would send photos and "
+                "heads unencrypted and let every key holder see every job; drop --no-curve "
+                "(CURVE: `gen3dface keys init`), or add --allow-plaintext-remote if you really "
+                "mean it")
     return None
+
+
+def uses_curve(args) -> bool:
+    """CURVE: always on a non-loopback bind unless --no-curve; on loopback with --curve or an
+    explicit --curve-dir."""
+    if getattr(args, "curve", None) is not None:
+        return bool(args.curve)
+    return not is_loopback_endpoint(args.bind) or bool(getattr(args, "curve_dir", None))
 
 
 def handle(args) -> int:
@@ -115,12 +145,26 @@ def handle(args) -> int:
     except Exception as e:           # ProtocolError(AUTH) with a clear message
         print(f"gen3dface serve: {getattr(e, 'message', e)}", file=sys.stderr)
         return EXIT_USAGE
+    server_curve = None
+    if uses_curve(args):
+        from ...protocol.curve import ServerCurve, default_server_dir
+        folder = Path(args.curve_dir).expanduser() if args.curve_dir else default_server_dir()
+        try:
+            server_curve = ServerCurve.load(folder)
+        except Exception as e:       # ProtocolError(AUTH): no key pair, bad permissions
+            print(f"gen3dface serve: refusing to start: CURVE is on for {args.bind}, but "
+                  f"{getattr(e, 'message', e)}", file=sys.stderr)
+            return EXIT_USAGE
+        if not (server_curve.allow.clients or server_curve.allow.admins):
+            print(f"gen3dface serve: warning: no client is allowed yet ({folder}/clients/ is "
+                  "empty): `gen3dface keys client NAME --allow`", file=sys.stderr)
     state_dir = None if args.ephemeral else Path(args.state_dir or default_state_dir())
     config = ServiceConfig(bind=args.bind, key=key, insecure=args.insecure, queue_size=args.queue,
                            keep_results_s=args.keep_results,
                            keep_results_bytes=int(args.keep_results_mb * (1 << 20)),
                            on_client_lost=args.on_client_lost, state_dir=state_dir,
-                           heartbeat_s=args.heartbeat, client_timeout_s=3 * args.heartbeat)
+                           heartbeat_s=args.heartbeat, client_timeout_s=3 * args.heartbeat,
+                           curve=server_curve)
     factory = head_pipeline_factory(args.assets, args.device, args.checkpoint)
     if getattr(args, "ray", None):     # jobs on a Ray cluster's worker actors
         from ..service.ray_backend import serve_factory
@@ -142,7 +186,11 @@ def handle(args) -> int:
         return EXIT_USAGE
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
-    print(f"gen3dface serve: listening on {endpoint} ({'INSECURE, unsigned' if args.insecure else 'signed'}"
+    security = 'INSECURE, unsigned' if args.insecure else 'signed'
+    if server_curve is not None:
+        security += (f" + CURVE, {len(server_curve.allow.clients)} clients and "
+                     f"{len(server_curve.allow.admins)} admins allowed")
+    print(f"gen3dface serve: listening on {endpoint} ({security}"
           f", device {args.device}, queue {args.queue}, state {state_dir or 'in memory'})",
           file=sys.stderr, flush=True)
     server.serve_forever()

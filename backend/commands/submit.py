@@ -32,6 +32,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--server", default="tcp://127.0.0.1:5555", help="backend address (default tcp://127.0.0.1:5555)")
     p.add_argument("--key-file", help="the shared key file the backend uses")
     p.add_argument("--insecure", action="store_true", help="talk to a --insecure development backend")
+    p.add_argument("--server-key", metavar="FILE_OR_KEY",
+                   help="CURVE: the backend's public key (its server.key file, or the 40 "
+                        "characters); needed for a backend on another machine")
+    p.add_argument("--client-key", metavar="FILE",
+                   help="CURVE: this client's key file (NAME.key_secret from `gen3dface keys "
+                        "client NAME`), whose public key the backend allows")
     p.add_argument("--json", dest="json_path", help="write a machine-readable summary here")
     p.add_argument("--timeout", type=float, default=1800.0, metavar="S",
                    help="give up (and cancel the job) after this many seconds (default 1800)")
@@ -61,6 +67,9 @@ def handle(args) -> int:
     if bool(args.key_file) == bool(args.insecure):
         return refuse(EXIT_USAGE, "USAGE", "give --key-file FILE (the backend's key) or --insecure "
                       "(development backend on loopback), not both and not neither")
+    if bool(args.server_key) != bool(args.client_key):
+        return refuse(EXIT_USAGE, "USAGE", "CURVE needs both --server-key (the backend's "
+                      "server.key) and --client-key (this client's NAME.key_secret)")
     problem = output_problem(args.output)
     if problem:
         return refuse(EXIT_USAGE, "USAGE", problem)
@@ -89,6 +98,7 @@ def handle(args) -> int:
     h = None
     try:
         with Client(args.server, key_file=args.key_file, insecure=args.insecure,
+                    server_public_key=args.server_key, client_key_file=args.client_key,
                     config=ClientConfig(zero_copy=True)) as client:    # the GLB goes to a file as is
             try:
                 h = client.submit(image, rig=rig, options=options, idempotency_key=key,

@@ -31,6 +31,7 @@ class ServiceConfig:
     housekeeping_s: float = 0.1         # poll timeout of the socket loop
     max_part_bytes: int | None = None   # override the protocol's per-frame receive limit (tests)
     replay_max_nonces: int = 200_000    # replay cache entries in all (protocol/SPEC.md section 4)
+    curve: object = None                # protocol.curve.ServerCurve: CURVE keys + allow-list (SPEC 12)
 
     def __post_init__(self):
         if self.on_client_lost not in ON_CLIENT_LOST:

@@ -109,6 +109,13 @@ class SyntheticWorkload:
         return SyntheticResult(glb, {"generator": "synthetic-test-harness", "steps": n})
 
 
+def _server_curve(folder):
+    if not folder:
+        return None
+    from ...protocol.curve import ServerCurve
+    return ServerCurve.load(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import ServiceConfig
     from .server import Server, load_key
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--completions")
     p.add_argument("--heartbeat-s", type=float, default=1.0)
     p.add_argument("--replay-cache", type=int, default=200_000, help="replay cache entries")
+    p.add_argument("--curve-dir", help="CURVE: the server key folder (gen3dface keys init)")
     p.add_argument("--busy", action="store_true", help="steps keep a CPU busy instead of sleeping")
     p.add_argument("--ray", help="run the jobs on Ray worker actors: local | auto | HOST:PORT")
     p.add_argument("--ray-workers", type=int, default=2)
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                         on_client_lost=args.on_client_lost,
                         state_dir=Path(args.state_dir) if args.state_dir else None,
                         heartbeat_s=args.heartbeat_s, client_timeout_s=3 * args.heartbeat_s,
-                        replay_max_nonces=args.replay_cache)
+                        replay_max_nonces=args.replay_cache,
+                        curve=_server_curve(args.curve_dir))
     backend = workload
     if args.ray:
         from .ray_backend import RayBackend, RaySettings
@@ -299,7 +308,8 @@ class HarnessProcess:
 
     def __init__(self, port: int | None = None, *, key_file=None, state_dir=None, events: int = 20,
                  step_s: float = 0.005, result_mb: float = 30.0, queue: int = 64,
-                 completions=None, heartbeat_s: float = 1.0, extra: list[str] | None = None):
+                 completions=None, heartbeat_s: float = 1.0, extra: list[str] | None = None,
+                 curve_dir=None):
         self.port = port or free_tcp_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "gen3dface.backend.service.harness", "--bind", self.endpoint,
@@ -310,6 +320,8 @@ class HarnessProcess:
             self.args += ["--state-dir", str(state_dir)]
         if completions:
             self.args += ["--completions", str(completions)]
+        if curve_dir:
+            self.args += ["--curve-dir", str(curve_dir)]
         self.args += extra or []
         self.proc = None
 

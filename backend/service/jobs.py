@@ -79,6 +79,7 @@ class Job:
     result_sha256: str | None = None
     result_size: int | None = None
     runs: int = 0                       # how many times the worker started it
+    owner: str | None = None            # CURVE public key of the identity that submitted it
     stage: str = ""
     fraction: float = 0.0
     # not persisted:
@@ -96,7 +97,7 @@ class Job:
     PERSISTED = ("job_id", "idempotency_key", "request_digest", "state", "created", "started",
                  "finished_at", "error_code", "error_message", "error_details", "result_sha256",
                  "result_size",
-                 "runs", "stage", "fraction")
+                 "runs", "owner", "stage", "fraction")
 
     def interrupt(self, reason: str) -> None:
         """Set the error fields of an INTERRUPTED job (the caller sets the state)."""
@@ -191,7 +192,9 @@ class ResultStore:
 
 
 class JobStore:
-    """All jobs the server knows, by id and by idempotency key; thread-safe.
+    """All jobs the server knows, by id and by (owner, idempotency key); thread-safe. The
+    owner is the CURVE identity that submitted the job (None without CURVE): keys are per
+    identity, so two identities' keys of the same spelling are two keys.
 
     `keep_s`: finished jobs (and their results) are forgotten this long after they finished;
     `keep_bytes`: and the oldest finished ones go first when results exceed this many bytes.
@@ -203,7 +206,7 @@ class JobStore:
         self.keep_bytes = keep_bytes
         self._lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
-        self.by_key: dict[str, str] = {}
+        self.by_key: dict[tuple, str] = {}       # (owner or "", idempotency key) -> job id
         self._journal = None
         self._lines = 0
         self.results = ResultStore(state_dir / "results" if state_dir is not None else None)
@@ -237,7 +240,7 @@ class JobStore:
                 job.state = JobState.INTERRUPTED     # result file lost: run again on resubmit
                 job.interrupt("result_lost")
             if job.idempotency_key:
-                self.by_key[job.idempotency_key] = job.job_id
+                self.by_key[(job.owner or "", job.idempotency_key)] = job.job_id
         for orphan in have - set(self.jobs):
             self.results.delete(orphan)
         self._compact()
@@ -274,7 +277,14 @@ class JobStore:
         with self._lock:
             return self.jobs.get(job_id) if isinstance(job_id, str) else None
 
-    def submit(self, key: str | None, digest: str) -> tuple[Job, str]:
+    def job_for_key(self, key: str | None, owner: str | None = None) -> Job | None:
+        """The job this identity's idempotency key names, if the store remembers it."""
+        if key is None:
+            return None
+        with self._lock:
+            return self.jobs.get(self.by_key.get((owner or "", key), ""))
+
+    def submit(self, key: str | None, digest: str, owner: str | None = None) -> tuple[Job, str]:
         """The job for this submit and what happened: "new", "existing" or "rerun".
 
         "rerun": the key names a job that was interrupted (server restart): the same job
@@ -283,7 +293,7 @@ class JobStore:
         """
         with self._lock:
             if key is not None:
-                job = self.jobs.get(self.by_key.get(key, ""))
+                job = self.jobs.get(self.by_key.get((owner or "", key), ""))
                 if job is not None:
                     if job.request_digest != digest:
                         raise PipelineError(
@@ -299,10 +309,11 @@ class JobStore:
                         self.save(job)
                         return job, "rerun"
                     return job, "existing"
-            job = Job(job_id=new_job_id(), idempotency_key=key, request_digest=digest)
+            job = Job(job_id=new_job_id(), idempotency_key=key, request_digest=digest,
+                      owner=owner)
             self.jobs[job.job_id] = job
             if key is not None:
-                self.by_key[key] = job.job_id
+                self.by_key[(owner or "", key)] = job.job_id
             self.save(job)
             return job, "new"
 
@@ -310,8 +321,9 @@ class JobStore:
         """Drop a job that never got going (e.g. refused because the queue was full)."""
         with self._lock:
             job = self.jobs.pop(job_id, None)
-            if job is not None and job.idempotency_key and self.by_key.get(job.idempotency_key) == job_id:
-                del self.by_key[job.idempotency_key]
+            slot = (job.owner or "", job.idempotency_key) if job is not None else None
+            if job is not None and job.idempotency_key and self.by_key.get(slot) == job_id:
+                del self.by_key[slot]
             if job is not None and self._journal is not None:
                 self._journal.write(json.dumps({"job_id": job_id, "forget": True}) + "\n")
                 self._journal.flush()

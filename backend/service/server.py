@@ -106,6 +106,7 @@ class Server:
                                          max_total_bytes=min(limits.max_total_bytes,
                                                              4 * int(config.max_part_bytes)))
         self.codec = wire.make_codec(config.key, limits, config.replay_max_nonces)
+        self.curve = config.curve           # ServerCurve (keys + allow-list) or None
         self.ctx: zmq.Context | None = None       # made in start(), terminated at shutdown
         self.sock: zmq.Socket | None = None
         self.endpoint: str | None = None
@@ -129,8 +130,16 @@ class Server:
         """Bind and start the worker; returns the bound endpoint (port 0 -> the real port)."""
         checks.warm_up()
         self.ctx = zmq.Context()
+        self.auth = None
+        if self.curve is not None:          # ZAP: only allow-listed client keys get in
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("gen3dface.zap"))
+            self.auth.start()
+            self.auth.configure_curve_callback(domain=wire.ZAP_DOMAIN,
+                                               credentials_provider=self.curve.allow)
         self.sock = wire.make_router_socket(self.ctx, self.config.bind, self.codec.limits,
-                                            self.config.heartbeat_s)
+                                            self.config.heartbeat_s, curve=self.curve)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._wake_rx = self.ctx.socket(zmq.PULL)
         self._wake_rx.bind(self._wake_addr)
@@ -206,6 +215,8 @@ class Server:
         # Let the last messages (the INTERRUPTED errors above) leave before the context ends:
         # term() waits for them, at most SHUTDOWN_LINGER_MS.
         self.sock.close(SHUTDOWN_LINGER_MS)
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
         self.store.close()
         if self._lock_file is not None:
@@ -279,7 +290,7 @@ class Server:
     def _on_frames(self, frames) -> None:
         self.counters["received"] += 1
         try:
-            msg = self.codec.decode(frames, router=True)
+            msg = self.codec.decode(frames, router=True, sender=self._identity(frames))
             content = wire.messages.validate(msg, "to_server")
         except wire.ProtocolError as e:
             self.counters["rejected"] += 1
@@ -316,10 +327,22 @@ class Server:
             self._error(routing, "INTERNAL", f"internal error ({type(e).__name__}: {e})"[:300],
                         parent_id=msg.msg_id)
 
+    def _identity(self, frames) -> str | None:
+        """The CURVE public key (Z85) the connection authenticated with; None without CURVE.
+        libzmq puts the ZAP handler's User-Id on every frame of the message."""
+        if self.curve is None:
+            return None
+        try:
+            uid = frames[-1].get("User-Id")
+        except (AttributeError, zmq.ZMQError):
+            return None
+        return uid if isinstance(uid, str) and uid else None
+
     def _seen(self, msg, routing: Route) -> tuple:
         """Record a sign of life; returns the client's key. A session that comes back on a new
-        routing id takes its live jobs' events along."""
-        key = ("s", msg.session) if msg.session else ("r", routing)
+        routing id takes its live jobs' events along. Sessions are scoped by identity: another
+        CURVE identity naming the same session is another client."""
+        key = ("s", msg.identity, msg.session) if msg.session else ("r", routing)
         now = time.monotonic()
         info = self.clients.get(key)
         hb = msg.content.get("heartbeat_s") if msg.msg_type in ("hello", "ping", "pong") else None
@@ -348,6 +371,8 @@ class Server:
                       "running": len(self.worker.running_jobs())},
             "keep_results_s": self.config.keep_results_s, "insecure": self.config.insecure,
             "on_client_lost": self.config.on_client_lost, "instance": self.instance,
+            "curve": self.curve is not None,
+            "admin": self.curve is not None and self.curve.allow.is_admin(msg.identity),
             **({"cluster": self.worker.cluster_info()} if hasattr(self.worker, "cluster_info") else {})},
             parent_id=msg.msg_id)
 
@@ -368,14 +393,14 @@ class Server:
         rig_dict = c.get("rig")
         options_dict = c.get("options") or {}
         digest = checks.request_digest(image, rig_dict, options_dict)
-        known = self.store.get(self.store.by_key.get(key, ""))
+        known = self.store.job_for_key(key, msg.identity)
         if known is not None and known.state is not JobState.INTERRUPTED:
-            job, how = self.store.submit(key, digest)          # "existing" (or BAD_REQUEST)
+            job, how = self.store.submit(key, digest, msg.identity)   # "existing" or CONFLICT
         else:
             checks.check_image(image, (c.get("image") or {}).get("media_type"))
             rig = checks.check_rig(rig_dict)
             options = self._parse_options(options_dict)
-            job, how = self.store.submit(key, digest)
+            job, how = self.store.submit(key, digest, msg.identity)
         if how == "existing":
             self._attach(job, routing, client, msg)
             self._send(routing, "accepted", self._accepted(job, duplicate=True), parent_id=msg.msg_id)
@@ -439,8 +464,19 @@ class Server:
                           [glb], parent_id=parent_id, digests=digests)
 
     def _job(self, msg) -> tuple[str, Job | None]:
+        """The job a cancel/status/fetch_result names: None when unknown; NOT_FOUND when it
+        belongs to another CURVE identity and the sender is not an admin (SPEC 12)."""
         job_id = msg.content.get("job_id")
-        return job_id, self.store.get(job_id)
+        job = self.store.get(job_id)
+        if job is not None and not self._may_see(job, msg.identity):
+            raise PipelineError("NOT_FOUND", f"no job {job_id} for this identity (a job "
+                                "belongs to the CURVE key that submitted it)")
+        return job_id, job
+
+    def _may_see(self, job: Job, identity: str | None) -> bool:
+        if self.curve is None:
+            return True                       # one identity: everyone who holds the key
+        return job.owner == identity or self.curve.allow.is_admin(identity)
 
     def _on_cancel(self, routing, client, msg) -> None:
         job_id, job = self._job(msg)

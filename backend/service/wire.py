@@ -12,11 +12,11 @@ from ...protocol.envelope import (PROTOCOL_VERSION, Codec, Limits, Message, repl
                                   split_routing, valid_id)
 from ...protocol.errors import ProtocolError
 from ...protocol.signing import ReplayGuard, Signer, load_key
-from ...protocol.transport import make_router
+from ...protocol.transport import ZAP_DOMAIN, make_router
 
 __all__ = ["Codec", "Limits", "Message", "ProtocolError", "PROTOCOL_VERSION", "messages",
            "make_codec", "make_router_socket", "load_key", "reply_parent", "split_routing",
-           "valid_id"]
+           "valid_id", "ZAP_DOMAIN"]
 
 
 def make_codec(key: bytes | None, limits: Limits | None = None,
@@ -28,9 +28,9 @@ def make_codec(key: bytes | None, limits: Limits | None = None,
 
 
 def make_router_socket(ctx: zmq.Context, endpoint: str, limits: Limits,
-                       heartbeat_s: float = 1.0) -> zmq.Socket:
+                       heartbeat_s: float = 1.0, curve=None) -> zmq.Socket:
     """The bound server ROUTER socket, set up as protocol/SPEC.md section 1 says (the
     protocol's transport.make_router): MAXMSGSIZE = the per-frame limit (libzmq drops an
     oversized frame and its connection before buffering it), ROUTER_MANDATORY (sending to a
     vanished client fails instead of vanishing), LINGER 0, ZMTP heartbeats."""
-    return make_router(ctx, endpoint, limits, heartbeat_s, mandatory=True)
+    return make_router(ctx, endpoint, limits, heartbeat_s, mandatory=True, curve=curve)

@@ -1,10 +1,17 @@
-"""Add-on preferences: backend address, key file, timeouts, the local backend, Test connection."""
+"""Add-on preferences: backend address, key file, CURVE keys (a backend on another machine),
+timeouts, the local backend, Test connection."""
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from ..core import settings as core_settings
+
+
+def is_z85_key(text: str) -> bool:
+    """A key pasted as its 40 Z85 characters rather than given as a file."""
+    from ..wire import load
+    return load("curve").is_z85_key(text)
 
 # The add-on's package: "bl_ext.<repo>.gen3dface" when installed as an extension,
 # "gen3dface.blender_addon" in development. This module lives in <package>.blender.
@@ -35,6 +42,15 @@ class GEN3DFACE_AP_preferences(bpy.types.AddonPreferences):
     key_file: StringProperty(
         name="Key file", subtype="FILE_PATH",
         description="The backend's shared key file (owner-only permissions)")
+    server_public_key: StringProperty(
+        name="Server public key", subtype="FILE_PATH",
+        description="For a backend on another machine (encrypted, CURVE): the server's public "
+                    "key file server.key from `gen3dface keys init` (or its 40 characters). "
+                    "Leave empty for a backend on this machine")
+    client_key_file: StringProperty(
+        name="Client key file", subtype="FILE_PATH",
+        description="Your own key file NAME.key_secret from `gen3dface keys client NAME`; its "
+                    "public half must be on the server's allow-list. Keep it private (mode 0600)")
     connect_timeout: FloatProperty(name="Connect timeout (s)", default=4.0, min=0.5, max=120)
     job_timeout: FloatProperty(name="Job timeout (s)", default=600.0, min=5.0, max=86400)
 
@@ -53,12 +69,17 @@ class GEN3DFACE_AP_preferences(bpy.types.AddonPreferences):
     def connection_settings(self) -> core_settings.ConnectionSettings:
         from . import runtime
         local = runtime.local_backend_connection()
-        if local is not None:              # the local backend we started wins
+        server_key = client_key = ""
+        if local is not None:              # the local backend we started wins (loopback)
             address, key_file = local
         else:
             address, key_file = self.address.strip(), bpy.path.abspath(self.key_file)
+            server_key = self.server_public_key.strip()
+            if server_key and not is_z85_key(server_key):
+                server_key = bpy.path.abspath(server_key)      # a file, maybe //relative
+            client_key = bpy.path.abspath(self.client_key_file) if self.client_key_file.strip() else ""
         return core_settings.ConnectionSettings(address, key_file, float(self.connect_timeout),
-                                                float(self.job_timeout))
+                                                float(self.job_timeout), server_key, client_key)
 
     def local_backend_settings(self) -> core_settings.LocalBackendSettings:
         return core_settings.LocalBackendSettings(
@@ -75,6 +96,8 @@ class GEN3DFACE_AP_preferences(bpy.types.AddonPreferences):
         sub.enabled = local is None
         sub.prop(self, "address")
         sub.prop(self, "key_file")
+        sub.prop(self, "server_public_key")
+        sub.prop(self, "client_key_file")
         col.prop(self, "connect_timeout")
         col.prop(self, "job_timeout")
         if not bpy.app.online_access:

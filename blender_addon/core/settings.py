@@ -27,16 +27,30 @@ class ConnectionSettings:
     key_file: str = ""                 # empty: the backend's default key file
     connect_timeout_s: float = 4.0     # no answer to the hello within this -> "not reachable"
     job_timeout_s: float = 600.0       # whole job (queue + pipeline + result)
+    # CURVE (protocol/SPEC.md section 12), for a backend on another machine: the server's
+    # public key (its server.key file, or the 40 Z85 characters) and this artist's key file
+    # (NAME.key_secret from `gen3dface keys client NAME`). Both, or neither.
+    server_public_key: str = ""
+    client_key_file: str = ""
 
     def __post_init__(self):
         if not self.address or "://" not in self.address:
             raise SettingsError(
                 f"backend address {self.address!r} is not a ZeroMQ address; "
                 "write it like tcp://127.0.0.1:5555")
+        if bool(self.server_public_key.strip()) != bool(self.client_key_file.strip()):
+            raise SettingsError(
+                "encryption (CURVE) needs both the server's public key and your client key "
+                "file; set both in the add-on's preferences, or clear both for a backend on "
+                "this machine")
         for name in ("connect_timeout_s", "job_timeout_s"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise SettingsError(f"{name} must be a positive number of seconds, not {v!r}")
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.server_public_key.strip())
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ Batch (run_job): the client's blocking mode with deadlines, on the calling threa
 
 Keys: an empty key file means insecure mode (a development server started with --insecure,
 loopback only); otherwise the key file is loaded by the protocol (owner-only permissions).
+A backend on another machine also needs CURVE (SPEC section 12): the server's public key and
+this artist's key file from the connection settings go to the client as they are.
 """
 from __future__ import annotations
 
@@ -55,11 +57,15 @@ def make_client(connection: ConnectionSettings):
     # zero_copy: the GLB stays a read-only view of the received ZeroMQ frame until it is
     # written to the temp file (no copy of a result that can be tens of MB).
     config = client_mod.ClientConfig(client_name=CLIENT_NAME, zero_copy=True)
+    curve = {}
+    if connection.curve:
+        curve = {"server_public_key": connection.server_public_key.strip(),
+                 "client_key_file": connection.client_key_file.strip()}
     try:
         if connection.key_file:
             return client_mod.Client(connection.address, key_file=connection.key_file,
-                                     config=config)
-        return client_mod.Client(connection.address, insecure=True, config=config)
+                                     config=config, **curve)
+        return client_mod.Client(connection.address, insecure=True, config=config, **curve)
     except errors.ProtocolError as e:
         raise JobError(e.code, e.message) from None
     except ValueError as e:
@@ -132,7 +138,11 @@ def describe_capabilities(caps: dict) -> list[str]:
             f"Device: {p.get('device', '?')}, GPU: {p.get('gpu_name') or 'none'}",
             f"Generators: {gens}; outputs: {kinds}; head model: {model or 'none'}",
             f"Queue: {q.get('length', '?')} waiting of {q.get('max', '?')}, "
-            f"{q.get('running', '?')} running"]
+            f"{q.get('running', '?')} running",
+            "Connection: " + ("encrypted (CURVE), signed" + (", admin" if caps.get("admin") else "")
+                              if caps.get("curve") else
+                              "signed, not encrypted" if not caps.get("insecure") else
+                              "INSECURE (unsigned, development only)")]
 
 
 class JobWorker(threading.Thread):
