@@ -37,11 +37,11 @@ from .correspondence import ICT_CORRESPONDENCE, LandmarkMapping, load_mapping
 
 @dataclass
 class FitConfig:
-    n_identity: int = 60               # identity coefficients fitted (first K modes)
+    n_identity: int = 100              # identity coefficients fitted (first K modes)
     fit_expression: bool = True
     pose_iterations: int = 8           # stage 1: pose + focal, neutral shape
     iterations: int = 30               # stage 2: everything
-    identity_prior: float = 0.5        # weight of |alpha|^2 (coefficients ~ N(0, 1))
+    identity_prior: float = 0.2        # weight of |alpha|^2 (coefficients ~ N(0, 1))
     expression_l2: float = 10.0        # weight of |beta|^2 (at 0.3 weights saturated on noise)
     expression_l1: float = 0.3         # weight of sum(beta) (sparsity; beta >= 0)
     fov_prior_deg: float = 30.0        # horizontal field of view the focal prior centres on
