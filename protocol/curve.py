@@ -71,12 +71,15 @@ def read_certificate(path: str | os.PathLike) -> tuple[bytes, bytes | None]:
 
 
 def load_public_key(value: str | os.PathLike) -> bytes:
-    """A public key given as its 40 Z85 characters, or as a certificate file (public or
-    secret: only its public key is read)."""
-    if isinstance(value, (bytes, str)) and is_z85_key(value.strip() if isinstance(value, str) else value):
-        v = value.strip() if isinstance(value, str) else value
-        return v.encode("ascii") if isinstance(v, str) else bytes(v)
-    return read_certificate(value)[0]
+    """A public key given as a certificate file (public or secret: only its public key is
+    read), or as its 40 Z85 characters. A file that exists wins: a path can itself be 40
+    characters of the Z85 alphabet (/tmp/tmpabcdefgh/curve-server/server.key is)."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    text = str(value).strip()
+    if Path(text).expanduser().is_file() or not is_z85_key(text):
+        return read_certificate(text)[0]
+    return text.encode("ascii")
 
 
 def load_keypair(path: str | os.PathLike) -> tuple[bytes, bytes]:

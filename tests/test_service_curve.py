@@ -342,3 +342,25 @@ def test_blender_addon_worker_connects_over_curve(server, studio):
     assert not ok and "allow-list" in " ".join(lines)
     with pytest.raises(SettingsError, match="both"):
         ConnectionSettings(server.endpoint, str(key_file), 3.0, 30.0, str(d / "server.key"), "")
+
+
+def test_a_key_file_path_that_looks_like_a_z85_key_is_read_as_a_file(studio):
+    """A 40-character path of Z85 characters (such as /tmp/tmpabcdefgh/curve-server/server.key)
+    was once taken for a key literal: every handshake then failed as 'cryptographic'."""
+    import shutil
+    import uuid
+
+    from gen3dface.protocol.curve import is_z85_key, load_public_key
+
+    d, _ = studio
+    real = read_certificate(d / "server.key")[0]
+    folder = f"/tmp/{uuid.uuid4().hex[:24]}"          # /tmp/<24>/server.key: 40 characters
+    os.mkdir(folder)
+    try:
+        path = f"{folder}/server.key"
+        shutil.copy(d / "server.key", path)
+        assert len(path) == 40 and is_z85_key(path)
+        assert load_public_key(path) == real
+        assert load_public_key(real.decode()) == real        # a pasted key still works
+    finally:
+        shutil.rmtree(folder)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
+from pathlib import Path
+
 from ..core import settings as core_settings
 
 
@@ -77,6 +79,8 @@ class GEN3DFACE_AP_preferences(bpy.types.AddonPreferences):
             server_key = self.server_public_key.strip()
             if server_key and not is_z85_key(server_key):
                 server_key = bpy.path.abspath(server_key)      # a file, maybe //relative
+            elif server_key and Path(bpy.path.abspath(server_key)).is_file():
+                server_key = bpy.path.abspath(server_key)      # a path that looks like a key
             client_key = bpy.path.abspath(self.client_key_file) if self.client_key_file.strip() else ""
         return core_settings.ConnectionSettings(address, key_file, float(self.connect_timeout),
                                                 float(self.job_timeout), server_key, client_key)
