@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..headmodel.arkit import ArkitConfig, export_shapes
-from ..fitting.gaze import EYE_LOOK_DEG, eye_look_rotation
+from ..fitting.gaze import EYE_LOOK_DEG, eye_look_rotation, eye_turn_offset
 from ..headmodel.model import HeadModel
 from ..texture.bake import vertex_normals
 from ..texture.eyes import eyeball
@@ -235,7 +235,7 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
             if eye is not None:
                 rot = eye_look_rotation(ename, part.name[3:], config.eye_look_deg)
                 if rot is not None:
-                    d = d + (pos - eye.centre) @ rot.T + eye.centre - pos
+                    d = d + eye_turn_offset(pos, eye.centre, rot)
             moving = np.abs(d).max(1) > config.morph_epsilon
             if part.name != "Head" and (not moving.any()
                                         or np.abs(d).max() < config.min_target_motion):

@@ -133,45 +133,45 @@ class HeadFitter:
         self.vs_index = {int(v): i for i, v in enumerate(vs)}
         self.expression_names = list(head_model.expression_names[:self.e])
         # Gaze comes from the irises: eyeLook* take no part in explaining the landmarks (their
-        # bases are zeroed here, so the priors hold them at 0 until measure_gaze sets them).
+        # bases are zeroed here, so the priors hold them at 0 until fit_gaze sets them).
         self.gaze_rows = np.array([i for i, n in enumerate(self.expression_names)
                                    if n.startswith("eyeLook")], int)
         if cfg.gaze_from_iris and len(self.gaze_rows):
             self.l_ex[..., self.gaze_rows] = 0.0
             self.c_ex[..., self.gaze_rows] = 0.0
+        rows = np.flatnonzero(m.iris)                 # the iris landmarks, for the gaze fit
+        self.iris_mapping = LandmarkMapping(m.landmark_ids[rows], m.triangles[rows],
+                                            m.barycentric[rows], m.contour[rows], m.iris[rows],
+                                            m.head_model, m.n_vertices)
+        self.iris_sides = np.array(["Right" if l in RIGHT_IRIS else "Left"
+                                    for l in self.iris_mapping.landmark_ids])
         names = self.expression_names
         self.sym_pairs = np.array([(i, names.index(n[:-4] + "Right"))
                                    for i, n in enumerate(names)
                                    if n.endswith("Left") and n[:-4] + "Right" in names],
                                   int).reshape(-1, 2)
 
-    def _fit_gaze(self, landmarks, alpha, beta, w2c, intrinsics):
-        """The shared gaze from the iris landmarks (gaze.fit_gaze) on the fitted head."""
-        from .gaze import eye_geometry, eye_rotation_offsets, fit_gaze
+    def _fit_gaze(self, landmarks, rest, w2c, intrinsics):
+        """The shared gaze from the iris landmarks (gaze.fit_gaze) on the fitted head `rest`
+        (N, 3), which has no eyeLook* weight."""
+        from ..texture.eyes import eyeball
+        from .gaze import eye_rotation_offsets, fit_gaze
 
-        m = self.mapping
-        b = np.array(beta, np.float64)
-        b[self.gaze_rows] = 0.0
-        rest = self.model.posed(alpha, b).astype(np.float64)
-        rows = np.flatnonzero(m.iris)
-        sub = LandmarkMapping(m.landmark_ids[rows], m.triangles[rows], m.barycentric[rows],
-                              m.contour[rows], m.iris[rows], m.head_model, m.n_vertices)
-        rest_pts = sub.points(rest)
+        sub = self.iris_mapping
         offsets = {}
         for e, (ids, d) in eye_rotation_offsets(self.model, rest).items():
             full = np.zeros_like(rest)
             full[ids] = d
             offsets[self.model.expression_names[e]] = sub.points(full)
-        sides = np.array(["Right" if l in RIGHT_IRIS else "Left" for l in sub.landmark_ids])
         cam = -w2c[:3, :3].T @ w2c[:3, 3]
         facing = {}
         for s in ("Left", "Right"):
-            eye = eye_geometry(rest, self.model, s)
+            eye = eyeball(rest, self.model, s)
             if eye is not None:
                 to_cam = (cam - eye.centre) / np.linalg.norm(cam - eye.centre)
                 facing[s] = max(float(eye.axis @ to_cam), 0.0) ** 2 + 1e-3
-        return fit_gaze(np.asarray(landmarks, np.float64)[sub.landmark_ids], rest_pts, offsets,
-                        sides, w2c, intrinsics, facing)
+        return fit_gaze(np.asarray(landmarks, np.float64)[sub.landmark_ids], sub.points(rest),
+                        offsets, self.iris_sides, w2c, intrinsics, facing)
 
     # ---------------------------------------------------------------------------------------
     def fit(self, analysis, sink: ProgressSink | None = None,
@@ -353,11 +353,13 @@ class HeadFitter:
         info = {"yaw_deg": yaw_of(rot), "face_size_px": face_size,
                 "distance_m": float(np.linalg.norm(trans))}
         if cfg.gaze_from_iris and len(self.gaze_rows):
-            gaze = self._fit_gaze(obs_all, full_alpha, beta, w2c, intrinsics)
+            # the landmark fit held eyeLook* at 0, so `vertices` is the head without a gaze
+            gaze = self._fit_gaze(obs_all, vertices.astype(np.float64), w2c, intrinsics)
             beta = np.array(beta, np.float64)
-            for i in self.gaze_rows:
-                beta[i] = gaze.weights.get(self.expression_names[i], 0.0)
-            vertices = self.model.posed(full_alpha, beta)
+            g = self.gaze_rows
+            beta[g] = [gaze.weights.get(self.expression_names[i], 0.0) for i in g]
+            vertices = (vertices + np.tensordot(beta[g], self.model.expression_basis[g],
+                                                axes=1)).astype(np.float32)
             info["gaze"] = gaze.info()
         return FitResult(
             vertices=vertices, identity=alpha.astype(np.float32),

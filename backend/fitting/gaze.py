@@ -19,17 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..face.landmarks import LEFT_IRIS, RIGHT_IRIS
-
 # Rotation at weight 1 of the eyeLook targets (the exporter writes them with these angles).
 EYE_LOOK_DEG = {"Up": 25.0, "Down": 30.0, "In": 30.0, "Out": 30.0}
-
-
-@dataclass
-class EyeGeometry:
-    centre: np.ndarray     # (3,) metres, head frame
-    iris_radius: float     # metres: eyeball centre to the iris centre at rest
-    axis: np.ndarray       # (3,) unit rest gaze
 
 
 @dataclass
@@ -43,52 +34,6 @@ class Gaze:
         return {"yaw_deg": round(self.yaw_deg, 2), "pitch_deg": round(self.pitch_deg, 2),
                 "per_eye": {k: (None if v is None else [round(v[0], 2), round(v[1], 2)])
                             for k, v in self.per_eye.items()}}
-
-
-def eye_geometry(vertices: np.ndarray, model, side: str,
-                 iris_point: np.ndarray | None = None) -> EyeGeometry | None:
-    """The `side` ("Left"/"Right", the subject's) eyeball from the posed sclera and iris.
-    `iris_point`: where the landmark correspondence puts the iris-centre landmark on this
-    eye at rest (the fitter passes it, so that a straight look measures 0 whatever offset
-    the correspondence has from the iris mesh); default: the centre of the iris disc."""
-    from ..texture.eyes import fit_sphere
-
-    sclera = [g for g in model.group_names if g.startswith("M_Sclera") and g.endswith(side)]
-    iris = [g for g in model.group_names if g.startswith("M_Iris") and g.endswith(side)]
-    if not sclera or not iris:
-        return None
-    v = np.asarray(vertices, np.float64)
-    c, _ = fit_sphere(v[model.vertices_of_groups(*sclera)])
-    ip = v[model.vertices_of_groups(*iris)]
-    front = ip[ip[:, 2] >= np.percentile(ip[:, 2], 50)]     # the iris disc, not its back
-    ic = front.mean(0) if iris_point is None else np.asarray(iris_point, np.float64)
-    axis = ic - c
-    r = float(np.linalg.norm(axis))
-    if r < 1e-4:
-        return None
-    return EyeGeometry(c, r, axis / r)
-
-
-def _angles(d: np.ndarray) -> tuple[float, float]:
-    return (float(np.degrees(np.arctan2(d[0], d[2]))),
-            float(np.degrees(np.arcsin(np.clip(d[1], -1, 1)))))
-
-
-def ray_sphere_front(origin: np.ndarray, direction: np.ndarray, centre: np.ndarray,
-                     radius: float) -> np.ndarray | None:
-    """The first point where the ray meets the sphere, or the point of closest approach when
-    it misses by less than a radius (a landmark just outside the eyeball's outline)."""
-    d = direction / np.linalg.norm(direction)
-    oc = origin - centre
-    b = float(oc @ d)
-    disc = b * b - (float(oc @ oc) - radius * radius)
-    if disc >= 0:
-        return origin + (-b - np.sqrt(disc)) * d
-    closest = origin - b * d
-    off = closest - centre
-    if np.linalg.norm(off) > 2 * radius:
-        return None
-    return centre + off / np.linalg.norm(off) * radius
 
 
 def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides: np.ndarray,
@@ -171,6 +116,11 @@ def eye_look_rotation(name: str, side: str, deg: dict) -> np.ndarray | None:
     return _rotation("y", deg[direction] if toward_plus_x else -deg[direction])
 
 
+def eye_turn_offset(points: np.ndarray, centre: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """(n, 3): the morph-target offset that turns eyeball points by `rot` about `centre`."""
+    return (points - centre) @ rot.T + centre - points
+
+
 def eye_rotation_offsets(model, base_vertices: np.ndarray, deg: dict | None = None) -> dict:
     """{expression index: (eyeball vertex ids, (n, 3) offsets)}: how each eyeLook* target
     turns its eyeball about the eyeball's fitted centre (on top of the model's own basis), as
@@ -191,12 +141,13 @@ def eye_rotation_offsets(model, base_vertices: np.ndarray, deg: dict | None = No
         for e, name in enumerate(model.expression_names):
             rot = eye_look_rotation(name, side, deg)
             if rot is not None:
-                out[e] = (ids, (pos - eye.centre) @ rot.T + eye.centre - pos)
+                out[e] = (ids, eye_turn_offset(pos, eye.centre, rot))
     return out
 
 
 def _weights_grid(yaw: np.ndarray, pitch: np.ndarray, names: list, deg: dict = EYE_LOOK_DEG):
-    """eye_look_weights for arrays of gazes: (G, len(names))."""
+    """The eyeLook* weights `names` of G gazes at once: (G, len(names)). 'Out' is away from the
+    nose: toward +X for the subject's left eye, -X for the right."""
     plus, minus = np.maximum(yaw, 0.0), np.maximum(-yaw, 0.0)
     up, down = np.maximum(pitch, 0.0), np.maximum(-pitch, 0.0)
     cols = {}
@@ -213,14 +164,6 @@ def _weights_grid(yaw: np.ndarray, pitch: np.ndarray, names: list, deg: dict = E
 def eye_look_weights(yaw_deg: float, pitch_deg: float, deg: dict = EYE_LOOK_DEG) -> dict:
     """ARKit eyeLook{Up,Down,In,Out}{Left,Right} weights for a shared gaze. 'Out' is away from
     the nose: toward +X for the subject's left eye, -X for the right."""
-    w = {}
-    for side in ("Left", "Right"):
-        toward_plus_x = max(yaw_deg, 0.0)
-        toward_minus_x = max(-yaw_deg, 0.0)
-        out_deg, in_deg = ((toward_plus_x, toward_minus_x) if side == "Left"
-                           else (toward_minus_x, toward_plus_x))
-        w[f"eyeLookOut{side}"] = min(out_deg / deg["Out"], 1.0)
-        w[f"eyeLookIn{side}"] = min(in_deg / deg["In"], 1.0)
-        w[f"eyeLookUp{side}"] = min(max(pitch_deg, 0.0) / deg["Up"], 1.0)
-        w[f"eyeLookDown{side}"] = min(max(-pitch_deg, 0.0) / deg["Down"], 1.0)
-    return w
+    names = [f"eyeLook{d}{s}" for s in ("Left", "Right") for d in ("Out", "In", "Up", "Down")]
+    w = _weights_grid(np.array([float(yaw_deg)]), np.array([float(pitch_deg)]), names, deg)[0]
+    return {n: float(x) for n, x in zip(names, w)}

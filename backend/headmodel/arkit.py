@@ -22,29 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...protocol.arkit import ARKIT_BLENDSHAPES
 from .model import HeadModel
 from .tongue import TongueNotFound, TongueOutConfig, tongue_out_delta
 
-# Apple's ARFaceAnchor.BlendShapeLocation, in the order of its documentation's topics: left
-# eye, right eye, mouth and jaw, eyebrows, cheeks, nose, tongue.
-ARKIT_BLENDSHAPES = (
-    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
-    "eyeSquintLeft", "eyeWideLeft",
-    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
-    "eyeSquintRight", "eyeWideRight",
-    "jawForward", "jawLeft", "jawRight", "jawOpen",
-    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
-    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
-    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
-    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthUpperUpLeft", "mouthUpperUpRight",
-    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
-    "noseSneerLeft", "noseSneerRight",
-    "tongueOut",
-)
-assert len(ARKIT_BLENDSHAPES) == 52 and len(set(ARKIT_BLENDSHAPES)) == 52
 
 # ARKit shape -> the two ICT shapes (in the model's ARKit spelling) it is the sum of
 SUMMED = {"browInnerUp": ("browInnerUpLeft", "browInnerUpRight"),

@@ -377,7 +377,6 @@ class TextureBaker:
                                 lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
                                 store_mirrored)
             mconf = _smooth_confidence(mw, cfg.full_confidence)
-            mirror_idx = need
             mv = self.mirror[sv]
             vneed = vw < cfg.full_confidence
             mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg, check)
@@ -407,7 +406,7 @@ class TextureBaker:
         # much of a texel the two photo layers decide.
         seen_w = conf.copy()
         if mcol is not None:
-            seen_w[mirror_idx] = 1.0 - (1.0 - conf[mirror_idx]) * (1.0 - mconf)
+            seen_w[need] = 1.0 - (1.0 - conf[need]) * (1.0 - mconf)
         h, wid = self.raster.shape
         tex = np.zeros((h, wid, 3), np.float32)
         conf_img = np.zeros((h, wid), np.float32)

@@ -26,7 +26,8 @@ import numpy as np
 from ..face.landmarks import (LEFT_EYE_OPENING, LEFT_IRIS, MOUTH_OPENING, RIGHT_EYE_OPENING,
                               RIGHT_IRIS)
 from ..headmodel.model import HeadModel
-from .bake import BakeView, TextureConfig, _Occluder, sample_views, vertex_normals
+from .bake import (BakeView, TextureConfig, _Occluder, _smooth_confidence, sample_views,
+                   vertex_normals)
 from .eyes import DEFAULT_IRIS_RGB, SCLERA_RGB, eye_color, eyeball, part_raster
 from .fill import nearest_fill_outside
 
@@ -165,8 +166,7 @@ def bake_photo_parts(model: HeadModel, rest_vertices: np.ndarray, posed_vertices
         photo, w = sample_views([view], pts_posed, nrm.astype(np.float32), occluder, sample_cfg,
                                 check)
         base = _base_colour_fn(model, rest, g, colours)((rest[tv[t]] * b[..., None]).sum(1))
-        conf = np.clip(w / cfg.full_confidence, 0.0, 1.0)[:, None]
-        conf = conf * conf * (3 - 2 * conf)
+        conf = _smooth_confidence(w, cfg.full_confidence)[:, None]
         img = np.zeros((size, size, 3), np.float32)
         img[cov] = base + conf * (photo - base)
         img = nearest_fill_outside(img, cov, check=check)
