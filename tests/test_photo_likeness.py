@@ -197,3 +197,15 @@ def test_neutral_option_writes_a_rest_pose(synthetic_photo_result):
     assert max(kept.values()) > 0.0 and kept == fitted       # the fit stays in the sidecar
     doc2, _ = read_glb(res.glb)
     assert max(next(m for m in doc2["meshes"] if m["name"] == "Head")["weights"]) > 0.0
+
+
+def test_part_textures_scale_with_the_face_in_the_photo():
+    from gen3dface.backend.texture.photo_parts import PartTextureConfig, part_resolution
+
+    cfg = PartTextureConfig()
+    assert part_resolution(150, cfg) == 256          # a 150 px face: its iris is ~8 px across
+    assert part_resolution(341, cfg) == 256
+    assert part_resolution(500, cfg) == 512
+    assert part_resolution(5000, cfg) == cfg.max_size
+    assert part_resolution(None, cfg) == cfg.max_size
+

@@ -257,7 +257,10 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                 lambda: TextureBaker(model, TextureConfig(size=work, mirror_fill=False)), cancel)
         else:
             baker = pipe._baker(model, work, cancel)
-        views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), analysis.mask, 1.0)]
+        # foreground x usable skin: hands, occluders over the face and clothes below the jaw
+        # do not paint the skin (the mirror twin and the fill take their place)
+        photo_mask = getattr(analysis, "view_mask", analysis.mask)
+        views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), photo_mask, 1.0)]
         views += list(generated.views)
         baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75))
         check()
@@ -282,7 +285,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
             # the photo on the eyes, teeth and mouth, in the pose the GLB shows
             posed = posed_as_exported(model, base, expression)
             eyes, parts_seen = bake_photo_parts(model, base, posed, views[0], colours,
-                                                check=check)
+                                                check=check, face_px=face_px)
         else:
             eyes = bake_eye_textures(model, base, iris_rgb=colours.iris, check=check)
         check()
@@ -333,6 +336,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
                     "iris_rgb": [round(c, 4) for c in iris] if iris else None,
+                    "skin_mask": dict(getattr(analysis, "skin_info", {}) or {}),
                     "parts": {**colours.info(),
                               "photo_seen": {g: round(v, 4) for g, v in parts_seen.items()}}},
         "output": output,

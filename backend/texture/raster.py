@@ -53,16 +53,25 @@ def rasterize_uv(tri_uv: np.ndarray, size: int, n_tiles: int = 1) -> UVRaster:
     tri = np.full((h, w), -1, np.int32)
     for k in range(len(pts)):
         cv2.fillConvexPoly(tri, pts[k], int(k), lineType=cv2.LINE_8, shift=shift)
-    rows, cols = np.nonzero(tri >= 0)
-    t = tri[rows, cols]
-    a, b, c = px[t, 0], px[t, 1], px[t, 2]
-    qx, qy = cols + 0.5, rows + 0.5
+    # Barycentrics are affine in the texel centre: per triangle, l_i = ax_i * x + ay_i * y + c_i
+    # (computed once per triangle in float64), then evaluated per texel in float32.
+    a, b, c = px[:, 0], px[:, 1], px[:, 2]
     den = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
     den = np.where(np.abs(den) < 1e-12, 1e-12, den)
-    l0 = ((b[:, 1] - c[:, 1]) * (qx - c[:, 0]) + (c[:, 0] - b[:, 0]) * (qy - c[:, 1])) / den
-    l1 = ((c[:, 1] - a[:, 1]) * (qx - c[:, 0]) + (a[:, 0] - c[:, 0]) * (qy - c[:, 1])) / den
-    lam = np.clip(np.stack([l0, l1, 1.0 - l0 - l1], 1), 0.0, 1.0)
-    lam /= np.maximum(lam.sum(1, keepdims=True), 1e-12)
+    ax0, ay0 = (b[:, 1] - c[:, 1]) / den, (c[:, 0] - b[:, 0]) / den
+    ax1, ay1 = (c[:, 1] - a[:, 1]) / den, (a[:, 0] - c[:, 0]) / den
+    c0 = -(ax0 * c[:, 0] + ay0 * c[:, 1])
+    c1 = -(ax1 * c[:, 0] + ay1 * c[:, 1])
+    coef = np.stack([ax0, ay0, c0, ax1, ay1, c1], 1)
     bary = np.zeros((h, w, 3), np.float32)
-    bary[rows, cols] = lam
+    for r0 in range(0, h, 256):                      # bands: bounded temporaries at 2048+
+        band = tri[r0:r0 + 256]
+        rows, cols = np.nonzero(band >= 0)
+        k = coef[band[rows, cols]]
+        qx, qy = cols + 0.5, rows + (r0 + 0.5)
+        l0 = k[:, 0] * qx + k[:, 1] * qy + k[:, 2]
+        l1 = k[:, 3] * qx + k[:, 4] * qy + k[:, 5]
+        lam = np.clip(np.stack([l0, l1, 1.0 - l0 - l1], 1), 0.0, 1.0)
+        lam /= np.maximum(lam.sum(1, keepdims=True), 1e-12)
+        bary[r0:r0 + 256][rows, cols] = lam
     return UVRaster(tri, bary)
