@@ -202,3 +202,10 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb):
     got = res.texture[rows[back], cols[back]].astype(np.float64).mean(0) / 255.0
     want = np.asarray(hair_rgb if hair_rgb is not None else skin)
     assert np.abs(got - want).max() < 0.12, (got, want)
+    # hair shows streaks (hair.py), a bald head's skin stays smooth
+    spread = res.texture[rows[back], cols[back]].astype(np.float64).mean(1).std()
+    print("back of the head: grey-level spread", spread)
+    if hair_rgb is not None:
+        assert spread > 0.8, spread                        # measured 1.1
+    else:
+        assert spread < 0.3, spread                        # measured 0.0

@@ -82,6 +82,7 @@ class TextureConfig:
     fill_prior_weight: float = 0.02   # how fast unseen colour relaxes to the skin tone
     ray_offset: float = 5e-4          # metres: ray start offset off the surface
     hair_fill: bool = True            # unseen scalp takes the colour of the seen hair (if any)
+    hair_strands: bool = True         # ... with streaks running down from the crown (hair.py)
     mask_margin_px: int = 2           # the foreground mask is shrunk by this many pixels: at a
                                       # silhouette, bilinear samples mix in the background
 
@@ -268,6 +269,16 @@ class TextureBaker:
                        if self.config.mirror_fill else None)
         self.vertex_region_priors = model.extras.get("vertex_region_colors", {})
         self.scalp = scalp_vertices(model, self.skin_vertices) if self.config.hair_fill else None
+        self.scalp_texels = self.hair_pattern = None
+        if self.scalp is not None and self.config.hair_strands and len(self.scalp):
+            from .hair import strand_pattern
+
+            tv = self.layout.tri_vertices[self.texel_tri]
+            self.scalp_texels = np.flatnonzero(np.isin(tv, self.scalp).all(1))
+            rest = np.asarray(model.vertices, np.float64)
+            crown = rest[self.scalp[np.argmax(rest[self.scalp, 1])]]
+            pts = _interpolate(rest, tv[self.scalp_texels], self.texel_bary[self.scalp_texels])
+            self.hair_pattern = strand_pattern(pts, crown)
         import trimesh  # noqa: F401  (its ~0.5 s first import belongs here, not in a bake)
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
@@ -430,6 +441,18 @@ class TextureBaker:
             tex[rows[sl], cols[sl]] = o
             conf_img[rows[sl], cols[sl]] = conf[sl]
         del col
+        if hair is not None and self.hair_pattern is not None:   # streaks where unseen
+            from .hair import HairPatternConfig, shade_hair
+
+            st = self.scalp_texels
+            r_, c_ = rows[st], cols[st]
+            o = tex[r_, c_]
+            # as strong as the texel is unseen and hair-coloured (fading out where the fill
+            # turns to skin at the hairline and nape)
+            span = max(float(np.linalg.norm(np.asarray(skin) - hair)), 1e-3)
+            hairness = np.clip(1.0 - np.linalg.norm(o - hair, axis=1) / span, 0.0, 1.0)
+            tex[r_, c_] = shade_hair(o, self.hair_pattern, (1.0 - seen_w[st]) * hairness,
+                                     HairPatternConfig().amount)
         report(0.9, "padding the UV islands")
         tex = nearest_fill_outside(tex, self.raster.covered, check=check)
         texture = np.empty((h, wid, 3), np.uint8)
