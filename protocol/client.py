@@ -28,6 +28,12 @@ ClientConfig(zero_copy=True) it is a read-only memoryview over the received Zero
 instead (one copy of a large GLB saved; len, ==, slicing, hashing, file.write and io.BytesIO
 work on it). run_job() always returns bytes.
 
+Large results (protocol 1.3, SPEC.md 5.7): the client asks for them in pieces
+(ClientConfig.result_parts, on by default); each piece is a signed message of its own whose
+SHA-256 is computed on a worker thread while the next pieces arrive, and the GLB is handed
+out only when every piece has been verified and put in its place. A 1.2 server simply sends
+results whole.
+
 Event kinds: connected, disconnected, reconnected, accepted, progress, preview, result,
 error, cancelled, status, cancel_reply. Heartbeats, reconnection (a new socket after three
 missed beats) and resubmission with the same idempotency key are automatic: SPEC.md
@@ -40,8 +46,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import mmap
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -76,6 +86,15 @@ class ClientConfig:
     max_image_pixels: int = MAX_PIXELS
     zero_copy: bool = False                    # buffers as memoryviews (see module docstring)
     receive_limits: ReceiveLimits = field(default_factory=ReceiveLimits)   # SPEC 11
+    result_parts: bool = True                  # (1.3) ask for large results as result_part
+                                               # messages: each piece is verified while the
+                                               # next is in flight (SPEC 5.7)
+
+
+MAX_REFETCHES = 3        # an incomplete or out-of-order result_part stream is fetched again
+PARALLEL_HASH_BYTES = 256 << 10   # messages with this many buffer bytes are hashed on threads
+HASH_THREADS = 3                  # worker threads: two hash pieces, one faults in pages
+HASH_WAIT_S = 0.0002              # how often _drain looks for new messages while hashing
 
 
 CANCEL_WAIT_S = 2.0      # how long Ctrl-C in wait() waits for the server to confirm a cancel
@@ -125,6 +144,8 @@ class JobHandle:
         self._probe_sent = 0.0
         self._rate: RateLimit | None = None      # progress/preview rate (SPEC 11)
         self._request: str | None = None         # what it was made from (IDEMPOTENCY_CONFLICT)
+        self._parts: _Parts | None = None        # a result arriving as result_part messages
+        self._refetches = 0
 
     @property
     def done(self) -> bool:
@@ -133,6 +154,90 @@ class JobHandle:
     def __repr__(self) -> str:
         return (f"JobHandle(key={self.idempotency_key!r}, job_id={self.job_id!r}, "
                 f"state={self.state!r}, stage={self.stage!r}, fraction={self.fraction:.2f})")
+
+
+class _Parts:
+    """A result announced with `parts` (SPEC 5.7, 1.3) while its result_part messages arrive.
+    Each part's signature (checked by the codec) covers its bytes; the checks here bind it to
+    its place: the announcement's job, sha256 and parent_id, the next index, the offset."""
+
+    def __init__(self, msg: Message, c: dict, zero_copy: bool, insecure: bool, pool=None):
+        self.parent, self.sha256 = msg.parent_id, c["sha256"]
+        self.count, self.size, self.content = c["parts"], c["size"], c
+        self.next = self.offset = 0
+        # zero_copy: each piece is copied into one anonymous mapping as it arrives (while the
+        # next piece is in flight), whose pages a worker faults in ahead of the copies
+        # without holding the GIL (_Prefault: faulting 64 MB of fresh pages costs 20-40 ms
+        # here, more than the copy); bytes: the pieces (views of the received frames) are
+        # joined once at the end, the one copy that makes bytes
+        self.buf = memoryview(mmap.mmap(-1, self.size)) if zero_copy else None
+        self._faulted = None
+        if self.buf is not None and pool is not None:
+            self._faulted = _Prefault(self.buf, -(-self.size // self.count))
+            pool.submit(self._faulted.run)
+        self.chunks: list = []
+        # insecure mode verifies nothing else: the whole-file SHA-256, hashed as pieces arrive
+        self.hasher = hashlib.sha256() if insecure else None
+
+    def add(self, data) -> bool:
+        """Store the next piece; True once the last one is in."""
+        n = len(data)
+        if self.buf is not None:
+            if self._faulted is not None:
+                self._faulted.wait(self.offset + n)
+            self.buf[self.offset:self.offset + n] = data
+        else:
+            self.chunks.append(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.next += 1
+        self.offset += n
+        return self.next == self.count
+
+    def glb(self):
+        if self.buf is not None:
+            return self.buf.toreadonly()
+        return b"".join(self.chunks)
+
+
+class _Prefault:
+    """Faults in the pages of a fresh mapping on a worker thread, one piece at a time, by
+    reading /dev/zero into it (the GIL is released during the read: the receiving thread,
+    and Blender's UI thread, run meanwhile). The receiving thread copies a piece into the
+    mapping only after this has passed it (`wait`), so the two never write the same bytes.
+    Without /dev/zero (Windows) the pages fault in during the copy instead."""
+
+    def __init__(self, buf: memoryview, step: int):
+        self.buf, self.step = buf, max(1, step)
+        self.upto = 0
+        self.cond = threading.Condition()
+
+    def run(self) -> None:
+        n = len(self.buf)
+        try:
+            with open("/dev/zero", "rb", buffering=0) as f:
+                while self.upto < n:
+                    end = min(n, self.upto + self.step)
+                    pos = self.upto
+                    while pos < end:
+                        got = f.readinto(self.buf[pos:end])
+                        if not got:
+                            raise OSError("short read")
+                        pos += got
+                    with self.cond:
+                        self.upto = end
+                        self.cond.notify_all()
+        except OSError:
+            pass
+        finally:
+            with self.cond:
+                self.upto = n          # done, or given up: the copy faults pages itself
+                self.cond.notify_all()
+
+    def wait(self, upto: int) -> None:
+        with self.cond:
+            while self.upto < upto:
+                self.cond.wait()
 
 
 @dataclass
@@ -190,7 +295,9 @@ class Client:
         self._ctx = context or zmq.Context()
         self._codec = Codec(Signer(key), self.config.limits, ReplayGuard(clock=clock), clock,
                             zero_copy=self.config.zero_copy)
+        self._codec.zero_copy_types = frozenset({"result_part"})   # assembled by _Parts
         self._chan: Channel | None = None
+        self._pool: ThreadPoolExecutor | None = None      # hashes large messages (_drain)
         self.state = "connecting"          # connecting | connected | disconnected | closed
         self._ever_connected = False
         self._server_instance: str | None = None
@@ -214,7 +321,8 @@ class Client:
         self._last_seen = now
         self._next_ping = now + self.config.heartbeat_s
         self._outbox.clear()
-        self._send(M.hello(self.config.client_name, self.config.heartbeat_s, self.session))
+        self._send(M.hello(self.config.client_name, self.config.heartbeat_s, self.session,
+                           result_parts=self.config.result_parts))
 
     def _close_socket(self) -> None:
         if self._chan is not None:
@@ -250,6 +358,7 @@ class Client:
         for h in self.jobs.values():
             if h.done:
                 continue
+            h._parts = None                  # the result comes again, whole
             if h._image is not None:
                 self._send_submit(h)
             elif h.job_id is not None:
@@ -266,6 +375,9 @@ class Client:
                 pass
         self._close_socket()
         self.state = "closed"
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self._own_ctx:
             self._ctx.term()
 
@@ -419,22 +531,52 @@ class Client:
                 self._send(M.job_request("status", h.job_id, self.session))
 
     def _drain(self) -> None:
-        for _ in range(self.config.max_messages_per_poll):
-            if self._chan is None:
+        """Receive and handle what has arrived. A message with large buffers (result_part)
+        is hashed on a worker thread (hashlib releases the GIL) while the next ones are
+        received and hashed, then decoded and handled here, in arrival order. While the
+        oldest is still being hashed, new arrivals are taken up every HASH_WAIT_S."""
+        pending: collections.deque = collections.deque()    # (frames, digests future)
+        received = 0
+        while True:
+            chan = self._chan
+            frames = None
+            if chan is not None and received < self.config.max_messages_per_poll:
+                frames = chan.recv_frames()
+            if frames is not None:
+                received += 1
+                pending.append((frames, self._hash_later(frames)))
+            elif not pending:
                 return
-            try:
-                msg = self._chan.recv()
-            except ProtocolError as e:
-                self._on_bad_message(e)
-                continue
-            if msg is None:
-                return
-            try:
-                content = M.validate(msg, "to_client")
-            except ProtocolError as e:
-                self._on_bad_message(e)
-                continue
-            self._on_message(msg, content)
+            else:
+                oldest = pending[0][1]
+                if oldest is not None and not oldest.done():
+                    wait_futures([oldest], None if chan is None or received >=
+                                 self.config.max_messages_per_poll else HASH_WAIT_S)
+            while pending and (pending[0][1] is None or pending[0][1].done()):
+                self._handle(*pending.popleft())
+
+    def _hash_later(self, frames):
+        """A future of the frames' buffer digests, or None (small, or nothing to verify)."""
+        if self._codec.signer.insecure or len(frames) <= 4 or \
+                sum(len(f) for f in frames[4:]) < PARALLEL_HASH_BYTES:
+            return None
+        return self._worker_pool().submit(self._codec.buffer_digests, frames)
+
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="gen3dface-hash")
+        return self._pool
+
+    def _handle(self, frames, digests) -> None:
+        if self._chan is None:
+            return                          # the socket was dropped meanwhile
+        try:
+            msg = self._chan.decode(frames, digests.result() if digests is not None else None)
+            content = M.validate(msg, "to_client")
+        except ProtocolError as e:
+            self._on_bad_message(e)
+            return
+        self._on_message(msg, content)
 
     def _on_bad_message(self, e: ProtocolError) -> None:
         if e.code == "AUTH":
@@ -447,6 +589,9 @@ class Client:
         h = self._by_request.get(parent) if isinstance(parent, str) else None
         if h is not None and e.code == "AUTH" and h.job_id is None:
             self._fail(h, e.code, msg)      # our submit was probably refused for its signature
+            return
+        if h is not None and not h.done and (e.header or {}).get("msg_type") == "result_part":
+            self._refetch(h, f"a result part could not be read: {e.message}")
             return
         if (h is not None and not h.done and e.code != "AUTH"
                 and (e.header or {}).get("msg_type") in ("result", "error")):
@@ -467,7 +612,7 @@ class Client:
                                                             "capabilities": self.capabilities}))
             if self._chan is not None:
                 self._send(M.hello(self.config.client_name, self.config.heartbeat_s,
-                                   self.session))
+                                   self.session, result_parts=self.config.result_parts))
             self._resubmit_all()
         self._server_instance = instance
 
@@ -531,6 +676,8 @@ class Client:
             self._events.append(Event("preview", h, dict(c, image=msg.buffers[0])))
         elif t == "result":
             self._on_result(h, msg, c)
+        elif t == "result_part":
+            self._on_result_part(h, msg, c)
         elif t == "error":
             self._fail(h, c["code"], c["message"], c)
 
@@ -578,6 +725,15 @@ class Client:
         self._fail(h, code, message)
 
     def _on_result(self, h: JobHandle, msg: Message, c: dict) -> None:
+        if c.get("parts") is not None:          # (1.3) the GLB follows in result_part messages
+            h._parts = None
+            if c["size"] > self.config.receive_limits.max_result_bytes:
+                self._fail(h, RECEIVE_LIMIT, f"the result GLB is {c['size']} bytes; the client "
+                           f"accepts at most {self.config.receive_limits.max_result_bytes}")
+                return
+            h._parts = _Parts(msg, c, self.config.zero_copy, self._codec.signer.insecure,
+                              self._worker_pool())
+            return
         glb = msg.buffers[0]
         want = c.get("sha256")
         if want:
@@ -586,6 +742,41 @@ class Client:
                 self._fail(h, BAD_RESULT, "the result GLB failed its SHA-256 check "
                            "(corrupted in transit)")
                 return
+        self._deliver(h, glb, c)
+
+    def _on_result_part(self, h: JobHandle, msg: Message, c: dict) -> None:
+        p = h._parts
+        if p is None or c["sha256"] != p.sha256 or msg.parent_id != p.parent:
+            return                  # not of the result being received (a stale stream): ignore
+        data = msg.buffers[0]
+        end = c["offset"] + len(data)
+        last = c["index"] == p.count - 1
+        if (c["index"] != p.next or c["offset"] != p.offset or c["parts"] != p.count
+                or c["size"] != p.size or (end == p.size) != last):
+            self._refetch(h, f"result part {c['index']} of {c['parts']} arrived out of place")
+            return
+        if not p.add(data):
+            return
+        h._parts = None
+        glb = p.glb()
+        if p.hasher is not None and p.hasher.hexdigest() != p.sha256:
+            self._fail(h, BAD_RESULT, "the result GLB failed its SHA-256 check "
+                       "(corrupted in transit)")
+            return
+        self._deliver(h, glb, p.content)
+
+    def _refetch(self, h: JobHandle, why: str) -> None:
+        """A result_part stream that cannot complete (a part lost to a full queue, or one
+        that failed verification): fetch the result again, a few times, then BAD_RESULT."""
+        h._parts = None
+        h._refetches += 1
+        if h._refetches > MAX_REFETCHES or h.job_id is None:
+            self._fail(h, BAD_RESULT, f"the result could not be received whole ({why}; "
+                       f"fetched {h._refetches} times)")
+            return
+        self._send_request(h, M.job_request("fetch_result", h.job_id, self.session))
+
+    def _deliver(self, h: JobHandle, glb, c: dict) -> None:
         try:
             check_result(glb, c["sidecar"], self.config.receive_limits)
         except LimitError as e:

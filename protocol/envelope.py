@@ -28,7 +28,7 @@ from .errors import AuthError, ProtocolError
 from .signing import MAGIC, ReplayGuard, Signer, buffer_digest, new_nonce
 
 PROTOCOL_NAME = "gen3dface"
-PROTOCOL_VERSION = "1.2"          # major.minor: majors are incompatible, minors only add
+PROTOCOL_VERSION = "1.3"          # major.minor: majors are incompatible, minors only add
 PROTOCOL_MAJOR = 1
 N_FIXED_FRAMES = 4                # magic, signature, header, content
 MAX_ROUTING_FRAMES = 4
@@ -234,6 +234,9 @@ class Codec:
                  replay: ReplayGuard | None = None, clock=time.time, zero_copy: bool = False):
         self.signer = signer
         self.zero_copy = zero_copy
+        # message types whose buffers stay memoryviews even without zero_copy (the client
+        # assembles result_part pieces itself: no bytes copy of each piece)
+        self.zero_copy_types: frozenset = frozenset()
         self.limits = limits or Limits()
         self.replay = replay if replay is not None else ReplayGuard(clock=clock)
         self.clock = clock
@@ -284,7 +287,22 @@ class Codec:
             raise ProtocolError("TOO_LARGE", f"the content JSON is over "
                                 f"{lim.max_content_bytes} bytes")
 
-    def decode(self, frames: Sequence, router: bool = False, sender: str = "") -> Message:
+    def buffer_digests(self, frames: Sequence) -> list[bytes] | None:
+        """The SHA-256 of each binary frame of a (DEALER-side) message, as decode() would
+        compute them, or None when this side verifies nothing or the frames fail the size
+        checks (decode refuses those before hashing anything). Thread-safe: the client
+        hashes large messages on worker threads (hashlib releases the GIL) and passes the
+        result to decode(..., digests=) so the next message is hashed meanwhile."""
+        if self.signer.insecure:
+            return None
+        try:
+            self.check_sizes(frames)
+        except ProtocolError:
+            return None
+        return [buffer_digest(_as_buffer(b)) for b in frames[N_FIXED_FRAMES:]]
+
+    def decode(self, frames: Sequence, router: bool = False, sender: str = "",
+               digests: Sequence[bytes] | None = None) -> Message:
         """Frames -> Message, or ProtocolError (code BAD_REQUEST, TOO_LARGE, AUTH,
         UNSUPPORTED_VERSION) carrying .routing and, when readable, .header.
 
@@ -292,16 +310,18 @@ class Codec:
         bytes, or (Codec(zero_copy=True) and zmq.Frame input) as read-only memoryviews over
         the received frames, saving one copy of large results. `sender`: who sent it as far
         as the transport can tell (a CURVE public key, "" when unknown), for the replay
-        cache's per-sender accounting (signing.ReplayGuard)."""
+        cache's per-sender accounting (signing.ReplayGuard). `digests`: buffer_digests() of
+        these same frames, computed beforehand (never anything the peer sent)."""
         routing: list = []
         try:
             routing, frames = split_routing(frames, router)
-            return self._decode(frames, routing, sender)
+            return self._decode(frames, routing, sender, digests)
         except ProtocolError as e:
             e.routing = routing
             raise
 
-    def _decode(self, frames: Sequence, routing: list, sender: str = "") -> Message:
+    def _decode(self, frames: Sequence, routing: list, sender: str = "",
+                known_digests: Sequence[bytes] | None = None) -> Message:
         self.check_sizes(frames)
         views = [_as_buffer(f) for f in frames]
         magic = bytes(views[0])
@@ -317,7 +337,10 @@ class Codec:
                             f"empty; got {len(sig)} bytes", self._peek_header(header_b))
         digests = None
         if not self.signer.insecure:
-            digests = [buffer_digest(b) for b in buffers]
+            if known_digests is not None and len(known_digests) == len(buffers):
+                digests = list(known_digests)
+            else:
+                digests = [buffer_digest(b) for b in buffers]
             try:
                 self.signer.verify(bytes(sig), bytes(header_b), bytes(content_b), digests)
             except AuthError as e:
@@ -340,7 +363,8 @@ class Codec:
             raise
         known = {"protocol", "version", "msg_id", "msg_type", "parent_id", "session",
                  "timestamp", "nonce"}
-        return Message(h["msg_type"], content, [_keep(b, self.zero_copy) for b in buffers],
+        zero_copy = self.zero_copy or h["msg_type"] in self.zero_copy_types
+        return Message(h["msg_type"], content, [_keep(b, zero_copy) for b in buffers],
                        h["msg_id"],
                        h["parent_id"], h["session"], h["timestamp"], h["nonce"], h["version"],
                        {k: v for k, v in header.items() if k not in known}, routing, digests,

@@ -32,8 +32,12 @@ KEY_RE = re.compile(r"\A[A-Za-z0-9._:\-]{1,128}\Z")   # \Z: "abc\n" is not a key
 # Who sends what. A server answers a client-only type arriving from... a client? fine; a
 # client sending a server type gets BAD_REQUEST.
 CLIENT_TYPES = ("hello", "submit", "cancel", "status", "fetch_result", "ping", "pong", "bye")
-SERVER_TYPES = ("capabilities", "accepted", "progress", "preview", "result", "error",
-                "cancel_reply", "status_reply", "ping", "pong")
+SERVER_TYPES = ("capabilities", "accepted", "progress", "preview", "result", "result_part",
+                "error", "cancel_reply", "status_reply", "ping", "pong")
+# (1.3) a result GLB sent as `result` + `result_part` messages (SPEC 5.7): at most this many
+MAX_RESULT_PARTS = 4096
+MAX_RESULT_BYTES = 1 << 40                 # a bound for the `size` field; ReceiveLimits decides
+SHA256_RE = re.compile(r"\A[0-9a-f]{64}\Z")
 ALL_TYPES = tuple(dict.fromkeys(CLIENT_TYPES + SERVER_TYPES))
 
 
@@ -128,6 +132,7 @@ def _job_id(k: _Checker, required=True):
 def _hello(k):
     k.string("client", False, default="")
     k.number("heartbeat_s", False, 0.05, 60.0, default=None)
+    k.boolean("result_parts", False, default=False)
     k.buffers(0)
 
 
@@ -197,8 +202,36 @@ def _result(k):
     _job_id(k)
     k.string("media_type", False, choices=(GLB_MEDIA_TYPE,), default=GLB_MEDIA_TYPE)
     k.obj("sidecar", True)
-    k.string("sha256", False, max_len=64, default=None)
+    parts = k.number("parts", False, 1, MAX_RESULT_PARTS, default=None, integer=True)
+    if parts is None:
+        k.string("sha256", False, max_len=64, default=None)
+        k.buffers(1)
+        return
+    # (1.3) the GLB follows in `parts` result_part messages: size and sha256 are required
+    _sha256(k)
+    k.number("size", True, parts, MAX_RESULT_BYTES, integer=True)
+    k.buffers(0)
+
+
+def _sha256(k):
+    v = k.string("sha256", True, max_len=64)
+    if not SHA256_RE.match(v):
+        k.fail("sha256", "must be 64 lowercase hex digits")
+
+
+def _result_part(k):
+    """(1.3) One piece of a result announced by a `result` with `parts` (SPEC 5.7)."""
+    _job_id(k)
+    _sha256(k)
+    parts = k.number("parts", True, 1, MAX_RESULT_PARTS, integer=True)
+    k.number("index", True, 0, parts - 1, integer=True)
+    size = k.number("size", True, parts, MAX_RESULT_BYTES, integer=True)
+    offset = k.number("offset", True, 0, size - 1, integer=True)
     k.buffers(1)
+    n = len(k.msg.buffers[0])
+    if n == 0 or offset + n > size:
+        k.fail("buffers", f"a result_part carries 1 to {size - offset} bytes at offset "
+                          f"{offset} of {size}; got {n}")
 
 
 def _error(k):
@@ -251,7 +284,8 @@ def _nothing(k):
 
 VALIDATORS: dict[str, Callable[[_Checker], None]] = {
     "hello": _hello, "capabilities": _capabilities, "submit": _submit, "accepted": _accepted,
-    "progress": _progress, "preview": _preview, "result": _result, "error": _error,
+    "progress": _progress, "preview": _preview, "result": _result,
+    "result_part": _result_part, "error": _error,
     "cancel": _job_request, "cancel_reply": _cancel_reply, "status": _status,
     "status_reply": _status_reply, "fetch_result": _job_request, "ping": _ping,
     "pong": _ping, "bye": _nothing,
@@ -278,9 +312,11 @@ def validate(msg: Message, direction: str | None = None) -> dict:
 # Builders (content dicts follow SPEC.md)
 # --------------------------------------------------------------------------------------------
 
-def hello(client: str = "", heartbeat_s: float | None = None, session: str | None = None
-          ) -> Message:
+def hello(client: str = "", heartbeat_s: float | None = None, session: str | None = None,
+          result_parts: bool = False) -> Message:
     c: dict[str, Any] = {"client": client}
+    if result_parts:
+        c["result_parts"] = True
     if heartbeat_s is not None:
         c["heartbeat_s"] = float(heartbeat_s)
     return Message("hello", c, session=session)

@@ -171,6 +171,11 @@ class Channel:
             return None
         return self.codec.decode(frames, router=self.router)
 
+    def decode(self, frames, digests=None) -> Message:
+        """Decode frames from recv_frames() (ProtocolError as recv); `digests` as
+        Codec.decode."""
+        return self.codec.decode(frames, router=self.router, digests=digests)
+
     def close(self) -> None:
         self.sock.close(linger=0)
 

@@ -1,17 +1,33 @@
 #!/usr/bin/env python
-"""Throughput of a large result over tcp loopback: the service's protocol vs raw pyzmq.
+"""Throughput of a large result over tcp loopback: the service's protocol vs raw pyzmq, in
+the same run, plain and with CURVE.
 
-Both sides run in separate processes, in the same run:
-  raw pyzmq   a ROUTER child process answers each request with the same N MB frame
-              (copy=False on both sides): the ceiling for one multipart message on this host;
-  protocol    the harness server (python -m gen3dface.backend.service.harness, signed with a
-              key, results kept in its state folder) answers `fetch_result` for a finished
-              N MB job; the client (gen3dface.protocol.client.Client) verifies the HMAC over
-              the frames and the SHA-256 of the GLB, as every real client does; once with
-              the GLB handed over as bytes (default) and once as a memoryview (zero_copy).
+Every process is separate: raw servers, the harness server, and this client process.
 
-    python scripts/bench_transport.py                 # 64 MB, 7 rounds
-    python scripts/bench_transport.py --mb 16 --rounds 3
+  raw pyzmq            a ROUTER child answers each request with the same N MB frame
+                       (copy=False on both sides, nothing hashed, no CURVE): the reference.
+  raw pyzmq + CURVE    the same child on a CURVE socket: what libzmq's encryption alone costs.
+  protocol             the harness server (python -m gen3dface.backend.service.harness, HMAC
+                       key, results kept in its state folder); the client is
+                       gen3dface.protocol.client.Client, which verifies every byte (the HMAC
+                       over each message and the SHA-256 of each buffer) before it hands the
+                       GLB out:
+    streamed           a job's result as it finishes, to the client that submitted it: the
+                       time from the `result` header's timestamp (stamped when the server
+                       starts encoding it; same host, same clock) to the verified GLB in hand;
+    fetch_result       Client.fetch_result of a kept result: the time from the call to the
+                       verified GLB in hand (a round trip, like raw pyzmq's).
+                       Protocol 1.3 clients ask for result_part messages (SPEC 5.7); the
+                       "1.2 client" rows are the same Client with result_parts=False (one
+                       frame, hashed after it arrived): the old path, in the same run.
+  raw chunked          (for reference) the child sends the same bytes as separate 2 MiB
+                       messages, nothing hashed: libzmq moves many smaller messages faster
+                       than one big frame on this host.
+
+Ratios are median(raw pyzmq, no CURVE) / median(ours) for the same N, rounds interleaved.
+
+    python scripts/bench_transport.py                       # 64 MB and 6.1 MB, 7 rounds
+    python scripts/bench_transport.py --mb 64 --fetch-mb 6.1 --rounds 9 --no-curve
 """
 from __future__ import annotations
 
@@ -36,93 +52,221 @@ RAW_SERVER = textwrap.dedent("""
     import sys, zmq
     ctx = zmq.Context()
     s = ctx.socket(zmq.ROUTER)
+    if len(sys.argv) > 3:                       # CURVE: server public + secret key (Z85)
+        s.curve_server = True
+        s.curve_publickey, s.curve_secretkey = sys.argv[3].encode(), sys.argv[4].encode()
     s.bind(sys.argv[1])
-    payload = bytes(range(256)) * (int(sys.argv[2]) // 256)
+    sizes = [int(x) for x in sys.argv[2].split(",")]
+    payloads = {n: bytes(range(256)) * (n // 256) for n in sizes}
     print("ready", flush=True)
     while True:
         ident, req = s.recv_multipart()
         if req == b"quit":
             break
-        s.send_multipart([ident, payload], copy=False)
+        n, chunk = (int(x) for x in req.split(b","))
+        mv = memoryview(payloads[n])
+        if chunk == 0:
+            s.send_multipart([ident, mv], copy=False)
+        else:
+            for i in range(0, n, chunk):
+                s.send_multipart([ident, mv[i:i + chunk]], copy=False)
     s.close(0)
     ctx.term()
 """)
 
+CHUNK = 2 << 20
 
-def bench_raw(nbytes: int, rounds: int) -> list[float]:
-    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    child = subprocess.Popen([sys.executable, "-c", RAW_SERVER, endpoint, str(nbytes)],
-                             stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "ready"
-    ctx = zmq.Context()
-    d = ctx.socket(zmq.DEALER)
-    d.setsockopt(zmq.LINGER, 0)
-    d.connect(endpoint)
-    times = []
-    for i in range(rounds + 1):
+
+class RawPeer:
+    def __init__(self, sizes: list[int], curve: tuple | None = None):
+        endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+        args = [sys.executable, "-c", RAW_SERVER, endpoint, ",".join(map(str, sizes))]
+        self.ctx = zmq.Context()
+        self.d = self.ctx.socket(zmq.DEALER)
+        self.d.setsockopt(zmq.LINGER, 0)
+        if curve:
+            server_pub, server_sec = zmq.curve_keypair()
+            args += [server_pub.decode(), server_sec.decode()]
+            pub, sec = zmq.curve_keypair()
+            self.d.curve_serverkey, self.d.curve_publickey, self.d.curve_secretkey = \
+                server_pub, pub, sec
+        self.child = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert self.child.stdout.readline().strip() == "ready"
+        self.d.connect(endpoint)
+        for n in sizes:
+            self.once(n)                         # warm-up
+
+    def once(self, n: int, chunk: int = 0) -> float:
         t0 = time.perf_counter()
-        d.send(b"go")
-        frame = d.recv(copy=False)
+        self.d.send(b"%d,%d" % (n, chunk))
+        got = 0
+        while got < n:
+            got += len(self.d.recv(copy=False).buffer)
         dt = time.perf_counter() - t0
-        assert len(frame.buffer) == nbytes
-        if i:                                   # the first round warms up the connection
-            times.append(dt)
-    d.send(b"quit")
-    d.close(0)
-    ctx.term()
-    child.wait(10)
-    return times
+        assert got == n
+        return dt
+
+    def close(self) -> None:
+        self.d.send(b"quit")
+        self.d.close(0)
+        self.ctx.term()
+        self.child.wait(10)
 
 
-def bench_protocol(nbytes: int, rounds: int, tmp: Path) -> dict[str, list[float]]:
-    """fetch_result round trips, with the client's default (GLB as bytes) and zero_copy."""
-    key_file = tmp / "key"
-    key = generate_key_file(key_file)
-    image = encode_png(np.zeros((32, 32, 3), np.uint8))
-    times: dict[str, list[float]] = {"bytes": [], "zero_copy": []}
-    with HarnessProcess(key_file=key_file, state_dir=tmp / "state", events=1, step_s=0.0,
-                        result_mb=nbytes / (1 << 20)) as hp:
-        with Client(hp.endpoint, key=key) as client:
-            job_id = client.run_job(image, deadline_s=120).job_id   # makes the result; warms up
-        for i in range(rounds + 1):
-            for mode in times:
-                with Client(hp.endpoint, key=key, config=ClientConfig(zero_copy=mode == "zero_copy")) as client:
-                    client.wait_connected(30)
-                    t0 = time.perf_counter()
-                    h = client.fetch_result(job_id)
-                    while not h.done:
-                        client.poll(0.05)
-                    dt = time.perf_counter() - t0
-                    assert h.state == "done" and len(h.glb) == nbytes
-                    if i:
-                        times[mode].append(dt)
-    return times
+class TimedClient(Client):
+    """Client that notes the `result` header's timestamp (when the server began sending)."""
+
+    def _on_result(self, h, msg, c):
+        h.result_sent_at = msg.timestamp
+        super()._on_result(h, msg, c)
+
+
+def make_curve(tmp: Path) -> tuple[Path, dict]:
+    d, people = tmp / "curve_server", tmp / "curve_people"
+    exe = [str(Path(sys.executable).parent / "gen3dface")]      # the `gen3dface keys` command
+    subprocess.run([*exe, "keys", "init", "--dir", str(d)], check=True, capture_output=True)
+    subprocess.run([*exe, "keys", "client", "bench", "--out", str(people), "--dir", str(d),
+                    "--allow"], check=True, capture_output=True)
+    return d, {"server_public_key": str(d / "server.key"),
+               "client_key_file": str(people / "bench.key_secret")}
+
+
+class Ours:
+    """The harness server with one kept result per size, and the timed cases."""
+
+    def __init__(self, tmp: Path, name: str, fetch_sizes: list[int], stream_size: int,
+                 curve_dir: Path | None, client_kw: dict):
+        key_file = tmp / f"key-{name}"
+        self.key = generate_key_file(key_file)
+        self.kw = dict(key=self.key, **client_kw)
+        self.image = encode_png(np.zeros((32, 32, 3), np.uint8))
+        self.hp = HarnessProcess(key_file=key_file, state_dir=tmp / f"state-{name}", events=1,
+                                 step_s=0.0, result_mb=1, curve_dir=curve_dir).start()
+        self.jobs = {}
+        with Client(self.hp.endpoint, **self.kw) as client:
+            for n in fetch_sizes:              # make the kept results; warms everything up
+                self.jobs[n] = client.run_job(self.image, options={"result_bytes": n},
+                                              deadline_s=120).job_id
+        self.stream_size = stream_size
+        self.clients = {}
+
+    def client(self, zero_copy: bool, parts: bool) -> Client:
+        k = (zero_copy, parts)
+        if k not in self.clients:
+            c = TimedClient(self.hp.endpoint, config=ClientConfig(zero_copy=zero_copy,
+                                                                  result_parts=parts), **self.kw)
+            c.wait_connected(30)
+            self.clients[k] = c
+        return self.clients[k]
+
+    def fetch(self, n: int, zero_copy: bool, parts: bool) -> float:
+        client = self.client(zero_copy, parts)
+        t0 = time.perf_counter()
+        h = client.fetch_result(self.jobs[n])
+        while not h.done:
+            client.poll(0.05)
+        dt = time.perf_counter() - t0
+        assert h.state == "done" and len(h.glb) == n, (h.state, h.error)
+        client.forget(h)
+        return dt
+
+    def stream(self, zero_copy: bool, parts: bool) -> float:
+        client = self.client(zero_copy, parts)
+        h = client.submit(self.image, options={"result_bytes": self.stream_size,
+                                               "steps": 1, "step_s": 0.0})
+        while not h.done:
+            client.poll(0.05)
+        done = time.time()
+        assert h.state == "done" and len(h.glb) == self.stream_size, (h.state, h.error)
+        client.forget(h)
+        return done - h.result_sent_at
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.hp.stop()
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mb", type=float, default=64.0)
+    p.add_argument("--mb", type=float, default=64.0, help="streamed and fetched result size")
+    p.add_argument("--fetch-mb", type=float, default=6.1, help="a second, smaller fetched size")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--no-curve", action="store_true")
     args = p.parse_args()
-    nbytes = int(args.mb * (1 << 20)) // 256 * 256
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = bench_raw(nbytes, args.rounds)
-        ours = bench_protocol(nbytes, args.rounds, Path(tmp))
-        raw2 = bench_raw(nbytes, args.rounds)             # again, to see the host's drift
-    raw_all = raw + raw2
-    mb = nbytes / (1 << 20)
+    big = int(args.mb * (1 << 20)) // 256 * 256
+    small = int(args.fetch_mb * (1 << 20)) // 256 * 256
+    sizes = sorted({big, small})
+    t: dict[str, list[float]] = {}
 
-    def line(name, ts):
-        return (f"{name:20s} median {statistics.median(ts) * 1000:7.1f} ms  "
-                f"{mb / statistics.median(ts):7.0f} MB/s   best {mb / min(ts):7.0f} MB/s")
+    def rec(name, dt):
+        t.setdefault(name, []).append(dt)
 
-    print(f"{mb:.0f} MB result over tcp loopback, {args.rounds} rounds each (after one warm-up):")
-    print(line("raw pyzmq", raw_all))
-    for mode, ts in ours.items():
-        print(line(f"protocol ({mode})", ts))
-    for mode, ts in ours.items():
-        ratio = statistics.median(raw_all) / statistics.median(ts)
-        print(f"protocol ({mode}) / raw throughput (medians): {ratio:.2f}x  (aim: >= 0.5x)")
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        setups = [("plain", None, {})]
+        if not args.no_curve:
+            d, kw = make_curve(tmp)
+            setups.append(("curve", d, kw))
+        raw = {"plain": RawPeer(sizes)}
+        if not args.no_curve:
+            raw["curve"] = RawPeer(sizes, curve=True)
+        ours = {name: Ours(tmp, name, sizes, big, d, kw) for name, d, kw in setups}
+        try:
+            for _ in range(args.rounds):
+                for mode, peer in raw.items():
+                    for n in sizes:
+                        rec(f"raw {mode} {n}", peer.once(n))
+                    rec(f"raw {mode} chunked {big}", peer.once(big, CHUNK))
+                for mode, o in ours.items():
+                    for zc in (True, False):
+                        for parts in (True, False):
+                            tag = f"{mode} {'zero_copy' if zc else 'bytes'}" \
+                                  f"{'' if parts else ' 1.2'}"
+                            rec(f"stream {tag}", o.stream(zc, parts))
+                            for n in sizes:
+                                rec(f"fetch {tag} {n}", o.fetch(n, zc, parts))
+        finally:
+            for o in ours.values():
+                o.close()
+            for peer in raw.values():
+                peer.close()
+
+    med = {k: statistics.median(v) for k, v in t.items()}
+
+    def mbs(n, s):
+        return n / (1 << 20) / s
+
+    print(f"tcp loopback, {args.rounds} rounds, interleaved (after warm-up); medians; "
+          f"MB = MiB")
+    for mode in raw:
+        for n in sizes:
+            k = f"raw {mode} {n}"
+            print(f"  raw pyzmq{' + CURVE' if mode == 'curve' else ''}, {n / (1 << 20):.1f} MB: "
+                  f"{med[k] * 1000:7.1f} ms {mbs(n, med[k]):6.0f} MB/s")
+        k = f"raw {mode} chunked {big}"
+        print(f"  raw pyzmq{' + CURVE' if mode == 'curve' else ''}, {big / (1 << 20):.1f} MB as "
+              f"{CHUNK >> 20} MiB messages: {med[k] * 1000:7.1f} ms {mbs(big, med[k]):6.0f} MB/s")
+    print()
+    print(f"{'case':46s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
+    for mode in ours:
+        for zc in ("zero_copy", "bytes"):
+            for v in ("", " 1.2"):
+                tag = f"{mode} {zc}{v}"
+                rows = [(f"streamed {big / (1 << 20):.0f} MB", f"stream {tag}", big)]
+                rows += [(f"fetch_result {n / (1 << 20):.1f} MB", f"fetch {tag} {n}", n)
+                         for n in sorted(sizes, reverse=True)]
+                for label, k, n in rows:
+                    vs = med[f"raw plain {n}"] / med[k]
+                    vc = f"{med[f'raw curve {n}'] / med[k]:11.2f}x" if mode == "curve" else ""
+                    name = (f"{label}, {mode}{' (CURVE on)' if mode == 'curve' else ''}, {zc}"
+                            f"{', 1.2 client' if v else ''}")
+                    print(f"{name:46s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
+                          f"{vs:6.2f}x {vc}")
+    if "curve" in raw:
+        for n in sizes:
+            print(f"raw pyzmq + CURVE / raw pyzmq, {n / (1 << 20):.1f} MB: "
+                  f"{med[f'raw plain {n}'] / med[f'raw curve {n}']:.2f}x of the throughput")
     return 0
 
 

@@ -32,6 +32,9 @@ class ServiceConfig:
     max_part_bytes: int | None = None   # override the protocol's per-frame receive limit (tests)
     replay_max_nonces: int = 200_000    # replay cache entries in all (protocol/SPEC.md section 4)
     curve: object = None                # protocol.curve.ServerCurve: CURVE keys + allow-list (SPEC 12)
+    result_part_bytes: int = 2 << 20    # (1.3) a result larger than this goes to a client that
+                                        # asks for it as result_part messages of this size (SPEC
+                                        # 5.7): the client hashes each while the next arrives
 
     def __post_init__(self):
         if self.on_client_lost not in ON_CLIENT_LOST:
@@ -42,3 +45,5 @@ class ServiceConfig:
             raise ValueError("a key is required unless insecure=True")
         if self.keep_results_s < 0:
             raise ValueError("keep_results_s must be >= 0")
+        if not 64 << 10 <= self.result_part_bytes <= 64 << 20:
+            raise ValueError("result_part_bytes must be between 64 KiB and 64 MiB")

@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replay-cache", type=int, default=200_000, help="replay cache entries")
     p.add_argument("--curve-dir", help="CURVE: the server key folder (gen3dface keys init)")
     p.add_argument("--busy", action="store_true", help="steps keep a CPU busy instead of sleeping")
+    p.add_argument("--result-part-kb", type=int, default=None,
+                   help="result_part size for clients that ask for parts (default: the server's)")
     p.add_argument("--ray", help="run the jobs on Ray worker actors: local | auto | HOST:PORT")
     p.add_argument("--ray-workers", type=int, default=2)
     p.add_argument("--ray-cpus-per-worker", type=float, default=1.0)
@@ -159,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                         state_dir=Path(args.state_dir) if args.state_dir else None,
                         heartbeat_s=args.heartbeat_s, client_timeout_s=3 * args.heartbeat_s,
                         replay_max_nonces=args.replay_cache,
-                        curve=_server_curve(args.curve_dir))
+                        curve=_server_curve(args.curve_dir),
+                        **({"result_part_bytes": args.result_part_kb << 10}
+                           if args.result_part_kb else {}))
     backend = workload
     if args.ray:
         from .ray_backend import RayBackend, RaySettings

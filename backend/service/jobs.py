@@ -23,6 +23,7 @@ an interrupted job is state `failed` with error code INTERRUPTED and details {"r
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import mmap
 import os
@@ -78,6 +79,10 @@ class Job:
     error_details: dict | None = None   # e.g. {"reason": "server_shutdown"} for INTERRUPTED
     result_sha256: str | None = None
     result_size: int | None = None
+    # (protocol 1.3) SHA-256 of each piece of the GLB when it is sent as result_part messages
+    # (SPEC 5.7): computed once when the result is stored, so a fetch never hashes the GLB
+    result_part_bytes: int | None = None
+    result_part_sha256: list | None = None
     runs: int = 0                       # how many times the worker started it
     owner: str | None = None            # CURVE public key of the identity that submitted it
     stage: str = ""
@@ -96,7 +101,7 @@ class Job:
 
     PERSISTED = ("job_id", "idempotency_key", "request_digest", "state", "created", "started",
                  "finished_at", "error_code", "error_message", "error_details", "result_sha256",
-                 "result_size",
+                 "result_size", "result_part_bytes", "result_part_sha256",
                  "runs", "owner", "stage", "fraction")
 
     def interrupt(self, reason: str) -> None:
@@ -128,6 +133,13 @@ class Job:
                           if self.error_code else None),
                 "result_available": self.state is JobState.DONE,
                 "result_sha256": self.result_sha256, "result_size": self.result_size}
+
+
+def part_digests(glb, part_bytes: int) -> list[str]:
+    """Hex SHA-256 of each `part_bytes` piece of `glb` (the last may be shorter)."""
+    mv = memoryview(glb)
+    return [hashlib.sha256(mv[i:i + part_bytes]).hexdigest()
+            for i in range(0, len(mv), part_bytes)]
 
 
 def new_job_id() -> str:
@@ -204,6 +216,7 @@ class JobStore:
         self.state_dir = state_dir
         self.keep_s = keep_s
         self.keep_bytes = keep_bytes
+        self.result_part_bytes: int | None = None   # set by the server (ServiceConfig)
         self._lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[tuple, str] = {}       # (owner or "", idempotency key) -> job id
@@ -343,9 +356,16 @@ class JobStore:
                 job.error_code, job.error_message, job.error_details = code, message, details
             self.save(job)
 
-    def store_result(self, job: Job, glb: bytes, sidecar: dict, sha256: str) -> None:
+    def store_result(self, job: Job, glb: bytes, sidecar: dict, sha256: str,
+                     part_bytes: int | None = None) -> None:
+        """Keep the result; with `part_bytes`, also the SHA-256 of each piece of that size
+        (result_part messages, SPEC 5.7), hashed here once, in the worker's thread."""
         self.results.put(job.job_id, glb, sidecar)
         job.result_sha256, job.result_size = sha256, len(glb)
+        part_bytes = part_bytes or self.result_part_bytes
+        if part_bytes and len(glb) > part_bytes:
+            job.result_part_bytes = int(part_bytes)
+            job.result_part_sha256 = part_digests(glb, part_bytes)
         self.set_state(job, JobState.DONE)
 
     def result(self, job_id: str) -> tuple[bytes, dict] | None:

@@ -39,7 +39,7 @@ from ..pipeline.events import PipelineError
 from . import checks, wire
 from .config import ServiceConfig
 from .jobqueue import JobQueue, QueueFull
-from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore
+from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore, part_digests
 from .worker import Outbox, Worker
 from .workload import WorkloadFactory
 
@@ -87,6 +87,7 @@ class ClientInfo:
     routing: Route                    # all of them: a client behind a ROUTER/DEALER proxy has 2+
     last_seen: float
     timeout_s: float
+    result_parts: bool = False        # (1.3) its hello asked for results as result_part messages
 
 
 class Server:
@@ -99,6 +100,7 @@ class Server:
         # (SPEC 5.2 and 8.4) and resubmit with their idempotency keys.
         self.instance = uuid.uuid4().hex
         self.store = JobStore(config.state_dir, config.keep_results_s, config.keep_results_bytes)
+        self.store.result_part_bytes = config.result_part_bytes
         self.queue = JobQueue(config.queue_size)
         limits = wire.Limits.for_server()
         if config.max_part_bytes is not None:
@@ -354,6 +356,8 @@ class Server:
                 if key in job.watchers and not job.state.finished:
                     job.watchers[key][0] = routing
         info.last_seen = now
+        if msg.msg_type == "hello":
+            info.result_parts = msg.content.get("result_parts") is True
         if isinstance(hb, (int, float)) and hb > 0:
             info.timeout_s = 3.0 * float(hb)
         return key
@@ -405,7 +409,7 @@ class Server:
             self._attach(job, routing, client, msg)
             self._send(routing, "accepted", self._accepted(job, duplicate=True), parent_id=msg.msg_id)
             if job.state.finished:
-                self._send_outcome(routing, job, parent_id=msg.msg_id)
+                self._send_outcome(routing, job, parent_id=msg.msg_id, client=client)
             return
         self._attach(job, routing, client, msg)
         job.image, job.rig, job.options = image, rig, options
@@ -438,7 +442,7 @@ class Server:
                 "state": wire_state(job.state), "duplicate": duplicate,
                 "queue_position": self.queue.position(job.job_id) if job.state is JobState.QUEUED else None}
 
-    def _send_outcome(self, routing, job: Job, parent_id=None) -> None:
+    def _send_outcome(self, routing, job: Job, parent_id=None, client=None) -> None:
         """The terminal event of a finished job: `result`, or `error` (CANCELLED, the failure)."""
         if job.state is JobState.DONE:
             res = self.store.result(job.job_id)
@@ -446,7 +450,7 @@ class Server:
                 self._error(routing, "NOT_FOUND", "the result is no longer kept; resubmit",
                             parent_id, job.job_id)
                 return
-            self._send_result(routing, job, res[0], res[1], parent_id)
+            self._send_result(routing, job, res[0], res[1], parent_id, client)
         elif job.state is JobState.INTERRUPTED:
             self._error(routing, "INTERRUPTED",
                         job.error_message or INTERRUPTED_MESSAGES["server_restart"], parent_id,
@@ -456,12 +460,45 @@ class Server:
             self._error(routing, job.error_code or "INTERNAL", job.error_message or "the job failed",
                         parent_id, job.job_id, **extra)
 
-    def _send_result(self, routing, job: Job, glb: bytes, sidecar: dict, parent_id=None) -> bool:
+    def _send_result(self, routing, job: Job, glb, sidecar: dict, parent_id=None,
+                     client=None) -> bool:
+        """The `result` of a job. To a client whose hello asked for result_parts (1.3) a GLB
+        larger than one part goes as `result` (no buffer; parts, size) + one `result_part`
+        per piece, each signed on its own (SPEC 5.7): the client verifies a piece while the
+        next is in flight. The digests are the ones kept with the result: never re-hashed."""
+        content = {"job_id": job.job_id, "sidecar": sidecar, "sha256": job.result_sha256,
+                   "media_type": "model/gltf-binary"}
+        info = self.clients.get(client) if client is not None else None
+        part = self.config.result_part_bytes
+        if (info is not None and info.result_parts and job.result_sha256
+                and len(glb) > part):
+            return self._send_parts(routing, job, glb, content, parent_id, part)
         digests = [bytes.fromhex(job.result_sha256)] if job.result_sha256 else None
-        return self._send(routing, "result", {"job_id": job.job_id, "sidecar": sidecar,
-                                              "sha256": job.result_sha256,
-                                              "media_type": "model/gltf-binary"},
-                          [glb], parent_id=parent_id, digests=digests)
+        return self._send(routing, "result", content, [glb], parent_id=parent_id,
+                          digests=digests)
+
+    def _send_parts(self, routing, job: Job, glb, content: dict, parent_id, part: int) -> bool:
+        size = len(glb)
+        if job.result_part_bytes != part or not job.result_part_sha256 \
+                or len(job.result_part_sha256) != -(-size // part):
+            # kept by an older server or another part size: hash once, then keep them
+            job.result_part_bytes = part
+            job.result_part_sha256 = part_digests(glb, part)
+            self.store.save(job)
+        digests = job.result_part_sha256
+        n = len(digests)
+        if not self._send(routing, "result", {**content, "parts": n, "size": size},
+                          parent_id=parent_id):
+            return False
+        mv = memoryview(glb)
+        for i, d in enumerate(digests):
+            off = i * part
+            if not self._send(routing, "result_part", {
+                    "job_id": job.job_id, "sha256": job.result_sha256, "index": i, "parts": n,
+                    "offset": off, "size": size}, [mv[off:off + part]], parent_id=parent_id,
+                    digests=[bytes.fromhex(d)]):
+                return False           # the client re-fetches an incomplete result (SPEC 5.7)
+        return True
 
     def _job(self, msg) -> tuple[str, Job | None]:
         """The job a cancel/status/fetch_result names: None when unknown; NOT_FOUND when it
@@ -530,7 +567,7 @@ class Server:
         self._attach(job, routing, client, msg)
         self._send(routing, "accepted", self._accepted(job, duplicate=True), parent_id=msg.msg_id)
         if job.state.finished:
-            self._send_outcome(routing, job, parent_id=msg.msg_id)
+            self._send_outcome(routing, job, parent_id=msg.msg_id, client=client)
 
     _handlers = {"hello": _on_hello, "ping": _on_ping, "pong": _on_pong, "bye": _on_bye,
                  "submit": _on_submit, "cancel": _on_cancel, "status": _on_status,
@@ -539,13 +576,13 @@ class Server:
     # ---- worker events and housekeeping ------------------------------------------------
     def _forward_events(self) -> None:
         for event in self.outbox.drain():
-            for to, parent in list(event[1].watchers.values()):
+            for client, (to, parent) in list(event[1].watchers.items()):
                 try:
-                    self._forward(to, parent, event)
+                    self._forward(to, parent, event, client)
                 except Exception:
                     log.exception("forwarding %s failed", event[0])
 
-    def _forward(self, to: Route, parent: str, event: tuple) -> None:
+    def _forward(self, to: Route, parent: str, event: tuple, client=None) -> None:
         """One worker event to one attached client (parent_id: what attached it)."""
         kind, job = event[0], event[1]
         if kind == "started":
@@ -558,7 +595,7 @@ class Server:
             self._send(to, "preview", {"job_id": job.job_id, "name": event[2], "media_type": "image/png",
                                        "stage": job.stage or None}, [event[3]], parent_id=parent)
         elif kind == "result":
-            self._send_result(to, job, event[2], event[3], parent_id=parent)
+            self._send_result(to, job, event[2], event[3], parent_id=parent, client=client)
         elif kind == "cancelled":
             self._error(to, "CANCELLED", "cancelled by request", parent, job.job_id)
         elif kind == "failed":
