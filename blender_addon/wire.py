@@ -6,7 +6,8 @@ it uses only relative imports, so it works under any parent package). In develop
 code is installed as `gen3dface.protocol`. Every other add-on module imports protocol modules
 from here (`from ..wire import cameras`), never directly, so the choice is made once.
 
-The protocol's cameras module is pure Python and loaded eagerly. The transport and client
+The protocol's cameras and options (the job options' vocabulary) modules are pure Python and
+loaded eagerly. The transport and client
 modules need pyzmq (bundled as a wheel in the extension) and are loaded on first use through
 `load(name)`, so the add-on's pure logic imports without pyzmq.
 """
@@ -28,6 +29,7 @@ PACKAGE: str = _protocol.__name__
 from importlib import import_module as _im  # noqa: E402
 
 cameras: ModuleType = _im(PACKAGE + ".cameras")
+options: ModuleType = _im(PACKAGE + ".options")
 
 
 def load(name: str) -> ModuleType:

@@ -8,17 +8,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ...protocol.options import DEFAULTS, GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES
 from ..service.cli_support import (CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_OK,
                                    EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay, Refused,
                                    call_cancellable, exit_code_for, output_problem,
                                    read_photo_and_rig, report_sidecar_notes, sidecar_path_for,
                                    write_json_summary, write_output)
 
-# the pipeline's JobOptions choices (backend/pipeline/pipeline.py), repeated here so that
-# `--help` and argparse need no torch import
-GENERATORS = ("auto", "offline", "gen3dface")
-QUALITIES = ("draft", "standard", "high")
-OUTPUT_KINDS = ("rigged", "surface", "both")
+# the job options' choices and defaults: protocol/options.py (pure Python, so `--help` and
+# argparse need no torch import)
 DEVICES = ("cpu", "cuda")
 
 
@@ -32,14 +30,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rig", help="camera rig JSON (protocol/SPEC.md, 'Rig'); default: the photo's own camera")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu); "
                    "cuda[:N] needs a CUDA GPU")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--json", dest="json_path", help="write a machine-readable summary here")
     p.add_argument("--assets", help="folder with the head model and weights (see `gen3dface assets`)")
     p.add_argument("--checkpoint", help="folder of trained Gen3D-Face weights")
-    p.add_argument("--generator", default="auto", choices=GENERATORS, help="default auto")
-    p.add_argument("--quality", default="standard", choices=QUALITIES, help="default standard")
-    p.add_argument("--texture-size", type=int, default=1024)
-    p.add_argument("--output-kind", default="rigged", choices=OUTPUT_KINDS, help="default rigged")
+    p.add_argument("--generator", default=DEFAULTS["generator"], choices=GENERATORS,
+                   help=f"default {DEFAULTS['generator']}")
+    p.add_argument("--quality", default=DEFAULTS["quality"], choices=QUALITIES,
+                   help=f"default {DEFAULTS['quality']}")
+    p.add_argument("--texture-size", type=int, default=DEFAULTS["texture_size"],
+                   help=f"{', '.join(map(str, TEXTURE_SIZES))} (default {DEFAULTS['texture_size']})")
+    p.add_argument("--output-kind", default=DEFAULTS["output_kind"], choices=OUTPUT_KINDS,
+                   help=f"default {DEFAULTS['output_kind']}")
     p.add_argument("--neutral", action="store_true",
                    help="rest pose: the GLB's shape-key weights all 0 (the sidecar keeps the "
                         "fitted weights)")

@@ -18,7 +18,7 @@ from ..service.cli_support import (CANCEL_WAIT_S, CommandSummary, EXIT_CANCELLED
                                    Refused, exit_code_for, output_problem, read_photo_and_rig,
                                    report_sidecar_notes, sidecar_path_for, write_json_summary,
                                    write_output)
-from .run import GENERATORS, OUTPUT_KINDS, QUALITIES
+from ...protocol.options import GENERATORS, OUTPUT_KINDS, QUALITIES
 
 
 def add_parser(subparsers) -> None:

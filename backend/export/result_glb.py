@@ -16,11 +16,10 @@ The file's asset.extras record the frame, the output kind and the caller's extra
 """
 from __future__ import annotations
 
+from ...protocol.options import OUTPUT_KINDS
 from .gltf import GltfBuilder
 from .head_glb import HEAD_FRAME_DOC, ExportConfig, HeadAsset, add_head
 from .surface_glb import SURFACE_NODE, SurfaceAsset, add_surface
-
-OUTPUT_KINDS = ("rigged", "surface", "both")
 
 
 def output_kind_of(head: HeadAsset | None, surface: SurfaceAsset | None) -> str:

@@ -22,66 +22,40 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-
+from ...protocol import options as vocabulary
 from .background import BackgroundRunner
 from .events import CancelToken, JobCancelled, NullSink, PipelineError, ProgressSink
 from .generators import GENERATORS, learned_unavailable_reason
 
-GENERATOR_CHOICES = ("auto", "offline", "gen3dface")
-QUALITY_CHOICES = ("draft", "standard", "high")
-OUTPUT_KINDS = ("rigged", "surface", "both")
-TEXTURE_SIZES = (512, 1024, 2048)
+# the job options' choices live once, in protocol/options.py (names kept for importers)
+GENERATOR_CHOICES = vocabulary.GENERATORS
+QUALITY_CHOICES = vocabulary.QUALITIES
+OUTPUT_KINDS = vocabulary.OUTPUT_KINDS
+TEXTURE_SIZES = vocabulary.TEXTURE_SIZES
 SIDECAR_FORMAT = "gen3dface.sidecar/1"
+
+_D = vocabulary.DEFAULTS
 
 
 @dataclass
 class JobOptions:
-    generator: str = "auto"          # "auto" | "offline" | "gen3dface"
-    seed: int = 0
-    quality: str = "standard"        # "draft" | "standard" | "high"
-    texture_size: int = 1024         # texels per UV tile side: 512, 1024 or 2048
-    output_kind: str = "rigged"      # "rigged" | "surface" | "both"
-    neutral: bool = False            # GLB weights all 0 (rest pose); the sidecar keeps the fit
+    """A job's options; their choices, ranges and defaults are protocol/options.py's."""
+    generator: str = _D["generator"]          # "auto" | "offline" | "gen3dface"
+    seed: int = _D["seed"]                    # [0, 2^32)
+    quality: str = _D["quality"]              # "draft" | "standard" | "high"
+    texture_size: int = _D["texture_size"]    # texels per UV tile side: 512, 1024 or 2048
+    output_kind: str = _D["output_kind"]      # "rigged" | "surface" | "both"
+    neutral: bool = _D["neutral"]             # GLB weights all 0 (rest pose); the sidecar keeps the fit
+    lit_texture: bool = _D["lit_texture"]
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "JobOptions":
-        """Validated options; unknown keys are ignored; PipelineError(BAD_REQUEST) on bad
-        values."""
-        d = dict(d or {})
-        if not isinstance(d, dict):
-            raise PipelineError("BAD_REQUEST", "options must be an object")
-        out = cls()
-
-        def pick(key, choices):
-            if key in d and d[key] is not None:
-                v = d[key]
-                if v not in choices:
-                    raise PipelineError("BAD_REQUEST", f"option {key}={v!r} is not one of "
-                                        f"{', '.join(map(str, choices))}")
-                setattr(out, key, v)
-
-        pick("generator", GENERATOR_CHOICES)
-        pick("quality", QUALITY_CHOICES)
-        pick("output_kind", OUTPUT_KINDS)
-        if d.get("texture_size") is not None:
-            ts = d["texture_size"]
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or int(ts) != ts \
-                    or int(ts) not in TEXTURE_SIZES:
-                raise PipelineError("BAD_REQUEST", f"option texture_size={ts!r} is not one of "
-                                    f"{', '.join(map(str, TEXTURE_SIZES))}")
-            out.texture_size = int(ts)
-        if d.get("seed") is not None:
-            s = d["seed"]
-            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2 ** 32:
-                raise PipelineError("BAD_REQUEST", f"option seed={s!r} must be an integer in "
-                                    "[0, 2^32)")
-            out.seed = s
-        if d.get("neutral") is not None:
-            if not isinstance(d["neutral"], bool):
-                raise PipelineError("BAD_REQUEST", f"option neutral={d['neutral']!r} must be "
-                                    "true or false")
-            out.neutral = d["neutral"]
-        return out
+        """Validated options (protocol/options.py validate); unknown keys are ignored;
+        PipelineError(BAD_REQUEST) on bad values."""
+        try:
+            return cls(**vocabulary.validate(d))
+        except vocabulary.OptionError as e:
+            raise PipelineError("BAD_REQUEST", e.message) from None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...protocol.options import DEFAULTS as OPTION_DEFAULTS
+from ...protocol.options import OUTPUT_KINDS
 from ..headmodel.model import HeadModel
 from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
 from .meshing import SurfaceMesh, boundary_loops, fill_small_holes, loop_plane
@@ -24,7 +26,6 @@ from .register import SKIN_GROUPS, Registration, RegistrationConfig, register_te
 from .views import as_views
 
 STAGE = "reconstruct"
-OUTPUT_KINDS = ("rigged", "surface", "both")
 
 
 @dataclass
@@ -33,7 +34,7 @@ class ReconConfig:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     sdf: "object | None" = None                  # SDFConfig; None: SDFConfig(device=device)
     device: str = "cpu"
-    surface_texture_size: int = 1024
+    surface_texture_size: int = OPTION_DEFAULTS["texture_size"]   # the job's texture_size
     init_grid: int = 96                          # template SDF samples along the longest axis
 
     def __post_init__(self):

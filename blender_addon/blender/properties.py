@@ -7,20 +7,84 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
 
 from ..core import settings as core_settings
 
-GENERATOR_ITEMS = [
-    ("auto", "Auto", "The best generator the backend offers (Gen3D-Face when its weights are "
-     "installed, else the offline template fit)"),
-    ("offline", "Offline fit", "Head-model fit and photo texture only; no learned views"),
-    ("gen3dface", "Gen3D-Face", "Multi-view diffusion + reconstruction (needs the backend's "
-     "trained weights)"),
-]
-QUALITY_ITEMS = [(q, q.capitalize(), f"{q.capitalize()} preset") for q in core_settings.QUALITIES]
-TEXTURE_ITEMS = [(str(s), f"{s} px", f"{s} x {s} texture") for s in core_settings.TEXTURE_SIZES]
-OUTPUT_ITEMS = [
-    ("rigged", "Rigged template", "The head model's topology with ARKit's 52 shape keys"),
-    ("surface", "Free-form surface", "The reconstructed surface (where the generator has one)"),
-    ("both", "Both", "Rigged template and free-form surface"),
-]
+# Labels of the job options' menus. The choices themselves come from the connected backend's
+# capabilities (core/settings.py BackendOffer), restricted to the vocabulary the backend
+# validates with (protocol/options.py); before any backend answered, the vocabulary's own.
+GENERATOR_LABELS = {
+    "auto": ("Auto", "The best generator the backend offers (Gen3D-Face when its weights are "
+             "installed, else the offline template fit)"),
+    "offline": ("Offline fit", "Head-model fit and photo texture only; no learned views"),
+    "gen3dface": ("Gen3D-Face", "Multi-view diffusion + reconstruction (needs the backend's "
+                  "trained weights)"),
+}
+OUTPUT_LABELS = {
+    "rigged": ("Rigged template", "The head model's topology with ARKit's 52 shape keys"),
+    "surface": ("Free-form surface", "The reconstructed surface (where the generator has one)"),
+    "both": ("Both", "Rigged template and free-form surface"),
+}
+
+
+def _label(option: str, value) -> tuple[str, str]:
+    if option == "generator":
+        return GENERATOR_LABELS.get(value, (str(value), str(value)))
+    if option == "output_kind":
+        return OUTPUT_LABELS.get(value, (str(value), str(value)))
+    if option == "texture_size":
+        return f"{value} px", f"{value} x {value} texture"
+    return str(value).capitalize(), f"{str(value).capitalize()} preset"
+
+
+def _number(option: str, value) -> int:
+    """The enum's stored integer: the size itself for texture sizes, else the value's place
+    in the vocabulary, so a stored choice keeps its meaning when the offered list changes."""
+    if option == "texture_size":
+        return int(value)
+    return core_settings.vocabulary.OPTIONS[option].choices.index(value)
+
+
+def menu_address(context=None) -> str | None:
+    """The backend address whose capabilities the menus follow (None: not configured)."""
+    try:
+        from . import preferences
+        prefs = preferences.get(context)
+        return prefs.connection_settings().address if prefs is not None else None
+    except Exception:        # a bad address in the preferences: the vocabulary's choices
+        return None
+
+
+_ITEMS: dict = {}            # Blender needs Python to keep the strings of dynamic items alive
+
+
+def menu_items(option: str, context=None) -> list[tuple]:
+    """The (identifier, name, description, number) items of one option's menu."""
+    choices = core_settings.BackendOffer.choices(menu_address(context))[option]
+    items = [(str(v), *_label(option, v), _number(option, v)) for v in choices]
+    key = (option, tuple(items))
+    return _ITEMS.setdefault(key, items)
+
+
+def _items_callback(option: str):
+    def items(self, context):
+        return menu_items(option, context)
+    return items
+
+
+def _default_number(option: str) -> int:
+    return _number(option, core_settings.OPTION_DEFAULTS[option])
+
+
+def _chosen(props, option: str):
+    """The menu's value, or (when the stored choice is not offered by this backend) the
+    vocabulary's default if offered, else the first offered choice."""
+    value = getattr(props, option)
+    offered = [i[0] for i in menu_items(option)]
+    if value not in offered:
+        default = str(core_settings.OPTION_DEFAULTS[option])
+        value = default if default in offered else offered[0]
+    return int(value) if option == "texture_size" else value
+
+
+SEED_MAX = min(core_settings.vocabulary.SEED_RANGE[1] - 1, 2 ** 31 - 1)   # IntProperty is 32-bit
 
 
 def _photo_path_changed(self, context):
@@ -43,11 +107,16 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
     ring_radius: FloatProperty(name="Radius", default=1.0, min=0.05, max=100.0, unit="LENGTH")
     ring_elevation: FloatProperty(name="Elevation", default=0.0, min=-89.0, max=89.0)
     camera_collection: PointerProperty(name="Camera collection", type=bpy.types.Collection)
-    generator: EnumProperty(name="Generator", items=GENERATOR_ITEMS, default="auto")
-    seed: IntProperty(name="Seed", default=0, min=0)
-    quality: EnumProperty(name="Quality", items=QUALITY_ITEMS, default="standard")
-    texture_size: EnumProperty(name="Texture", items=TEXTURE_ITEMS, default="1024")
-    output_kind: EnumProperty(name="Output", items=OUTPUT_ITEMS, default="rigged")
+    generator: EnumProperty(name="Generator", items=_items_callback("generator"),
+                            default=_default_number("generator"))
+    seed: IntProperty(name="Seed", default=core_settings.OPTION_DEFAULTS["seed"],
+                      min=core_settings.vocabulary.SEED_RANGE[0], max=SEED_MAX)
+    quality: EnumProperty(name="Quality", items=_items_callback("quality"),
+                          default=_default_number("quality"))
+    texture_size: EnumProperty(name="Texture", items=_items_callback("texture_size"),
+                               default=_default_number("texture_size"))
+    output_kind: EnumProperty(name="Output", items=_items_callback("output_kind"),
+                              default=_default_number("output_kind"))
     neutral: BoolProperty(name="Neutral pose", default=False,
                           description="Import the head at rest (all shape keys 0) instead of "
                                       "with the photo's expression; the fitted values stay in "
@@ -57,9 +126,10 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
     show_previews: BoolProperty(name="Previews", default=True)
 
     def generate_options(self) -> core_settings.GenerateOptions:
-        return core_settings.GenerateOptions(self.generator, int(self.seed), self.quality,
-                                             int(self.texture_size), self.output_kind,
-                                             bool(self.neutral))
+        return core_settings.GenerateOptions(_chosen(self, "generator"), int(self.seed),
+                                             _chosen(self, "quality"),
+                                             _chosen(self, "texture_size"),
+                                             _chosen(self, "output_kind"), bool(self.neutral))
 
     def ring_settings(self, unit_scale: float = 1.0) -> core_settings.RingSettings:
         return core_settings.RingSettings(n_cameras=self.ring_cameras,

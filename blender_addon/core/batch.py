@@ -37,8 +37,8 @@ from .glb_check import GlbError, check_glb
 from .messages import (BACKEND_LOST, BAD_INPUT, BAD_RESULT, CLIENT_ERROR, IMPORT_FAILED,
                        INTERRUPTED_BY_USER, JOB_TIMEOUT, NOT_RUN, OFFLINE, PROTOCOL,
                        RECEIVE_LIMIT, UNREACHABLE, UserError, user_error)
-from .settings import (GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES, ConnectionSettings,
-                       GenerateOptions, RingSettings)
+from .settings import (GENERATORS, OPTION_DEFAULTS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES,
+                       ConnectionSettings, GenerateOptions, RingSettings)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130          # Ctrl-C / SIGTERM (128 + SIGINT, as shells report it)
@@ -184,11 +184,12 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
                    help="no key: a development backend on loopback started with --insecure")
     p.add_argument("--connect-timeout", type=float, default=ConnectionSettings.connect_timeout_s)
     p.add_argument("--job-timeout", type=float, default=ConnectionSettings.job_timeout_s)
-    p.add_argument("--generator", choices=GENERATORS, default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quality", choices=QUALITIES, default="standard")
-    p.add_argument("--texture-size", type=int, choices=TEXTURE_SIZES, default=1024)
-    p.add_argument("--output-kind", choices=OUTPUT_KINDS, default="rigged")
+    p.add_argument("--generator", choices=GENERATORS, default=OPTION_DEFAULTS["generator"])
+    p.add_argument("--seed", type=int, default=OPTION_DEFAULTS["seed"])
+    p.add_argument("--quality", choices=QUALITIES, default=OPTION_DEFAULTS["quality"])
+    p.add_argument("--texture-size", type=int, choices=TEXTURE_SIZES,
+                   default=OPTION_DEFAULTS["texture_size"])
+    p.add_argument("--output-kind", choices=OUTPUT_KINDS, default=OPTION_DEFAULTS["output_kind"])
     p.add_argument("--neutral", action="store_true",
                    help="heads at rest (shape keys 0); the fitted values stay in the sidecar")
     p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,

@@ -7,12 +7,17 @@ message a person can act on, before any network traffic.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 
-GENERATORS = ("auto", "offline", "gen3dface")
-QUALITIES = ("draft", "standard", "high")
-OUTPUT_KINDS = ("rigged", "surface", "both")
-TEXTURE_SIZES = (256, 512, 1024, 2048, 4096)
+from ..wire import options as vocabulary
+
+# the job options' choices, ranges and defaults: protocol/options.py, the backend's own
+GENERATORS = vocabulary.GENERATORS
+QUALITIES = vocabulary.QUALITIES
+OUTPUT_KINDS = vocabulary.OUTPUT_KINDS
+TEXTURE_SIZES = vocabulary.TEXTURE_SIZES
+OPTION_DEFAULTS = vocabulary.DEFAULTS
 
 
 class SettingsError(ValueError):
@@ -55,38 +60,61 @@ class ConnectionSettings:
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    """What the artist asks for; `to_dict()` is the wire form of the pipeline's JobOptions."""
+    """What the artist asks for; `to_dict()` is the wire form of the pipeline's JobOptions.
+    Validated by the vocabulary the backend uses (protocol/options.py)."""
 
-    generator: str = "auto"
-    seed: int = 0
-    quality: str = "standard"
-    texture_size: int = 1024
-    output_kind: str = "rigged"
-    neutral: bool = False              # rest pose: shape-key values 0 (the fit stays in the sidecar)
+    generator: str = OPTION_DEFAULTS["generator"]
+    seed: int = OPTION_DEFAULTS["seed"]
+    quality: str = OPTION_DEFAULTS["quality"]
+    texture_size: int = OPTION_DEFAULTS["texture_size"]
+    output_kind: str = OPTION_DEFAULTS["output_kind"]
+    neutral: bool = OPTION_DEFAULTS["neutral"]   # rest pose: shape-key values 0 (the fit stays in the sidecar)
+    lit_texture: bool = OPTION_DEFAULTS["lit_texture"]
 
     def __post_init__(self):
-        if not isinstance(self.neutral, bool):
-            raise SettingsError(f"neutral must be true or false, not {self.neutral!r}")
-        if self.generator not in GENERATORS:
-            raise SettingsError(f"generator must be one of {GENERATORS}, not {self.generator!r}")
-        if self.quality not in QUALITIES:
-            raise SettingsError(f"quality must be one of {QUALITIES}, not {self.quality!r}")
-        if self.output_kind not in OUTPUT_KINDS:
-            raise SettingsError(
-                f"output kind must be one of {OUTPUT_KINDS}, not {self.output_kind!r}")
-        if int(self.texture_size) not in TEXTURE_SIZES:
-            raise SettingsError(
-                f"texture size must be one of {TEXTURE_SIZES}, not {self.texture_size!r}")
-        if not (0 <= int(self.seed) < 2**31):
-            raise SettingsError(f"seed must be in [0, 2^31), not {self.seed!r}")
+        try:
+            vocabulary.validate(asdict(self))
+        except vocabulary.OptionError as e:
+            raise SettingsError(e.message) from None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["seed"] = int(d["seed"])
-        d["texture_size"] = int(d["texture_size"])
-        if not d["neutral"]:
-            del d["neutral"]            # older backends know no such option; false is their default
+        d = vocabulary.validate(asdict(self))
+        for flag in ("neutral", "lit_texture"):
+            if not d[flag]:
+                del d[flag]         # older backends know no such option; false is their default
         return d
+
+
+class BackendOffer:
+    """What each backend said it can do (its capabilities' "pipeline" object), by address, so
+    that the panel's menus offer what the connected backend accepts; without an answer yet
+    they offer the vocabulary's choices. Written by the job thread and the Test connection
+    button, read by the panel."""
+
+    _lock = threading.Lock()
+    _by_address: dict = {}
+
+    @classmethod
+    def remember(cls, address: str, capabilities: dict | None) -> None:
+        pipeline = (capabilities or {}).get("pipeline")
+        if isinstance(pipeline, dict):
+            with cls._lock:
+                cls._by_address[str(address)] = dict(pipeline)
+
+    @classmethod
+    def forget(cls, address: str | None = None) -> None:
+        with cls._lock:
+            if address is None:
+                cls._by_address.clear()
+            else:
+                cls._by_address.pop(str(address), None)
+
+    @classmethod
+    def choices(cls, address: str | None = None) -> dict[str, tuple]:
+        """Choice option -> what to offer (protocol/options.py offered_choices)."""
+        with cls._lock:
+            pipeline = cls._by_address.get(str(address)) if address else None
+        return vocabulary.offered_choices(pipeline)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from pathlib import Path
 from ..wire import load
 from .batch import JobError, JobOutput
 from .messages import UNREACHABLE, interrupted_message
-from .settings import ConnectionSettings
+from .settings import BackendOffer, ConnectionSettings
 
 POLL_S = 0.05                 # worker thread's poll granularity (cancel latency)
 CANCEL_GRACE_S = 5.0          # wait this long for the server's CANCELLED after a cancel
@@ -73,15 +73,18 @@ def make_client(connection: ConnectionSettings):
 
 
 def connect(client, connection: ConnectionSettings) -> dict:
-    """Wait for the server's capabilities; no answer -> JobError(UNREACHABLE)."""
+    """Wait for the server's capabilities (remembered for the panel's menus, BackendOffer);
+    no answer -> JobError(UNREACHABLE)."""
     client_mod = load("client")
     try:
-        return client.wait_connected(connection.connect_timeout_s)
+        caps = client.wait_connected(connection.connect_timeout_s)
     except client_mod.JobError as e:
         if e.code == "DISCONNECTED":
             raise JobError(UNREACHABLE, f"No backend answered at {connection.address} within "
                            f"{connection.connect_timeout_s:g} s") from None
         raise JobError(e.code, e.message) from None
+    BackendOffer.remember(connection.address, caps)    # the panel's menus offer what it can do
+    return caps
 
 
 def _give_up_s(connection: ConnectionSettings) -> float:
