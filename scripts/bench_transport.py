@@ -32,6 +32,7 @@ Ratios are median(raw pyzmq, no CURVE) / median(ours) for the same N, rounds int
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -202,6 +203,7 @@ def main() -> int:
     def rec(name, dt):
         t.setdefault(name, []).append(dt)
 
+    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         setups = [("plain", None, {})]
@@ -237,8 +239,10 @@ def main() -> int:
     def mbs(n, s):
         return n / (1 << 20) / s
 
+    load1 = os.getloadavg()
     print(f"tcp loopback, {args.rounds} rounds, interleaved (after warm-up); medians; "
-          f"MB = MiB")
+          f"MB = MiB; {os.cpu_count()} CPUs, load average (1 min) {load0[0]:.2f} at the start, "
+          f"{load1[0]:.2f} at the end")
     for mode in raw:
         for n in sizes:
             k = f"raw {mode} {n}"
@@ -263,6 +267,8 @@ def main() -> int:
                             f"{', 1.2 client' if v else ''}")
                     print(f"{name:46s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
                           f"{vs:6.2f}x {vc}")
+    print("aims (issue 19): streamed 64 MB >= 0.80x raw, fetch_result >= 0.60x raw; the 1.2 "
+          "client rows are the same Client without result_parts")
     if "curve" in raw:
         for n in sizes:
             print(f"raw pyzmq + CURVE / raw pyzmq, {n / (1 << 20):.1f} MB: "

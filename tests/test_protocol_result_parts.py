@@ -129,7 +129,7 @@ class SpecClient:
 def server():
     w = SyntheticWorkload(steps=2, step_s=0.001, result_bytes=SIZE)
     with ServerThread(w, key=KEY, heartbeat_s=0.5, client_timeout_s=5,
-                      result_part_bytes=PART) as st:
+                      result_part_bytes=PART, result_parts_min_bytes=0) as st:
         yield st
 
 
@@ -146,6 +146,19 @@ def test_a_spec_client_asking_for_parts_gets_every_piece_signed_and_in_place(ser
         assert (glb2, n2) == (glb, 6)
     finally:
         c.close()
+
+
+def test_results_below_the_servers_threshold_go_whole_also_to_1_3_clients():
+    w = SyntheticWorkload(steps=2, step_s=0.001, result_bytes=SIZE)
+    with ServerThread(w, key=KEY, result_part_bytes=PART, result_parts_min_bytes=SIZE + 1) as st:
+        c = SpecClient(st.endpoint, KEY, result_parts=True)
+        try:
+            content, glb, n = c.result(("submit", {"idempotency_key": "k0", "options": {},
+                                                   "image": {"media_type": "image/png"}},
+                                        [photo(0)]))
+            assert n == 0 and glb == expected_result(photo(0), SIZE)
+        finally:
+            c.close()
 
 
 def test_a_1_2_client_still_gets_the_whole_result_in_one_buffer(server):
@@ -185,7 +198,7 @@ def test_client_receives_parts_from_the_real_server(zero_copy, keyed):
     cfg = dict(key=KEY) if keyed else dict(insecure=True)
     seen = []
     with ServerThread(w, heartbeat_s=0.5, client_timeout_s=5, result_part_bytes=PART,
-                      **cfg) as st:
+                      result_parts_min_bytes=0, **cfg) as st:
         with Client(st.endpoint, config=ClientConfig(zero_copy=zero_copy),
                     **({"key": KEY} if keyed else {"insecure": True})) as client:
             real = client._on_message

@@ -32,9 +32,10 @@ class ServiceConfig:
     max_part_bytes: int | None = None   # override the protocol's per-frame receive limit (tests)
     replay_max_nonces: int = 200_000    # replay cache entries in all (protocol/SPEC.md section 4)
     curve: object = None                # protocol.curve.ServerCurve: CURVE keys + allow-list (SPEC 12)
-    result_part_bytes: int = 2 << 20    # (1.3) a result larger than this goes to a client that
-                                        # asks for it as result_part messages of this size (SPEC
-                                        # 5.7): the client hashes each while the next arrives
+    result_part_bytes: int = 2 << 20    # (1.3) result_part size for a client that asks for
+                                        # parts (SPEC 5.7): it hashes each while the next arrives
+    result_parts_min_bytes: int = 16 << 20   # ... for results at least this large; smaller ones
+                                        # go whole (measured: no faster in parts at 6 MB)
 
     def __post_init__(self):
         if self.on_client_lost not in ON_CLIENT_LOST:

@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy", action="store_true", help="steps keep a CPU busy instead of sleeping")
     p.add_argument("--result-part-kb", type=int, default=None,
                    help="result_part size for clients that ask for parts (default: the server's)")
+    p.add_argument("--result-parts-min-kb", type=int, default=None,
+                   help="results at least this large go in parts (default: the server's)")
     p.add_argument("--ray", help="run the jobs on Ray worker actors: local | auto | HOST:PORT")
     p.add_argument("--ray-workers", type=int, default=2)
     p.add_argument("--ray-cpus-per-worker", type=float, default=1.0)
@@ -163,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                         replay_max_nonces=args.replay_cache,
                         curve=_server_curve(args.curve_dir),
                         **({"result_part_bytes": args.result_part_kb << 10}
-                           if args.result_part_kb else {}))
+                           if args.result_part_kb else {}),
+                        **({"result_parts_min_bytes": args.result_parts_min_kb << 10}
+                           if args.result_parts_min_kb is not None else {}))
     backend = workload
     if args.ray:
         from .ray_backend import RayBackend, RaySettings

@@ -217,6 +217,7 @@ class JobStore:
         self.keep_s = keep_s
         self.keep_bytes = keep_bytes
         self.result_part_bytes: int | None = None   # set by the server (ServiceConfig)
+        self.result_parts_min_bytes = 0
         self._lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[tuple, str] = {}       # (owner or "", idempotency key) -> job id
@@ -363,7 +364,7 @@ class JobStore:
         self.results.put(job.job_id, glb, sidecar)
         job.result_sha256, job.result_size = sha256, len(glb)
         part_bytes = part_bytes or self.result_part_bytes
-        if part_bytes and len(glb) > part_bytes:
+        if part_bytes and len(glb) > part_bytes and len(glb) >= self.result_parts_min_bytes:
             job.result_part_bytes = int(part_bytes)
             job.result_part_sha256 = part_digests(glb, part_bytes)
         self.set_state(job, JobState.DONE)

@@ -101,6 +101,7 @@ class Server:
         self.instance = uuid.uuid4().hex
         self.store = JobStore(config.state_dir, config.keep_results_s, config.keep_results_bytes)
         self.store.result_part_bytes = config.result_part_bytes
+        self.store.result_parts_min_bytes = config.result_parts_min_bytes
         self.queue = JobQueue(config.queue_size)
         limits = wire.Limits.for_server()
         if config.max_part_bytes is not None:
@@ -463,15 +464,16 @@ class Server:
     def _send_result(self, routing, job: Job, glb, sidecar: dict, parent_id=None,
                      client=None) -> bool:
         """The `result` of a job. To a client whose hello asked for result_parts (1.3) a GLB
-        larger than one part goes as `result` (no buffer; parts, size) + one `result_part`
-        per piece, each signed on its own (SPEC 5.7): the client verifies a piece while the
-        next is in flight. The digests are the ones kept with the result: never re-hashed."""
+        of at least result_parts_min_bytes (and over one part) goes as `result` (no buffer;
+        parts, size) + one `result_part` per piece, each signed on its own (SPEC 5.7): the
+        client verifies a piece while the next is in flight. The digests are the ones kept
+        with the result: never re-hashed."""
         content = {"job_id": job.job_id, "sidecar": sidecar, "sha256": job.result_sha256,
                    "media_type": "model/gltf-binary"}
         info = self.clients.get(client) if client is not None else None
         part = self.config.result_part_bytes
         if (info is not None and info.result_parts and job.result_sha256
-                and len(glb) > part):
+                and len(glb) > part and len(glb) >= self.config.result_parts_min_bytes):
             return self._send_parts(routing, job, glb, content, parent_id, part)
         digests = [bytes.fromhex(job.result_sha256)] if job.result_sha256 else None
         return self._send(routing, "result", content, [glb], parent_id=parent_id,
