@@ -211,6 +211,36 @@ def test_client_receives_parts_from_the_real_server(zero_copy, keyed):
     assert seen.count("result_part") == 6 and seen.count("result") == 1
 
 
+def test_with_curve_results_over_one_part_go_in_parts(tmp_path):
+    """On a CURVE server every result over one part goes in parts (libzmq encrypts small
+    messages much faster than one big frame); the client's CURVE key owns the job."""
+    import argparse
+
+    from gen3dface.backend.commands import keys as keys_cmd
+    from gen3dface.protocol.curve import ServerCurve
+
+    def keys(*argv):                        # `gen3dface keys ...`, as a studio makes them
+        p = argparse.ArgumentParser(prog="gen3dface")
+        keys_cmd.add_parser(p.add_subparsers(dest="command", required=True))
+        args = p.parse_args(["keys", *argv])
+        assert args.func(args) == 0
+
+    d, people = tmp_path / "server", tmp_path / "people"
+    keys("init", "--dir", str(d))
+    keys("client", "alice", "--out", str(people), "--dir", str(d), "--allow")
+    w = SyntheticWorkload(steps=2, step_s=0.001, result_bytes=SIZE)
+    seen = []
+    with ServerThread(w, key=KEY, curve=ServerCurve.load(d), result_part_bytes=PART,
+                      heartbeat_s=0.5, client_timeout_s=5) as st:
+        with Client(st.endpoint, key=KEY, server_public_key=str(d / "server.key"),
+                    client_key_file=str(people / "alice.key_secret"),
+                    config=ClientConfig(zero_copy=True)) as client:
+            real = client._on_message
+            client._on_message = lambda m, c: seen.append(m.msg_type) or real(m, c)
+            r = client.run_job(photo(5), deadline_s=30)
+    assert r.glb == expected_result(photo(5), SIZE) and seen.count("result_part") == 6
+
+
 # ---- the client against a server written from SPEC alone --------------------------------------
 
 class SpecServer(threading.Thread):

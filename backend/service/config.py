@@ -34,8 +34,8 @@ class ServiceConfig:
     curve: object = None                # protocol.curve.ServerCurve: CURVE keys + allow-list (SPEC 12)
     result_part_bytes: int = 2 << 20    # (1.3) result_part size for a client that asks for
                                         # parts (SPEC 5.7): it hashes each while the next arrives
-    result_parts_min_bytes: int = 16 << 20   # ... for results at least this large; smaller ones
-                                        # go whole (measured: no faster in parts at 6 MB)
+    result_parts_min_bytes: int | None = None   # ... for results at least this large; None:
+                                        # 16 MiB without CURVE, any size with CURVE (server.py)
 
     def __post_init__(self):
         if self.on_client_lost not in ON_CLIENT_LOST:

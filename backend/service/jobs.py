@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.events import CancelToken, PipelineError
+from ..contracts import CancelToken, PipelineError
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MAX_IDEMPOTENCY_KEY = 200
@@ -217,7 +217,6 @@ class JobStore:
         self.keep_s = keep_s
         self.keep_bytes = keep_bytes
         self.result_part_bytes: int | None = None   # set by the server (ServiceConfig)
-        self.result_parts_min_bytes = 0
         self._lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         self.by_key: dict[tuple, str] = {}       # (owner or "", idempotency key) -> job id
@@ -364,7 +363,7 @@ class JobStore:
         self.results.put(job.job_id, glb, sidecar)
         job.result_sha256, job.result_size = sha256, len(glb)
         part_bytes = part_bytes or self.result_part_bytes
-        if part_bytes and len(glb) > part_bytes and len(glb) >= self.result_parts_min_bytes:
+        if part_bytes and len(glb) > part_bytes:
             job.result_part_bytes = int(part_bytes)
             job.result_part_sha256 = part_digests(glb, part_bytes)
         self.set_state(job, JobState.DONE)
