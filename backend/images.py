@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .pipeline.events import PipelineError
+from .contracts import PipelineError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP")
 MAX_PIXELS = 40_000_000       # about 40 MP

@@ -41,7 +41,7 @@ def _png(rgb) -> bytes:
 
 def reference_run(pipe, png, options):
     """Stage windows (start, end) in seconds from the job's start, from a full run."""
-    from gen3dface.backend.pipeline.events import CallbackSink
+    from gen3dface.backend.contracts import CallbackSink
 
     marks: dict = {}
     t0 = time.perf_counter()
@@ -56,7 +56,7 @@ def reference_run(pipe, png, options):
 
 def cancel_once(pipe, png, options, stage: str, delay_s: float) -> dict:
     """Run a job; `delay_s` after `stage` starts, cancel it. Returns what happened."""
-    from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
+    from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled
 
     token = CancelToken()
     st = {"stage": None, "fraction": 0.0, "t_cancel": None, "where": None, "after": 0,

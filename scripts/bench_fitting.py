@@ -70,7 +70,7 @@ def real(fitter, faces_dir: Path, overlay: Path | None) -> None:
     import cv2
 
     from gen3dface.backend.face import FaceAnalyzer
-    from gen3dface.backend.pipeline.events import PipelineError
+    from gen3dface.backend.contracts import PipelineError
     analyzer = FaceAnalyzer()
     print(f"\nreal photos in {faces_dir}")
     print(f"{'photo':46s} {'faces':>5} {'mean px':>8} {'med px':>7} {'% face':>7} {'yaw':>6} "

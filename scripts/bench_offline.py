@@ -34,7 +34,7 @@ def main() -> int:
     import skimage.data
     from PIL import Image
 
-    from gen3dface.backend.pipeline.events import PipelineError
+    from gen3dface.backend.contracts import PipelineError
     from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
 
     b = io.BytesIO()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gen3dface.backend.images import check_image_header, encode_png
-from gen3dface.backend.pipeline.events import PipelineError
-from gen3dface.backend.service.cli_support import EXIT_CANCELLED, EXIT_OK, EXIT_USAGE
+from gen3dface.backend.contracts import PipelineError
+from gen3dface.backend.commands.cli_support import EXIT_CANCELLED, EXIT_OK, EXIT_USAGE
 from gen3dface.backend.service.harness import png_bomb
 
 from test_cli_service import _start_cli, _wait_for_line, cli

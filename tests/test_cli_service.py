@@ -10,7 +10,7 @@ import pytest
 
 from gen3dface.backend.commands import run, serve, submit
 from gen3dface.backend.images import encode_png
-from gen3dface.backend.service.cli_support import (EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL,
+from gen3dface.backend.commands.cli_support import (EXIT_CANCELLED, EXIT_INPUT, EXIT_INTERNAL,
                                                    EXIT_OK, EXIT_SERVER, EXIT_USAGE, exit_code_for)
 from gen3dface.backend.service.harness import ServerThread, SyntheticWorkload, expected_result, free_tcp_port
 

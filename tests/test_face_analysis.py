@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gen3dface.backend.face import FaceAnalysisConfig, FaceAnalyzer
-from gen3dface.backend.pipeline.events import PipelineError
+from gen3dface.backend.contracts import PipelineError
 
 
 @pytest.fixture(scope="module")

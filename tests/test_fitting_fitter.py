@@ -7,7 +7,7 @@ from gen3dface.backend.fitting import FitConfig, HeadFitter
 from gen3dface.backend.fitting.correspondence import load_mapping
 from gen3dface.backend.fitting.fitter import yaw_of
 from gen3dface.backend.fitting.synthetic import make_case
-from gen3dface.backend.pipeline.events import (CallbackSink, CancelToken, JobCancelled,
+from gen3dface.backend.contracts import (CallbackSink, CancelToken, JobCancelled,
                                                PipelineError)
 from gen3dface.protocol.cameras import (Intrinsics, camera_from_opencv_w2c_in_head,
                                         default_head_to_world, project_head_point, Rig)

@@ -11,7 +11,7 @@ from gen3dface.backend.mvdiff.generator import (GeneratedView, MultiViewGenerato
                                                 alpha_from_background, crop_input_view,
                                                 square_view_intrinsics, targets_from_rig,
                                                 triangulate)
-from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled, PipelineError
+from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled, PipelineError
 from gen3dface.protocol.cameras import (Intrinsics, intrinsics_from_fov, orbit_w2c_in_head,
                                         project_head_point, ring_rig)
 

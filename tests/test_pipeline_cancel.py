@@ -15,7 +15,7 @@ import pytest
 from gen3dface.backend.fitting import FitConfig, HeadFitter
 from gen3dface.backend.fitting.synthetic import make_case
 from gen3dface.backend.pipeline.background import BackgroundRunner
-from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
+from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.texture import bake as bake_mod
 from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
 from gen3dface.backend.texture.fill import nearest_fill_outside

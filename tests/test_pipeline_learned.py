@@ -15,7 +15,7 @@ from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
 from gen3dface.backend.mvdiff.generator import GeneratedView
 from gen3dface.backend.mvdiff.learned import (LearnedGenerator, LearnedGeneratorConfig,
                                               contact_sheet, default_ring, make_generator)
-from gen3dface.backend.pipeline.events import (CallbackSink, CancelToken, JobCancelled,
+from gen3dface.backend.contracts import (CallbackSink, CancelToken, JobCancelled,
                                                PipelineError)
 from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
 from gen3dface.protocol.cameras import Intrinsics, opencv_w2c_in_head, ring_rig
@@ -201,8 +201,8 @@ def test_cancel_during_generation_stops_the_job(learned_pipe, astronaut):
 def test_reconstruction_hook_skips_when_it_does_not_apply(monkeypatch):
     from types import SimpleNamespace
 
-    from gen3dface.backend.pipeline import reconstruction
-    from gen3dface.backend.pipeline.generators import HeadEstimate
+    from gen3dface.backend.contracts import HeadEstimate
+    from gen3dface.backend.recon import adapter as reconstruction
     from gen3dface.backend.texture.bake import BakeView
 
     k = Intrinsics(8, 8, 10.0, 10.0, 4.0, 4.0)
@@ -217,7 +217,9 @@ def test_reconstruction_hook_skips_when_it_does_not_apply(monkeypatch):
                              np.zeros((5, 3)), np.eye(4), {}, fit=None)
     r = reconstruction.reconstruct_views(mesh_only, views, *args)
     assert r.status == "skipped" and "no rig" in r.reason
-    monkeypatch.setattr(reconstruction, "RECON_MODULE", "gen3dface.backend.no_such_module")
+    monkeypatch.setattr(reconstruction, "reconstruct", None)     # its native deps missing
+    monkeypatch.setattr(reconstruction, "RECON_MISSING",
+                        "the reconstruction module is not installed (no module named x)")
     r = reconstruction.reconstruct_views(head, views, *args)
     assert r.status == "skipped" and "not installed" in r.reason
     assert r.sidecar() == {"status": "skipped", "reason": r.reason}

@@ -9,7 +9,7 @@ import pytest
 
 from gen3dface.backend.export.gltf import read_glb
 from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
-from gen3dface.backend.pipeline.events import (CallbackSink, CancelToken, JobCancelled,
+from gen3dface.backend.contracts import (CallbackSink, CancelToken, JobCancelled,
                                                PipelineError)
 from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
 

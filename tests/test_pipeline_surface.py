@@ -15,12 +15,11 @@ from gen3dface.backend.export.head_glb import ExportConfig, HeadAsset
 from gen3dface.backend.export.result_glb import write_result_glb
 from gen3dface.backend.export.surface_glb import SurfaceAsset
 from gen3dface.backend.headmodel.arkit import EXPORTED_NAMES
-from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, PipelineError
-from gen3dface.backend.pipeline.generators import HeadEstimate
-from gen3dface.backend.pipeline.offline import output_plan
+from gen3dface.backend.contracts import CallbackSink, CancelToken, PipelineError
+from gen3dface.backend.contracts import HeadEstimate
+from gen3dface.backend.pipeline.stages import output_plan
 from gen3dface.backend.pipeline.pipeline import HeadPipeline, JobOptions, PipelineConfig
-from gen3dface.backend.pipeline.reconstruction import (Reconstructed, recon_config,
-                                                       reconstruct_views)
+from gen3dface.backend.recon.adapter import Reconstructed, recon_config, reconstruct_views
 from gen3dface.backend.recon.metrics import MeshDistance
 from gen3dface.backend.recon.stage import ReconConfig
 from gen3dface.backend.render.camera import orbit_cameras
@@ -245,7 +244,7 @@ class RenderedViewsGenerator:
         self.views = views
 
     def generate(self, photo, analysis, head, rig, options, sink, cancel):
-        from gen3dface.backend.pipeline.generators import Generated
+        from gen3dface.backend.contracts import Generated
 
         sink.progress("generate", 1.0, "rendered views")
         return Generated(views=list(self.views), info={"n_views": len(self.views),

@@ -62,7 +62,7 @@ def test_offered_choices_follow_the_capabilities_within_the_vocabulary():
 
 
 def test_the_backend_job_options_use_the_vocabulary():
-    from gen3dface.backend.pipeline.events import PipelineError
+    from gen3dface.backend.contracts import PipelineError
     from gen3dface.backend.pipeline.pipeline import TEXTURE_SIZES, JobOptions
 
     assert JobOptions().to_dict() == DEFAULTS

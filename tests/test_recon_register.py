@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
+from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.recon.hull import visual_hull
 from gen3dface.backend.recon.metrics import MeshDistance
 from gen3dface.backend.recon.register import register_template

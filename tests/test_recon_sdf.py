@@ -7,7 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from gen3dface.backend.pipeline.events import CallbackSink, CancelToken, JobCancelled
+from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.recon.sdf import (HashGrid, SDFConfig, SDFNetwork, grid_sdf_function,
                                          render_rays, train_sdf, view_consistency)
 from gen3dface.backend.recon.views import as_views

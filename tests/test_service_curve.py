@@ -17,7 +17,7 @@ from gen3dface.backend.commands import keys as keys_cmd
 from gen3dface.backend.commands import serve as serve_cmd
 from gen3dface.backend.commands import submit as submit_cmd
 from gen3dface.backend.images import encode_png
-from gen3dface.backend.service.cli_support import EXIT_OK, EXIT_SERVER, EXIT_USAGE
+from gen3dface.backend.commands.cli_support import EXIT_OK, EXIT_SERVER, EXIT_USAGE
 from gen3dface.backend.service.harness import ServerThread, SyntheticWorkload, expected_result
 from gen3dface.protocol import messages as M
 from gen3dface.protocol.client import Client, JobError

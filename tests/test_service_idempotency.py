@@ -11,7 +11,7 @@ import pytest
 
 from gen3dface.backend.commands import submit as submit_cmd
 from gen3dface.backend.images import encode_png
-from gen3dface.backend.service.cli_support import EXIT_USAGE, exit_code_for
+from gen3dface.backend.commands.cli_support import EXIT_USAGE, exit_code_for
 from gen3dface.backend.service.harness import RawClient, ServerThread, SyntheticWorkload
 from gen3dface.protocol import messages
 from gen3dface.protocol.cameras import ring_rig

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gen3dface.backend.pipeline.events import PipelineError
+from gen3dface.backend.contracts import PipelineError
 from gen3dface.backend.service.harness import SyntheticWorkload, expected_result
 from gen3dface.backend.service.jobqueue import JobQueue, QueueFull
 from gen3dface.backend.service.jobs import JobState, JobStore

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..service.cli_support import EXIT_OK, EXIT_USAGE
+from .cli_support import EXIT_OK, EXIT_USAGE
 
 
 def add_parser(subparsers) -> None:

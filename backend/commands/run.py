@@ -9,7 +9,7 @@ import hashlib
 from pathlib import Path
 
 from ...protocol.options import DEFAULTS, GENERATORS, OUTPUT_KINDS, QUALITIES, TEXTURE_SIZES
-from ..service.cli_support import (CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_OK,
+from .cli_support import (CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP, EXIT_OK,
                                    EXIT_SERVER, EXIT_USAGE, Interrupted, ProgressDisplay, Refused,
                                    call_cancellable, exit_code_for, output_problem,
                                    read_photo_and_rig, report_sidecar_notes, sidecar_path_for,
@@ -86,7 +86,7 @@ def handle(args) -> int:
         return refuse(e.exit_code, e.error_code, e.message)
     summary["image_sha256"] = hashlib.sha256(image).hexdigest()
 
-    from ..pipeline.events import CallbackSink, CancelToken, JobCancelled, PipelineError
+    from ..contracts import CallbackSink, CancelToken, JobCancelled, PipelineError
 
     display = ProgressDisplay()
     cancel = CancelToken()

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..service.cli_support import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from .cli_support import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -167,8 +168,7 @@ def handle(args) -> int:
                            curve=server_curve)
     factory = head_pipeline_factory(args.assets, args.device, args.checkpoint)
     if getattr(args, "ray", None):     # jobs on a Ray cluster's worker actors
-        from ..service.ray_backend import serve_factory
-        factory = serve_factory(args)
+        factory = ray_factory(args)
         if isinstance(factory, int):
             return factory
     try:
@@ -196,3 +196,28 @@ def handle(args) -> int:
     server.serve_forever()
     print("gen3dface serve: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def ray_factory(args):
+    """`serve --ray` (backend/service/ray_backend.py): the Server's workload factory, or
+    serve's exit status after printing why not (4: the cluster cannot be reached; 2: Ray
+    missing, bad settings, no resources)."""
+    from ..service.ray_backend import (EXIT_CLUSTER_UNREACHABLE, ClusterUnreachable,
+                                       RayBackendError, backend_from_args)
+
+    try:
+        backend = backend_from_args(args, args.queue)
+    except ClusterUnreachable as e:
+        print(f"gen3dface serve: {e}", file=sys.stderr, flush=True)
+        if e.hung:                     # ray.init is still blocked in its thread: do not wait on it
+            sys.stdout.flush()
+            os._exit(EXIT_CLUSTER_UNREACHABLE)
+        return EXIT_CLUSTER_UNREACHABLE
+    except RayBackendError as e:
+        print(f"gen3dface serve: {e}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    devices = sorted({str(i.get("device")) for i in [backend.first_info]})
+    print(f"gen3dface serve: Ray cluster {args.ray} ({backend.resources}): {backend.n_workers} "
+          f"worker actors x ({backend.settings.cpus_per_worker:g} CPU, {backend.num_gpus:g} GPU), "
+          f"pipeline on {', '.join(devices)}", file=sys.stderr, flush=True)
+    return lambda: backend

@@ -13,7 +13,7 @@ import hashlib
 import uuid
 from pathlib import Path
 
-from ..service.cli_support import (CANCEL_WAIT_S, CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP,
+from .cli_support import (CANCEL_WAIT_S, CommandSummary, EXIT_CANCELLED, EXIT_CODES_HELP,
                                    EXIT_INPUT, EXIT_OK, EXIT_SERVER, EXIT_USAGE, ProgressDisplay,
                                    Refused, exit_code_for, output_problem, read_photo_and_rig,
                                    report_sidecar_notes, sidecar_path_for, write_json_summary,

@@ -50,7 +50,7 @@ def estimate_priors(root: str | Path, fitter: Callable[[np.ndarray], FittedHead 
     """Fits every input-candidate view (up to `max_per_identity` per identity, most frontal
     first) and stores the priors; returns how many were written. Views the fitter rejects
     (returns None or raises the pipeline's PipelineError, e.g. NO_FACE) are skipped."""
-    from ..pipeline.events import PipelineError
+    from ..contracts import PipelineError
     index = read_dataset(root)
     written = 0
     for n, ident in enumerate(index.identities):

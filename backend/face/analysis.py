@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..pipeline.events import PipelineError
+from ..contracts import PipelineError
 from .alignment import (apply_affine, canonical_square, invert_affine, square_to_affine,
                         to_opencv_affine)
 from .landmarks import N_LANDMARKS

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import scipy.linalg
 
-from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from ..contracts import CancelToken, NullSink, PipelineError, ProgressSink
 from ..face.landmarks import LEFT_IRIS, RIGHT_IRIS
 from .contour import ContourLines, build_contour_lines, pick_silhouette
 from .correspondence import ICT_CORRESPONDENCE, LandmarkMapping, load_mapping

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from ..contracts import CancelToken, NullSink, PipelineError, ProgressSink
 from .model import MultiViewDiffusion
 from .sampling import SamplerConfig, sample_views
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..pipeline.events import PipelineError
+from ..contracts import PipelineError
 from .generator import GeneratedView, MultiViewGenerator, TargetCamera, targets_from_rig
 
 NAME = "gen3dface"
@@ -150,7 +150,7 @@ class LearnedGenerator:
         """photo HxWx3 uint8; analysis: FaceAnalysis (its mask); head: the pipeline's
         HeadEstimate (model, vertices, w2c, intrinsics); rig: wire Rig or None ->
         Generated(views=[BakeView...], info=...)."""
-        from ..pipeline.generators import Generated
+        from ..contracts import Generated
         from ..texture.bake import BakeView
         from .generator import _png
 

@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import Future
 from typing import Callable, Hashable, TypeVar
 
-from .events import CancelToken
+from ..contracts import CancelToken
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Registry of view generators: what fills the "generate" stage of the pipeline.
 
 A generator turns the photo (with its face analysis and the fitted head) into extra views for
-the texture baker and the reconstruction: `generate(photo, analysis, head, rig, options, sink,
+the texture baker and the reconstruction (the types are backend/contracts.py's): `generate(photo, analysis, head, rig, options, sink,
 cancel)` returns a `Generated` with a list of `BakeView`s (posed RGB + mask; the photo itself
 is added by the pipeline at its fitted camera) and optionally refined vertices of the same
 topology.
@@ -16,37 +16,13 @@ topology.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# the generate stage's contract (what a generator is given and returns) is the stages' own
+from ..contracts import Generated, HeadEstimate, ViewGenerator  # noqa: F401
 
 LEARNED_GENERATOR_MODULE = "gen3dface.backend.mvdiff.learned"
-
-
-@dataclass
-class Generated:
-    views: list = field(default_factory=list)      # list[BakeView] (texture/generated views)
-    vertices: Any = None                           # (N, 3) refined template vertices, or None
-    info: dict = field(default_factory=dict)       # what goes into the sidecar
-
-
-@dataclass
-class HeadEstimate:
-    """The head the fit stage produced, as generators see it (vertices (N, 3) metres, head
-    frame; w2c 4x4 OpenCV world(head frame)-to-camera of the photo; intrinsics dict width,
-    height, fx, fy, cx, cy in photo pixels). `fit` is the FitResult, or None on the mediapipe
-    face-mesh fallback."""
-    model: Any                                     # HeadModel
-    vertices: Any
-    w2c: Any
-    intrinsics: dict
-    fit: Any = None
-
-
-class ViewGenerator(Protocol):
-    name: str
-
-    def generate(self, photo, analysis, head: HeadEstimate, rig, options, sink,
-                 cancel) -> Generated: ...
 
 
 @dataclass

@@ -4,8 +4,8 @@ Stages (progress events carry these names): decode -> face -> fit -> generate ->
 -> texture -> export. The offline default (no learned weights) is: mediapipe face analysis,
 head-model fit (ICT-FaceKit), the photo baked into the template's UVs, GLB export. With a
 Gen3D-Face checkpoint (`PipelineConfig.checkpoint`, loaded once per HeadPipeline) the learned
-generator adds views of the head for the rig's cameras (reconstruction.py registers the
-template onto them when the reconstruction module is installed) and all views are baked;
+generator adds views of the head for the rig's cameras (backend/recon/adapter.py registers
+the template onto them when the reconstruction module is installed) and all views are baked;
 with options.output_kind "surface" or "both" the reconstruction also makes the free-form
 surface (its own atlas texture), written to the GLB as node "Surface" alone or beside the
 rigged head (backend/export/result_glb.py). Without generated views the rigged head is
@@ -24,15 +24,15 @@ from typing import Any
 
 from ...protocol import options as vocabulary
 from .background import BackgroundRunner
-from .events import CancelToken, JobCancelled, NullSink, PipelineError, ProgressSink
+from ..contracts import CancelToken, JobCancelled, NullSink, PipelineError, ProgressSink
 from .generators import GENERATORS, learned_unavailable_reason
+from .stages import SIDECAR_FORMAT, PipelineResult, load_head_model, make_fitter, run_stages
 
 # the job options' choices live once, in protocol/options.py (names kept for importers)
 GENERATOR_CHOICES = vocabulary.GENERATORS
 QUALITY_CHOICES = vocabulary.QUALITIES
 OUTPUT_KINDS = vocabulary.OUTPUT_KINDS
 TEXTURE_SIZES = vocabulary.TEXTURE_SIZES
-SIDECAR_FORMAT = "gen3dface.sidecar/1"
 
 _D = vocabulary.DEFAULTS
 
@@ -69,15 +69,9 @@ class PipelineConfig:
     # overrides for the learned generator (mvdiff/learned.py LearnedGeneratorConfig: steps,
     # sampler, guidance, ring_views, ...); tests and benchmarks use them
     generator_settings: dict = field(default_factory=dict)
-    # overrides for the reconstruction (reconstruction.py recon_config: "init_grid",
+    # overrides for the reconstruction (backend/recon/adapter.py recon_config: "init_grid",
     # "surface_texture_size", "registration", "sdf" = SDFConfig fields or {"preset": "tiny"})
     reconstruction_settings: dict = field(default_factory=dict)
-
-
-@dataclass
-class PipelineResult:
-    glb: bytes
-    sidecar: dict
 
 
 def _gpu_name(device: str) -> str | None:
@@ -115,10 +109,8 @@ class HeadPipeline:
         return {"name": found.kind, "path": str(found.path), "origin": found.origin,
                 "fallback": False}
 
-    def _head_model(self, cancel: CancelToken | None = None):
+    def head_model(self, cancel: CancelToken | None = None):
         """(HeadModel or None, FoundAsset or None), loaded once."""
-        from .offline import load_head_model
-
         return self._bg.cached("head_model", lambda: load_head_model(self.config.assets_dir),
                                cancel)
 
@@ -138,13 +130,18 @@ class HeadPipeline:
 
         return self._bg.call(lambda: decode_image(bytes(image)), cancel)
 
-    def _fitter(self, model, quality: str, cancel: CancelToken | None = None):
-        from .offline import make_fitter
-
+    def fitter(self, model, quality: str, cancel: CancelToken | None = None):
+        """The head fitter for `model` at the job's quality, built once."""
         return self._bg.cached(("fitter", id(model), quality),
                                lambda: make_fitter(model, quality), cancel)
 
-    def _baker(self, model, size: int, cancel: CancelToken | None = None):
+    def call_on_runner(self, fn, cancel: CancelToken | None = None):
+        """fn() on the runner thread (a one-off build, an opaque native call such as an image
+        encode); a cancel returns at once."""
+        return self._bg.call(fn, cancel)
+
+    def baker(self, model, size: int, cancel: CancelToken | None = None):
+        """The texture baker for `model` at `size` texels per tile (a few sizes are kept)."""
         from ..texture.bake import TextureBaker, TextureConfig
 
         if size not in self._baker_sizes:
@@ -198,7 +195,7 @@ class HeadPipeline:
         "both"), or None. It is reconstructed from generated views, so it needs the learned
         generator, a rigged head model to register (ICT-FaceKit) and the reconstruction
         module."""
-        from .reconstruction import reconstruction_entry
+        from ..recon.adapter import reconstruction_entry
 
         status = self.generator_status() if status is None else status
         head_model = self.head_model_info() if head_model is None else head_model
@@ -229,13 +226,11 @@ class HeadPipeline:
     # -- the job ---------------------------------------------------------------------------
     def run(self, image: bytes, rig=None, options: JobOptions | None = None,
             sink: ProgressSink | None = None, cancel: CancelToken | None = None) -> PipelineResult:
-        from . import offline
-
         options = options if isinstance(options, JobOptions) else JobOptions.from_dict(options)
         sink = sink or NullSink()
         cancel = cancel or CancelToken()
         with self._lock:
-            return offline.run_job(self, image, rig, options, sink, cancel)
+            return run_stages(self, image, rig, options, sink, cancel)
 
     def resolve_generator(self, options: JobOptions,
                           cancel: CancelToken | None = None) -> tuple[str, list[str]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pipeline.events import CancelToken
+from ..contracts import CancelToken
 from ..render.mesh import TexturedMesh, vertex_normals
 from ..render.raycast import RayCaster
 from ..texture.bake import BakeView, TextureConfig, sample_views

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
 from ..headmodel.model import HeadModel
-from ..pipeline.events import CancelToken, NullSink, ProgressSink
+from ..contracts import CancelToken, NullSink, ProgressSink
 from ..render.mesh import TexturedMesh, vertex_normals
 from ..render.raycast import RayCaster
 from .hull import HullConfig, VisualHull, view_signed_distance, visual_hull

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..pipeline.events import CancelToken, NullSink, ProgressSink
+from ..contracts import CancelToken, NullSink, ProgressSink
 from .meshing import MeshingConfig, SurfaceMesh, atlas_uvs, field_to_mesh
 from .views import View
 

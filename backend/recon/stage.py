@@ -20,7 +20,7 @@ import numpy as np
 from ...protocol.options import DEFAULTS as OPTION_DEFAULTS
 from ...protocol.options import OUTPUT_KINDS
 from ..headmodel.model import HeadModel
-from ..pipeline.events import CancelToken, NullSink, PipelineError, ProgressSink
+from ..contracts import CancelToken, NullSink, PipelineError, ProgressSink
 from .meshing import SurfaceMesh, boundary_loops, fill_small_holes, loop_plane
 from .register import SKIN_GROUPS, Registration, RegistrationConfig, register_template
 from .views import as_views

@@ -8,6 +8,5 @@
     workload.py   the workload interface and the real HeadPipeline behind it
     checks.py     cheap input checks on submit (image header, rig, options, key)
     wire.py       the service's side of gen3dface.protocol (codec, socket options)
-    cli_support.py  exit codes, progress display, JSON summary for run/submit/serve
     harness.py    TEST HARNESS ONLY: synthetic workload, in-thread/in-process servers, raw client
 """

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from ..images import MAX_PIXELS, check_image_header
-from ..pipeline.events import PipelineError
+from ..contracts import PipelineError
 from .jobs import MAX_IDEMPOTENCY_KEY
 
 

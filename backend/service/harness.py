@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.events import PipelineError
+from ..contracts import PipelineError
 
 STAGES = ("decode", "face", "fit", "generate", "reconstruct", "texture", "export")
 

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..pipeline.events import CancelToken, JobCancelled, PipelineError
+from ..contracts import CancelToken, JobCancelled, PipelineError
 from .jobs import Job
 from .worker import MAX_PREVIEW_BYTES, RetryElsewhere, Worker, _plain
 from .workload import WorkloadFactory, free_memory, is_out_of_memory
@@ -662,28 +662,3 @@ def backend_from_args(args, queue_size: int) -> RayBackend:
     device = "cuda" if gpu else "cpu"
     return RayBackend(head_pipeline_factory(args.assets, device, args.checkpoint),
                       JobOptions.from_dict, settings, queue_size_hint=queue_size)
-
-
-def serve_factory(args):
-    """`serve --ray`: the Server's workload factory, or serve's exit status after printing why
-    not (4: the cluster cannot be reached; 2: Ray missing, bad settings, no resources)."""
-    import sys
-
-    from .cli_support import EXIT_USAGE
-
-    try:
-        backend = backend_from_args(args, args.queue)
-    except ClusterUnreachable as e:
-        print(f"gen3dface serve: {e}", file=sys.stderr, flush=True)
-        if e.hung:                     # ray.init is still blocked in its thread: do not wait on it
-            sys.stdout.flush()
-            os._exit(EXIT_CLUSTER_UNREACHABLE)
-        return EXIT_CLUSTER_UNREACHABLE
-    except RayBackendError as e:
-        print(f"gen3dface serve: {e}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
-    devices = sorted({str(i.get("device")) for i in [backend.first_info]})
-    print(f"gen3dface serve: Ray cluster {args.ray} ({backend.resources}): {backend.n_workers} "
-          f"worker actors x ({backend.settings.cpus_per_worker:g} CPU, {backend.num_gpus:g} GPU), "
-          f"pipeline on {', '.join(devices)}", file=sys.stderr, flush=True)
-    return lambda: backend

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Callable
 
-from ..pipeline.events import JobCancelled, PipelineError
+from ..contracts import JobCancelled, PipelineError
 from .jobqueue import JobQueue
 from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore
 from .workload import Workload, free_memory, is_out_of_memory

@@ -18,7 +18,7 @@ import gc
 import sys
 from typing import Any, Callable, Protocol
 
-from ..pipeline.events import CancelToken, ProgressSink
+from ..contracts import CancelToken, ProgressSink
 
 
 class Workload(Protocol):

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..headmodel.model import HeadModel
-from ..pipeline.events import CancelToken
+from ..contracts import CancelToken
 from .fill import mesh_fill_colors, nearest_fill_outside
 from .layout import SkinLayout, eye_groups
 from .raster import UVRaster, rasterize_uv

@@ -48,12 +48,11 @@ def photo_icon(props) -> int:
     return pc["photo"].icon_id if "photo" in pc else 0
 
 
-def add_job_preview(name: str, png: bytes) -> None:
-    """A streamed preview (PNG bytes) as an icon; the file is written to the add-on's temp
-    folder because previews load from files."""
-    from .runtime import tmp_dir
+def add_job_preview(name: str, png: bytes, folder) -> None:
+    """A streamed preview (PNG bytes) as an icon; the file is written to `folder` (the
+    add-on's temp folder, runtime.tmp_dir()) because previews load from files."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64] or "preview"
-    path = tmp_dir() / f"preview_{safe}.png"
+    path = Path(folder) / f"preview_{safe}.png"
     path.write_bytes(png)
     pc = collection()
     key = "job_" + safe

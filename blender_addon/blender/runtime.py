@@ -123,7 +123,7 @@ def _apply(job: ActiveJob, ev) -> float:
     elif kind == "preview":
         if not t.state.final:
             from . import previews
-            previews.add_job_preview(ev[1], ev[2])
+            previews.add_job_preview(ev[1], ev[2], tmp_dir())
         t.preview(ev[1], ev[2])
     elif kind == "result":
         path, sidecar = ev[1], ev[2]

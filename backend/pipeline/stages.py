@@ -1,4 +1,13 @@
-"""The stages of one job (see pipeline.py for the API and the stage list).
+"""The stages of one job, whichever generator fills "generate" (offline or learned): decode ->
+face -> fit -> generate -> reconstruct -> texture -> export (`run_stages`; pipeline.py holds
+the API, HeadPipeline, whose loaded resources the stages use through `StageResources`).
+
+Where each stage's work lives: decode backend/images.py; face backend/face/; fit
+backend/fitting/ (the head model: backend/headmodel/); generate the registered generators
+(pipeline/generators.py: "offline", and "gen3dface" in backend/mvdiff/learned.py);
+reconstruct backend/recon/ (adapter.py is this side of it); texture backend/texture/;
+export backend/export/. Their shared contract (progress, cancel, errors, the generator's
+in/out types) is backend/contracts.py.
 
 Arrays: photo HxWx3 uint8 RGB rows top-to-bottom; mask HxW float32 [0, 1]; landmarks (478, 2)
 photo pixels (corner origin); vertices (N, 3) metres in the head frame.
@@ -7,10 +16,45 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from .events import CancelToken, PipelineError, ProgressSink
+from ..contracts import CancelToken, HeadEstimate, PipelineError, ProgressSink
+
+SIDECAR_FORMAT = "gen3dface.sidecar/1"
+
+
+@dataclass
+class PipelineResult:
+    glb: bytes
+    sidecar: dict
+
+
+class StageResources(Protocol):
+    """What the stages use of the pipeline that runs them (HeadPipeline): its configuration
+    and the resources it loads once and keeps. Loads and opaque native calls run on its
+    runner thread, so that a cancel never waits for them."""
+
+    config: Any                        # PipelineConfig: device, reconstruction_settings, ...
+
+    def resolve_generator(self, options, cancel: CancelToken) -> tuple[str, list[str]]: ...
+
+    def decode(self, image: bytes, cancel: CancelToken): ...
+
+    def analyze_face(self, rgb, cancel: CancelToken): ...
+
+    def head_model(self, cancel: CancelToken): ...            # (HeadModel | None, FoundAsset | None)
+
+    def fitter(self, model, quality: str, cancel: CancelToken): ...
+
+    def baker(self, model, size: int, cancel: CancelToken): ...
+
+    def make_generator(self, name: str, cancel: CancelToken): ...
+
+    def call_on_runner(self, fn: Callable[[], Any], cancel: CancelToken): ...
+
 
 QUALITY_FIT = {"draft": dict(n_identity=40, iterations=15),
                "standard": dict(),
@@ -163,17 +207,18 @@ def output_plan(requested: str, generator: str, recon) -> dict:
             "reason": f"{requested} requested but {why}: rigged head written"}
 
 
-def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: CancelToken):
+def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressSink,
+               cancel: CancelToken) -> PipelineResult:
+    """One job, every stage, for whichever generator the options resolve to; `options` is a
+    JobOptions (pipeline.py)."""
     from ..export.head_glb import (HEAD_FRAME_DOC, ExportConfig, HeadAsset,
                                    morph_target_weights, posed_as_exported)
     from ..export.result_glb import glb_mesh_names, write_result_glb
     from ..export.surface_glb import SurfaceAsset
     from ..texture.bake import BakeView
     from ..texture.eyes import bake_eye_textures
+    from ..recon.adapter import Reconstructed, reconstruct_views
     from ..texture.photo_parts import bake_photo_parts, measure_part_colours
-    from .generators import HeadEstimate
-    from .pipeline import SIDECAR_FORMAT, PipelineResult
-    from .reconstruction import Reconstructed, reconstruct_views
 
     t_job = time.perf_counter()
     timings: dict = {}
@@ -193,7 +238,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 
     with _stage(timings, "fit", sink, cancel, "fitting the head model"):
-        model, found = pipe._head_model(cancel)
+        model, found = pipe.head_model(cancel)
         if model is None:
             from ..headmodel.mediapipe_mesh import face_mesh_model
 
@@ -211,7 +256,7 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
             lm_err = None
             lm_err_med = None
         else:
-            fit = pipe._fitter(model, options.quality, cancel).fit(analysis, sink, cancel)
+            fit = pipe.fitter(model, options.quality, cancel).fit(analysis, sink, cancel)
             vertices, w2c, intr = fit.vertices, fit.w2c, fit.intrinsics
             identity = np.asarray(fit.identity, np.float64)
             expression = np.asarray(fit.expression, np.float64)
@@ -253,10 +298,10 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
         work = (options.texture_size if generated.views else
                 bake_resolution(face_px, options.texture_size))
         if model.name == "mediapipe_face":
-            baker = pipe._bg.call(
+            baker = pipe.call_on_runner(
                 lambda: TextureBaker(model, TextureConfig(size=work, mirror_fill=False)), cancel)
         else:
-            baker = pipe._baker(model, work, cancel)
+            baker = pipe.baker(model, work, cancel)
         # foreground x usable skin: hands, occluders over the face and clothes below the jaw
         # do not paint the skin (the mirror twin and the fill take their place)
         photo_mask = getattr(analysis, "view_mask", analysis.mask)
@@ -307,9 +352,9 @@ def run_job(pipe, image: bytes, rig, options, sink: ProgressSink, cancel: Cancel
         cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
         # On the runner thread: the skin image's PNG/JPEG encoding (up to seconds for a 2048
         # atlas) has no place to check the token; the export itself stops at its next check.
-        glb = pipe._bg.call(lambda: write_result_glb(head_asset, surface_asset, cfg,
-                                                     check=cancel.raise_if_cancelled,
-                                                     extras=extras), cancel)
+        glb = pipe.call_on_runner(lambda: write_result_glb(head_asset, surface_asset, cfg,
+                                                           check=cancel.raise_if_cancelled,
+                                                           extras=extras), cancel)
 
     timings["total"] = round(time.perf_counter() - t_job, 4)
     # the GLB's morph targets (ARKit's 52 + ICT's split extras) and their fitted weights

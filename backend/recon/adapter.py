@@ -1,10 +1,11 @@
-"""The "reconstruct" stage hook, between "generate" and "texture": the generated views + the
-fitted template -> the template registered onto the views (same topology, UVs and 53 ARKit
-blendshapes) and optionally a free-form surface.
+"""The pipeline's side of the "reconstruct" stage (between "generate" and "texture",
+backend/pipeline/stages.py): the generated views + the fitted template -> the template
+registered onto the views (same topology, UVs and 53 ARKit blendshapes) and optionally a
+free-form surface.
 
-It calls the reconstruction package's entry point (`RECON_MODULE.reconstruct(views,
-head_model, fitted, ReconConfig(...), sink, cancel)`, backend/recon/stage.py) when that module
-is installed; otherwise, and whenever reconstruction does not apply (no generated views, no
+It calls this package's entry point (`reconstruct(views, head_model, fitted,
+ReconConfig(...), sink, cancel)`, stage.py) when it imports (its native dependencies may be
+missing); otherwise, and whenever reconstruction does not apply (no generated views, no
 rigged head model), the stage is skipped, the generated views are only baked onto the fitted
 template, and the sidecar's "reconstruction" entry says why.
 
@@ -21,16 +22,21 @@ float32, OpenCV w2c in the head frame, pixel intrinsics).
 """
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .events import CancelToken, PipelineError, ProgressSink
+from ..contracts import CancelToken, PipelineError, ProgressSink
 
-RECON_MODULE = "gen3dface.backend.recon.stage"
+try:
+    from .stage import ReconConfig, reconstruct
+    RECON_MISSING = ""
+except ImportError as _e:             # a native dependency of the reconstruction is missing
+    ReconConfig = reconstruct = None
+    RECON_MISSING = f"the reconstruction module is not installed ({_e})"
+
 STAGE = "reconstruct"
 MIN_VIEWS = 2
 
@@ -70,15 +76,10 @@ class Reconstructed:
 
 
 def reconstruction_entry():
-    """(reconstruct, ReconConfig) from the reconstruction package, or (None, why not)."""
-    try:
-        mod = importlib.import_module(RECON_MODULE)
-    except ImportError as e:
-        return None, f"the reconstruction module is not installed ({e})"
-    fn, cfg = getattr(mod, "reconstruct", None), getattr(mod, "ReconConfig", None)
-    if fn is None or cfg is None:
-        return None, f"{RECON_MODULE} has no reconstruct/ReconConfig"
-    return (fn, cfg), ""
+    """(reconstruct, ReconConfig) from stage.py, or (None, why not)."""
+    if reconstruct is None or ReconConfig is None:
+        return None, RECON_MISSING or "the reconstruction module is not installed"
+    return (reconstruct, ReconConfig), ""
 
 
 def recon_config(ReconConfig, output_kind: str, device: str, texture_size: int | None = None,
@@ -95,15 +96,15 @@ def recon_config(ReconConfig, output_kind: str, device: str, texture_size: int |
             kw[key] = int(settings.pop(key))
     try:
         if "registration" in settings:
-            from ..recon.hull import HullConfig
-            from ..recon.register import RegistrationConfig
+            from .hull import HullConfig
+            from .register import RegistrationConfig
 
             reg = dict(settings.pop("registration"))
             if isinstance(reg.get("hull"), dict):
                 reg["hull"] = HullConfig(**reg["hull"])
             kw["registration"] = RegistrationConfig(**reg)
         if "sdf" in settings:
-            from ..recon.sdf import SDFConfig
+            from .sdf import SDFConfig
 
             sdf = {"device": str(device), **dict(settings.pop("sdf"))}
             preset = sdf.pop("preset", None)
@@ -125,7 +126,7 @@ def reconstruct_views(head, views: list, device: str, sink: ProgressSink,
                       cancel: CancelToken, output_kind: str = "rigged",
                       texture_size: int | None = None,
                       settings: dict | None = None) -> Reconstructed:
-    """head: generators.HeadEstimate; views: the generated BakeViews (not the photo: its mask
+    """head: contracts.HeadEstimate; views: the generated BakeViews (not the photo: its mask
     covers the whole person, the generated views show the head alone). `output_kind`
     "surface" or "both" also asks for the free-form surface, its atlas `texture_size`
     texels square."""
