@@ -20,6 +20,9 @@ Every process is separate: raw servers, the harness server, and this client proc
                        Protocol 1.3 clients ask for result_part messages (SPEC 5.7); the
                        "1.2 client" rows are the same Client with result_parts=False (one
                        frame, hashed after it arrived): the old path, in the same run.
+                       zero_copy reuses the buffer of a result the caller has let go (this
+                       script drops each GLB); the "kept" rows do not, as for a caller that
+                       keeps every GLB (fresh pages each time).
   raw chunked          (for reference) the child sends the same bytes as separate 2 MiB
                        messages, nothing hashed: libzmq moves many smaller messages faster
                        than one big frame on this host.
@@ -76,6 +79,11 @@ RAW_SERVER = textwrap.dedent("""
 """)
 
 CHUNK = 2 << 20
+# Client variants: (zero_copy, result_parts). "kept": zero_copy without reusing the buffer
+# of a result the caller has let go (a caller that keeps every GLB: fresh pages each time)
+VARIANTS = {"zero_copy": (True, True), "zero_copy, kept": (True, True),
+            "zero_copy, 1.2 client": (True, False), "bytes": (False, True),
+            "bytes, 1.2 client": (False, False)}
 
 
 class RawPeer:
@@ -151,17 +159,19 @@ class Ours:
         self.stream_size = stream_size
         self.clients = {}
 
-    def client(self, zero_copy: bool, parts: bool) -> Client:
-        k = (zero_copy, parts)
-        if k not in self.clients:
+    def client(self, variant: str) -> Client:
+        if variant not in self.clients:
+            zero_copy, parts = VARIANTS[variant]
             c = TimedClient(self.hp.endpoint, config=ClientConfig(zero_copy=zero_copy,
                                                                   result_parts=parts), **self.kw)
+            if variant == "zero_copy, kept":
+                c._spare = None                  # as if the caller kept every GLB it got
             c.wait_connected(30)
-            self.clients[k] = c
-        return self.clients[k]
+            self.clients[variant] = c
+        return self.clients[variant]
 
-    def fetch(self, n: int, zero_copy: bool, parts: bool) -> float:
-        client = self.client(zero_copy, parts)
+    def fetch(self, n: int, variant: str) -> float:
+        client = self.client(variant)
         t0 = time.perf_counter()
         h = client.fetch_result(self.jobs[n])
         while not h.done:
@@ -171,8 +181,8 @@ class Ours:
         client.forget(h)
         return dt
 
-    def stream(self, zero_copy: bool, parts: bool) -> float:
-        client = self.client(zero_copy, parts)
+    def stream(self, variant: str) -> float:
+        client = self.client(variant)
         h = client.submit(self.image, options={"result_bytes": self.stream_size,
                                                "steps": 1, "step_s": 0.0})
         while not h.done:
@@ -221,13 +231,11 @@ def main() -> int:
                         rec(f"raw {mode} {n}", peer.once(n))
                     rec(f"raw {mode} chunked {big}", peer.once(big, CHUNK))
                 for mode, o in ours.items():
-                    for zc in (True, False):
-                        for parts in (True, False):
-                            tag = f"{mode} {'zero_copy' if zc else 'bytes'}" \
-                                  f"{'' if parts else ' 1.2'}"
-                            rec(f"stream {tag}", o.stream(zc, parts))
-                            for n in sizes:
-                                rec(f"fetch {tag} {n}", o.fetch(n, zc, parts))
+                    for variant in VARIANTS:
+                        tag = f"{mode} {variant}"
+                        rec(f"stream {tag}", o.stream(variant))
+                        for n in sizes:
+                            rec(f"fetch {tag} {n}", o.fetch(n, variant))
         finally:
             for o in ours.values():
                 o.close()
@@ -252,21 +260,19 @@ def main() -> int:
         print(f"  raw pyzmq{' + CURVE' if mode == 'curve' else ''}, {big / (1 << 20):.1f} MB as "
               f"{CHUNK >> 20} MiB messages: {med[k] * 1000:7.1f} ms {mbs(big, med[k]):6.0f} MB/s")
     print()
-    print(f"{'case':46s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
+    print(f"{'case':56s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
     for mode in ours:
-        for zc in ("zero_copy", "bytes"):
-            for v in ("", " 1.2"):
-                tag = f"{mode} {zc}{v}"
-                rows = [(f"streamed {big / (1 << 20):.0f} MB", f"stream {tag}", big)]
-                rows += [(f"fetch_result {n / (1 << 20):.1f} MB", f"fetch {tag} {n}", n)
-                         for n in sorted(sizes, reverse=True)]
-                for label, k, n in rows:
-                    vs = med[f"raw plain {n}"] / med[k]
-                    vc = f"{med[f'raw curve {n}'] / med[k]:11.2f}x" if mode == "curve" else ""
-                    name = (f"{label}, {mode}{' (CURVE on)' if mode == 'curve' else ''}, {zc}"
-                            f"{', 1.2 client' if v else ''}")
-                    print(f"{name:46s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
-                          f"{vs:6.2f}x {vc}")
+        for variant in VARIANTS:
+            tag = f"{mode} {variant}"
+            rows = [(f"streamed {big / (1 << 20):.0f} MB", f"stream {tag}", big)]
+            rows += [(f"fetch_result {n / (1 << 20):.1f} MB", f"fetch {tag} {n}", n)
+                     for n in sorted(sizes, reverse=True)]
+            for label, k, n in rows:
+                vs = med[f"raw plain {n}"] / med[k]
+                vc = f"{med[f'raw curve {n}'] / med[k]:11.2f}x" if mode == "curve" else ""
+                name = f"{label}, {'CURVE' if mode == 'curve' else 'plain'}, {variant}"
+                print(f"{name:56s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
+                      f"{vs:6.2f}x {vc}")
     print("aims (issue 19): streamed 64 MB >= 0.80x raw, fetch_result >= 0.60x raw; the 1.2 "
           "client rows are the same Client without result_parts")
     if "curve" in raw:

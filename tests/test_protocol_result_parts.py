@@ -211,6 +211,43 @@ def test_client_receives_parts_from_the_real_server(zero_copy, keyed):
     assert seen.count("result_part") == 6 and seen.count("result") == 1
 
 
+def test_a_reused_buffer_never_overwrites_a_result_the_caller_still_holds(server):
+    """zero_copy assembles into a mapping that is reused once the caller has let go of the
+    result in it; a result still held (a memoryview, a numpy array over it) is never touched."""
+    from gen3dface.protocol import client as client_mod
+
+    fresh = []
+    real_take = client_mod._SpareBuffers.take
+
+    def take(self, size):
+        m, f = real_take(self, size)
+        fresh.append(f)
+        return m, f
+
+    images = [photo(10 + i) for i in range(4)]
+    with Client(server.endpoint, key=KEY, config=ClientConfig(zero_copy=True)) as client:
+        client._spare.take = take.__get__(client._spare)
+        ids = [client.run_job(im, deadline_s=30).job_id for im in images]
+        fresh.clear()
+
+        def fetch(job_id):
+            h = client.fetch_result(job_id)
+            while not h.done:
+                client.poll(0.05)
+            client.forget(h)
+            return h.glb
+
+        held = fetch(ids[0])                               # may reuse run_job's buffers
+        arr = np.frombuffer(fetch(ids[1]), np.uint8)      # held through numpy only
+        third = fetch(ids[2])
+        assert fresh[-1] is True                           # both kept mappings are held
+        assert bytes(held) == expected_result(images[0], SIZE)
+        assert arr.tobytes() == expected_result(images[1], SIZE)
+        del held, arr, third                               # all let go: reused from now on
+        again = fetch(ids[3])
+        assert fresh[-1] is False and bytes(again) == expected_result(images[3], SIZE)
+
+
 def test_with_curve_results_over_one_part_go_in_parts(tmp_path):
     """On a CURVE server every result over one part goes in parts (libzmq encrypts small
     messages much faster than one big frame); the client's CURVE key owns the job."""
