@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config_loader import ConfigError, build
+
 FORMAT_VERSION = 1
 CONFIG_NAME = "gen3dface_mvdiff.json"
 
@@ -166,24 +168,17 @@ class MVDiffusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MVDiffusionConfig":
+        """The config from its JSON form (`to_dict`); unknown sections and keys are errors
+        (ConfigError, a ValueError) that name them."""
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"checkpoint config format {version} is newer than this code "
                              f"({FORMAT_VERSION}); update gen3dface")
-
-        def build(kind, values):
-            names = {f.name for f in dataclasses.fields(kind)}
-            kw = {k: (tuple(v) if isinstance(v, list) and k.endswith("channels") else v)
-                  for k, v in (values or {}).items() if k in names}
-            return kind(**kw)
-
-        return cls(backbone=build(BackboneConfig, d["backbone"]),
-                   camera=build(CameraEncoderConfig, d.get("camera")),
-                   volume=build(VolumeConfig, d.get("volume")),
-                   geometry=build(GeometryConfig, d.get("geometry")),
-                   frustum=build(FrustumConfig, d.get("frustum")),
-                   attention=build(MultiViewAttentionConfig, d.get("attention")))
+        if "backbone" not in d:
+            raise ConfigError("the model config has no backbone section", "", ("backbone",))
+        # strict (backend/config_loader.py): an unknown section or key is an error naming it
+        return build(cls, d)
 
     def save(self, folder: str | Path) -> None:
         Path(folder, CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2))

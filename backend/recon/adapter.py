@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config_loader import ConfigError, build
+from ..config_loader import kwargs as config_kwargs
 from ..contracts import CancelToken, PipelineError, ProgressSink
 
 try:
@@ -85,37 +87,44 @@ def reconstruction_entry():
 def recon_config(ReconConfig, output_kind: str, device: str, texture_size: int | None = None,
                  settings: dict | None = None):
     """A ReconConfig for the job: output kind and device, the surface atlas at the job's
-    texture size, plus `settings` overrides (see the module docstring). Unknown keys:
+    texture size, plus `settings` overrides (see the module docstring), read by the strict
+    config loader (backend/config_loader.py). Unknown keys, named in the message:
     PipelineError(BAD_REQUEST)."""
-    settings = dict(settings or {})
+    where = "reconstruction_settings"
     kw: dict = {"output_kind": output_kind, "device": str(device)}
     if texture_size:
         kw["surface_texture_size"] = int(texture_size)
-    for key in ("init_grid", "surface_texture_size"):
-        if key in settings:
-            kw[key] = int(settings.pop(key))
     try:
-        if "registration" in settings:
-            from .hull import HullConfig
-            from .register import RegistrationConfig
-
-            reg = dict(settings.pop("registration"))
-            if isinstance(reg.get("hull"), dict):
-                reg["hull"] = HullConfig(**reg["hull"])
-            kw["registration"] = RegistrationConfig(**reg)
+        settings = dict(_check(settings, where))
+        for key in ("output_kind", "device"):       # the job's, not a setting
+            if key in settings:
+                raise ConfigError(f"[{where}] unknown keys: {key} (the job sets it)", where,
+                                  (key,))
+        for key in ("init_grid", "surface_texture_size"):
+            if key in settings:
+                settings[key] = int(settings[key])
         if "sdf" in settings:
             from .sdf import SDFConfig
 
-            sdf = {"device": str(device), **dict(settings.pop("sdf"))}
+            sdf = dict(_check(settings.pop("sdf"), f"{where}.sdf"))
             preset = sdf.pop("preset", None)
             if preset not in (None, "tiny"):
-                raise TypeError(f"unknown sdf preset {preset!r}")
-            kw["sdf"] = SDFConfig.tiny(**sdf) if preset == "tiny" else SDFConfig(**sdf)
-        if settings:
-            raise TypeError(f"unknown reconstruction settings {sorted(settings)}")
-        return ReconConfig(**kw)
-    except (TypeError, ValueError) as e:
+                raise ConfigError(f"[{where}.sdf] unknown preset {preset!r} (known: tiny)",
+                                  f"{where}.sdf", ("preset",))
+            sdf_kw = config_kwargs(SDFConfig, {"device": str(device), **sdf}, f"{where}.sdf")
+            kw["sdf"] = SDFConfig.tiny(**sdf_kw) if preset == "tiny" else SDFConfig(**sdf_kw)
+        return build(ReconConfig, {**kw, **settings}, where)
+    except (TypeError, ValueError) as e:        # ConfigError is a ValueError
         raise PipelineError("BAD_REQUEST", f"bad reconstruction settings: {e}") from None
+
+
+def _check(values, where: str) -> dict:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{where}] must be a table (an object of keys), not "
+                          f"{type(values).__name__}", where)
+    return values
 
 
 def _skip(reason: str, output_kind: str = "rigged") -> Reconstructed:

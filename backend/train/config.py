@@ -6,8 +6,9 @@
     [optim]   the paper's AdamW recipe (UNet 1e-6 -> 5e-5 over 100 steps, others 5e-4)
     [train]   steps, batch, precision, checkpoints, logs, samples
 
-Unknown keys are errors (a typo must not silently fall back to a default). Paths are relative
-to the config file's folder.
+Unknown sections and keys are errors that name them (a typo must not silently fall back to a
+default; backend/config_loader.py, shared with the model's and the reconstruction's configs).
+Paths are relative to the config file's folder.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config_loader import ConfigError, build  # noqa: F401 (ConfigError: callers catch it)
 from ..data.dataset import MultiViewDataConfig
 from ..synth.ict_heads import SynthConfig
-from ..synth.prior_fit import LandmarkFitConfig
 
 MODEL_PRESETS = ("tiny", "sd15", "sd21")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -98,32 +99,10 @@ class TrainConfig:
         return d
 
 
-def _build(kind, values: dict, where: str):
-    if not isinstance(values, dict):
-        raise ValueError(f"[{where}] must be a table")
-    names = {f.name: f for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"[{where}] unknown keys: {', '.join(unknown)}")
-    kw = {}
-    for k, v in values.items():
-        if k == "landmark_fit" and kind is SynthConfig:
-            v = _build(LandmarkFitConfig, v, f"{where}.landmark_fit")
-        elif isinstance(v, list) and k not in ("roots", "repeats"):
-            v = tuple(v)
-        kw[k] = v
-    return kind(**kw)
-
-
 def config_from_dict(d: dict, base_dir: str | Path | None = None) -> TrainConfig:
-    unknown = sorted(set(d) - {"model", "data", "optim", "train", "synth"})
-    if unknown:
-        raise ValueError(f"unknown sections: {', '.join(unknown)}")
-    cfg = TrainConfig(model=_build(ModelSpec, d.get("model", {}), "model"),
-                      data=_build(MultiViewDataConfig, d.get("data", {}), "data"),
-                      optim=_build(OptimConfig, d.get("optim", {}), "optim"),
-                      train=_build(TrainLoopConfig, d.get("train", {}), "train"),
-                      synth=_build(SynthConfig, d["synth"], "synth") if "synth" in d else None)
+    """The training config from its tables (backend/config_loader.py: unknown sections and
+    keys are errors that name them); paths relative to `base_dir`."""
+    cfg = build(TrainConfig, d)
     if base_dir is not None:
         base = Path(base_dir)
 

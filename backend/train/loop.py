@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config_loader import update as config_update
 from ..data.dataset import MultiViewDataset
 from .config import ModelSpec, TrainConfig
 from .objective import MultiViewObjective, collate, k_to_vec
@@ -50,14 +51,8 @@ def build_model(spec: ModelSpec):
     cfg = getattr(MVDiffusionConfig, spec.preset)()
     if spec.resolution:
         cfg.backbone.resolution = int(spec.resolution)
-    for part, fields in (spec.overrides or {}).items():
-        target = getattr(cfg, part, None)
-        if target is None or not isinstance(fields, dict):
-            raise ValueError(f"model.overrides: unknown part {part!r}")
-        for k, v in fields.items():
-            if not hasattr(target, k):
-                raise ValueError(f"model.overrides.{part}: unknown field {k!r}")
-            setattr(target, k, tuple(v) if isinstance(v, list) and k.endswith("channels") else v)
+    # {part: {field: value}} on the preset, by the strict config loader (unknown names fail)
+    config_update(cfg, spec.overrides or {}, "model.overrides")
     cfg.validate()
     base = spec.base or (None if spec.preset == "tiny" else cfg.backbone.pretrained_base)
     if base:
