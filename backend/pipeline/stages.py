@@ -207,18 +207,44 @@ def output_plan(requested: str, generator: str, recon) -> dict:
             "reason": f"{requested} requested but {why}: rigged head written"}
 
 
+@dataclass
+class _Fitted:
+    """The fit stage's head: the fitted head model, or mediapipe's face mesh of the photo."""
+    model: Any
+    fit: Any                           # FitResult, or None on the face-mesh fallback
+    vertices: Any
+    w2c: Any
+    intr: dict
+    identity: np.ndarray
+    expression: np.ndarray
+    lm_err: float | None = None
+    lm_err_med: float | None = None
+
+
+@dataclass
+class _Textures:
+    baker: Any
+    baked: Any                         # BakeResult, upsampled to the job's texture size
+    eyes: dict
+    colours: Any                       # measured part colours
+    iris: Any
+    parts_seen: dict
+    base: Any                          # the neutral vertices the GLB is built on
+
+
+@dataclass
+class _Exported:
+    glb: bytes
+    head_asset: Any
+    surface_asset: Any
+    config: Any                        # ExportConfig
+
+
 def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressSink,
                cancel: CancelToken) -> PipelineResult:
     """One job, every stage, for whichever generator the options resolve to; `options` is a
     JobOptions (pipeline.py)."""
-    from ..export.head_glb import (HEAD_FRAME_DOC, ExportConfig, HeadAsset,
-                                   morph_target_weights, posed_as_exported)
-    from ..export.result_glb import glb_mesh_names, write_result_glb
-    from ..export.surface_glb import SurfaceAsset
-    from ..texture.bake import BakeView
-    from ..texture.eyes import bake_eye_textures
-    from ..recon.adapter import Reconstructed, reconstruct_views
-    from ..texture.photo_parts import bake_photo_parts, measure_part_colours
+    from ..recon.adapter import Reconstructed
 
     t_job = time.perf_counter()
     timings: dict = {}
@@ -238,33 +264,11 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 
     with _stage(timings, "fit", sink, cancel, "fitting the head model"):
-        model, found = pipe.head_model(cancel)
-        if model is None:
-            from ..headmodel.mediapipe_mesh import face_mesh_model
+        fitted = fit_head(pipe, rgb, analysis, options.quality, sink, cancel, fallbacks,
+                          warnings)
+    vertices, identity, expression = fitted.vertices, fitted.identity, fitted.expression
 
-            why = ("no head model installed" if found is None else
-                   f"the installed {found.kind} model has no landmark mapping yet")
-            fallbacks.append(f"head_model: mediapipe face mesh ({why}; run `gen3dface assets "
-                             "fetch` for a full head with blendshapes)")
-            warnings.append("front of the face only, no blendshapes: " + why)
-            pm = face_mesh_model(analysis.landmarks, analysis.landmarks_z, analysis.image_size)
-            model = pm.model
-            fit = None
-            vertices, w2c, intr = pm.model.vertices, pm.w2c, pm.intrinsics
-            identity = np.zeros(0)
-            expression = np.zeros(0)
-            lm_err = None
-            lm_err_med = None
-        else:
-            fit = pipe.fitter(model, options.quality, cancel).fit(analysis, sink, cancel)
-            vertices, w2c, intr = fit.vertices, fit.w2c, fit.intrinsics
-            identity = np.asarray(fit.identity, np.float64)
-            expression = np.asarray(fit.expression, np.float64)
-            lm_err, lm_err_med = float(fit.landmark_error_px), float(fit.landmark_error_median_px)
-            sink.preview("fit", _preview_png(landmark_overlay(rgb, analysis.landmarks,
-                                                              fit.projected)))
-
-    head = HeadEstimate(model, vertices, w2c, intr, fit)
+    head = HeadEstimate(fitted.model, vertices, fitted.w2c, fitted.intr, fitted.fit)
     with _stage(timings, "generate", sink, cancel):
         generated = pipe.make_generator(gen_name, cancel).generate(rgb, analysis, head, rig,
                                                                    options, sink, cancel)
@@ -274,11 +278,7 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
     base = None
     if generated.views:
         with _stage(timings, "reconstruct", sink, cancel, "registering the head onto the views"):
-            recon = reconstruct_views(head, list(generated.views), pipe.config.device, sink,
-                                      cancel, options.output_kind, options.texture_size,
-                                      pipe.config.reconstruction_settings)
-            if recon.has_surface:
-                sink.preview("surface_texture", _preview_png(recon.surface_texture))
+            recon = reconstruct_generated(pipe, head, generated.views, options, sink, cancel)
         if recon.status == "done":
             vertices, base = recon.vertices, recon.neutral_vertices
             identity, expression = recon.identity, recon.expression
@@ -290,76 +290,157 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
     output = output_plan(options.output_kind, gen_name, recon)
 
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
-        from ..texture.bake import TextureBaker, TextureConfig
-
-        check = cancel.raise_if_cancelled
-        face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
-                            analysis.face_box[3] - analysis.face_box[1]))
-        work = (options.texture_size if generated.views else
-                bake_resolution(face_px, options.texture_size))
-        if model.name == "mediapipe_face":
-            baker = pipe.call_on_runner(
-                lambda: TextureBaker(model, TextureConfig(size=work, mirror_fill=False)), cancel)
-        else:
-            baker = pipe.baker(model, work, cancel)
-        # foreground x usable skin: hands, occluders over the face and clothes below the jaw
-        # do not paint the skin (the mirror twin and the fill take their place)
-        photo_mask = getattr(analysis, "view_mask", analysis.mask)
-        views = [BakeView(rgb, np.asarray(w2c, np.float64), _Intr(intr), photo_mask, 1.0)]
-        views += list(generated.views)
-        baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75))
-        check()
-        if baked.texture.shape[0] != options.texture_size:
-            import cv2
-
-            n = baked.layout.n_tiles
-            baked.texture = cv2.resize(baked.texture, (n * options.texture_size,
-                                                       options.texture_size),
-                                       interpolation=cv2.INTER_CUBIC)
-        sink.progress("texture", 0.8, "eyes")
-        check()
-        if base is None:
-            base = (model.posed(identity, None) if len(identity) else
-                    np.asarray(vertices, np.float32))
-        colours = measure_part_colours(rgb, analysis.landmarks)
-        iris = colours.iris if colours.measured.get("iris") else None
-        parts_seen: dict = {}
-        if model.name == "mediapipe_face":
-            eyes = {}
-        elif fit is not None and not generated.views:
-            # the photo on the eyes, teeth and mouth, in the pose the GLB shows
-            posed = posed_as_exported(model, base, expression)
-            eyes, parts_seen = bake_photo_parts(model, base, posed, views[0], colours,
-                                                check=check, face_px=face_px)
-        else:
-            eyes = bake_eye_textures(model, base, iris_rgb=colours.iris, check=check)
-        check()
-        sink.preview("texture", _preview_png(baked.texture))
+        tex = bake_textures(pipe, rgb, analysis, fitted, vertices, base, identity, expression,
+                            generated.views, options.texture_size, sink, cancel)
 
     with _stage(timings, "export", sink, cancel, "writing the GLB"):
         if output["reason"]:
             warnings.append(output["reason"])
-        names = list(model.expression_names)
-        extras = {"generator": gen_name, "head_model": model.name}
-        # neutral: the GLB at rest (weights 0); the fitted weights stay in the sidecar
-        glb_weights = np.zeros_like(expression) if options.neutral else expression
-        asset = HeadAsset(model=model, base_vertices=base, expression_weights=glb_weights,
-                          skin_texture=baked.texture, skin_layout=baked.layout,
-                          eye_textures=eyes, extras=extras)
-        head_asset = asset if output["written"] in ("rigged", "both") else None
-        surface_asset = (SurfaceAsset.from_mesh(recon.surface, recon.surface_texture)
-                         if output["written"] in ("surface", "both") else None)
-        cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
-        # On the runner thread: the skin image's PNG/JPEG encoding (up to seconds for a 2048
-        # atlas) has no place to check the token; the export itself stops at its next check.
-        glb = pipe.call_on_runner(lambda: write_result_glb(head_asset, surface_asset, cfg,
-                                                           check=cancel.raise_if_cancelled,
-                                                           extras=extras), cancel)
+        exported = export_glb(pipe, fitted.model, tex, expression, recon, output, gen_name,
+                              options, cancel)
 
     timings["total"] = round(time.perf_counter() - t_job, 4)
+    sidecar = job_sidecar(gen_name, fitted, analysis, rig, options, identity, expression,
+                          tex, exported, output, generated, recon, fallbacks, warnings,
+                          timings)
+    return PipelineResult(glb=exported.glb, sidecar=_jsonable(sidecar))
+
+
+def fit_head(pipe: StageResources, rgb, analysis, quality: str, sink: ProgressSink,
+             cancel: CancelToken, fallbacks: list, warnings: list) -> _Fitted:
+    """The "fit" stage: the installed head model fitted to the photo's landmarks, or (none
+    installed, or one without a landmark mapping) mediapipe's face mesh of the photo, said in
+    `fallbacks` and `warnings`."""
+    model, found = pipe.head_model(cancel)
+    if model is None:
+        from ..headmodel.mediapipe_mesh import face_mesh_model
+
+        why = ("no head model installed" if found is None else
+               f"the installed {found.kind} model has no landmark mapping yet")
+        fallbacks.append(f"head_model: mediapipe face mesh ({why}; run `gen3dface assets "
+                         "fetch` for a full head with blendshapes)")
+        warnings.append("front of the face only, no blendshapes: " + why)
+        pm = face_mesh_model(analysis.landmarks, analysis.landmarks_z, analysis.image_size)
+        return _Fitted(pm.model, None, pm.model.vertices, pm.w2c, pm.intrinsics,
+                       np.zeros(0), np.zeros(0))
+    fit = pipe.fitter(model, quality, cancel).fit(analysis, sink, cancel)
+    sink.preview("fit", _preview_png(landmark_overlay(rgb, analysis.landmarks, fit.projected)))
+    return _Fitted(model, fit, fit.vertices, fit.w2c, fit.intrinsics,
+                   np.asarray(fit.identity, np.float64), np.asarray(fit.expression, np.float64),
+                   float(fit.landmark_error_px), float(fit.landmark_error_median_px))
+
+
+def reconstruct_generated(pipe: StageResources, head: HeadEstimate, views, options,
+                          sink: ProgressSink, cancel: CancelToken):
+    """The "reconstruct" stage (backend/recon/adapter.py): the template registered onto the
+    generated views, and the free-form surface when the output kind asks for it."""
+    from ..recon.adapter import reconstruct_views
+
+    recon = reconstruct_views(head, list(views), pipe.config.device, sink, cancel,
+                              options.output_kind, options.texture_size,
+                              pipe.config.reconstruction_settings)
+    if recon.has_surface:
+        sink.preview("surface_texture", _preview_png(recon.surface_texture))
+    return recon
+
+
+def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices, base,
+                  identity, expression, generated_views, texture_size: int,
+                  sink: ProgressSink, cancel: CancelToken) -> _Textures:
+    """The "texture" stage: the photo (and the generated views) baked into the skin atlas at
+    `texture_size` per tile, then the eyes, teeth and mouth (from the photo when only the
+    photo was seen)."""
+    from ..export.head_glb import posed_as_exported
+    from ..texture.bake import BakeView, TextureBaker, TextureConfig
+    from ..texture.eyes import bake_eye_textures
+    from ..texture.photo_parts import bake_photo_parts, measure_part_colours
+
+    model = fitted.model
+    check = cancel.raise_if_cancelled
+    face_px = float(max(analysis.face_box[2] - analysis.face_box[0],
+                        analysis.face_box[3] - analysis.face_box[1]))
+    work = texture_size if generated_views else bake_resolution(face_px, texture_size)
+    if model.name == "mediapipe_face":
+        baker = pipe.call_on_runner(
+            lambda: TextureBaker(model, TextureConfig(size=work, mirror_fill=False)), cancel)
+    else:
+        baker = pipe.baker(model, work, cancel)
+    # foreground x usable skin: hands, occluders over the face and clothes below the jaw
+    # do not paint the skin (the mirror twin and the fill take their place)
+    photo_mask = getattr(analysis, "view_mask", analysis.mask)
+    views = [BakeView(rgb, np.asarray(fitted.w2c, np.float64), _Intr(fitted.intr),
+                      photo_mask, 1.0)]
+    views += list(generated_views)
+    baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75))
+    check()
+    if baked.texture.shape[0] != texture_size:
+        import cv2
+
+        n = baked.layout.n_tiles
+        baked.texture = cv2.resize(baked.texture, (n * texture_size, texture_size),
+                                   interpolation=cv2.INTER_CUBIC)
+    sink.progress("texture", 0.8, "eyes")
+    check()
+    if base is None:
+        base = (model.posed(identity, None) if len(identity) else
+                np.asarray(vertices, np.float32))
+    colours = measure_part_colours(rgb, analysis.landmarks)
+    iris = colours.iris if colours.measured.get("iris") else None
+    parts_seen: dict = {}
+    if model.name == "mediapipe_face":
+        eyes = {}
+    elif fitted.fit is not None and not generated_views:
+        # the photo on the eyes, teeth and mouth, in the pose the GLB shows
+        posed = posed_as_exported(model, base, expression)
+        eyes, parts_seen = bake_photo_parts(model, base, posed, views[0], colours,
+                                            check=check, face_px=face_px)
+    else:
+        eyes = bake_eye_textures(model, base, iris_rgb=colours.iris, check=check)
+    check()
+    sink.preview("texture", _preview_png(baked.texture))
+    return _Textures(baker, baked, eyes, colours, iris, parts_seen, base)
+
+
+def export_glb(pipe: StageResources, model, tex: _Textures, expression, recon, output: dict,
+               gen_name: str, options, cancel: CancelToken) -> _Exported:
+    """The "export" stage: the GLB of what `output` says is written (rigged head, free-form
+    surface or both)."""
+    from ..export.head_glb import ExportConfig, HeadAsset
+    from ..export.result_glb import write_result_glb
+    from ..export.surface_glb import SurfaceAsset
+
+    extras = {"generator": gen_name, "head_model": model.name}
+    # neutral: the GLB at rest (weights 0); the fitted weights stay in the sidecar
+    glb_weights = np.zeros_like(expression) if options.neutral else expression
+    asset = HeadAsset(model=model, base_vertices=tex.base, expression_weights=glb_weights,
+                      skin_texture=tex.baked.texture, skin_layout=tex.baked.layout,
+                      eye_textures=tex.eyes, extras=extras)
+    head_asset = asset if output["written"] in ("rigged", "both") else None
+    surface_asset = (SurfaceAsset.from_mesh(recon.surface, recon.surface_texture)
+                     if output["written"] in ("surface", "both") else None)
+    cfg = ExportConfig(skin_image_format="png" if options.quality == "high" else "jpeg")
+    # On the runner thread: the skin image's PNG/JPEG encoding (up to seconds for a 2048
+    # atlas) has no place to check the token; the export itself stops at its next check.
+    glb = pipe.call_on_runner(lambda: write_result_glb(head_asset, surface_asset, cfg,
+                                                       check=cancel.raise_if_cancelled,
+                                                       extras=extras), cancel)
+    return _Exported(glb, head_asset, surface_asset, cfg)
+
+
+def job_sidecar(gen_name: str, fitted: _Fitted, analysis, rig, options, identity,
+                expression, tex: _Textures, exported: _Exported, output: dict, generated,
+                recon, fallbacks: list, warnings: list, timings: dict) -> dict:
+    """The sidecar JSON: what was made, from what, how well and how fast."""
+    from ..export.head_glb import HEAD_FRAME_DOC, morph_target_weights
+    from ..export.result_glb import glb_mesh_names
+
+    model, fit = fitted.model, fitted.fit
+    names = list(model.expression_names)
+    head_asset, surface_asset, cfg = exported.head_asset, exported.surface_asset, exported.config
+    baked = tex.baked
     # the GLB's morph targets (ARKit's 52 + ICT's split extras) and their fitted weights
     morph_weights = morph_target_weights(head_asset, cfg) if head_asset is not None else {}
-    sidecar = {
+    return {
         "format": SIDECAR_FORMAT,
         "generator": gen_name,
         "head_model": {"name": model.name, "source": model.source,
@@ -370,22 +451,24 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
         "options": options.to_dict(),
         "n_faces": int(analysis.n_faces),
         "face_box": [float(x) for x in analysis.face_box],
-        "camera": _camera_record(w2c, intr, rig),
+        "camera": _camera_record(fitted.w2c, fitted.intr, rig),
         "coefficients": {"identity": [round(float(x), 5) for x in identity],
                          "expression": {n: round(float(x), 5) for n, x in zip(names, expression)}},
-        "landmark_error_px": lm_err,
-        "landmark_error_median_px": lm_err_med,
+        "landmark_error_px": fitted.lm_err,
+        "landmark_error_median_px": fitted.lm_err_med,
         "fit": dict(fit.info) if fit is not None and isinstance(fit.info, dict) else {},
         "texture": {"tile_size": int(options.texture_size), "n_tiles": baked.layout.n_tiles,
-                    "baked_tile_size": int(baker.config.size),
+                    "baked_tile_size": int(tex.baker.config.size),
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
-                    "iris_rgb": [round(c, 4) for c in iris] if iris else None,
+                    "iris_rgb": [round(c, 4) for c in tex.iris] if tex.iris else None,
                     "skin_mask": dict(getattr(analysis, "skin_info", {}) or {}),
-                    "parts": {**colours.info(),
-                              "photo_seen": {g: round(v, 4) for g, v in parts_seen.items()}}},
+                    "parts": {**tex.colours.info(),
+                              "photo_seen": {g: round(v, 4)
+                                             for g, v in tex.parts_seen.items()}}},
         "output": output,
-        "glb": {"bytes": len(glb), "frame": HEAD_FRAME_DOC, "output_kind": output["written"],
+        "glb": {"bytes": len(exported.glb), "frame": HEAD_FRAME_DOC,
+                "output_kind": output["written"],
                 "meshes": glb_mesh_names(head_asset, surface_asset, cfg),
                 "morph_targets": list(morph_weights),
                 "morph_weights": {n: round(w, 5) for n, w in morph_weights.items()}},
@@ -393,7 +476,6 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
         "reconstruction": recon.sidecar(surface_exported=surface_asset is not None),
         "timings_s": timings,
     }
-    return PipelineResult(glb=glb, sidecar=_jsonable(sidecar))
 
 
 def _jsonable(x):
