@@ -164,13 +164,14 @@ class Trainer:
         accelerator.wait_for_everyone()
 
     # ---- the run ----------------------------------------------------------------------
-    def run(self) -> dict:
+    def _accelerator(self, out: Path):
+        """accelerate's Accelerator for this run: precision, accumulation, tensorboard logs in
+        out/logs, seedable sampling."""
         from accelerate import Accelerator
         from accelerate.utils import (DataLoaderConfiguration, DistributedDataParallelKwargs,
-                                      ProjectConfiguration, set_seed)
-        cfg, tc = self.cfg, self.cfg.train
-        out = Path(tc.output_dir)
-        accelerator = Accelerator(
+                                      ProjectConfiguration)
+        tc = self.cfg.train
+        return Accelerator(
             mixed_precision=tc.mixed_precision, gradient_accumulation_steps=tc.grad_accum,
             log_with="tensorboard",
             project_config=ProjectConfiguration(project_dir=str(out),
@@ -179,16 +180,11 @@ class Trainer:
             step_scheduler_with_optimizer=False,
             kwargs_handlers=[DistributedDataParallelKwargs(
                 find_unused_parameters=tc.find_unused_parameters)])
-        world = accelerator.num_processes
-        if tc.batch_size % (world * tc.grad_accum):
-            raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by "
-                             f"processes x grad_accum = {world * tc.grad_accum}")
-        per_device = tc.batch_size // (world * tc.grad_accum)
-        set_seed(tc.seed)
-        if tc.torch_threads > 0:
-            torch.set_num_threads(tc.torch_threads)
-        self._ensure_data(accelerator)
 
+    def _model_data_optimizer(self, per_device: int, world: int):
+        """The model (train mode), its dataset and loader, the objective, the AdamW parameter
+        groups, optimizer and warm-up schedule, before accelerate prepares them."""
+        cfg, tc = self.cfg, self.cfg.train
         model = build_model(cfg.model)
         if tc.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
@@ -205,22 +201,49 @@ class Trainer:
         optimizer = torch.optim.AdamW(groups, betas=tuple(oc.betas), eps=oc.eps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_multipliers(oc.unet_lr_start, oc.unet_lr, oc.warmup_steps))
-        objective, optimizer, loader, scheduler = accelerator.prepare(
-            objective, optimizer, loader, scheduler)
-        raw = accelerator.unwrap_model(objective)
+        return dataset, loader, objective, groups, optimizer, scheduler
 
-        step, epoch, skip = 0, 0, 0
-        resume, batch_idx = None, 0
+    def _resume(self, accelerator, out: Path):
+        """(checkpoint folder or None, step, epoch, batches of that epoch already done):
+        train.resume "auto" takes the latest checkpoint in out, "none" none, else a folder."""
+        tc = self.cfg.train
+        resume = None
         if tc.resume == "auto":
             resume = latest_checkpoint(out)
         elif tc.resume != "none":
             resume = Path(tc.resume)
-        if resume is not None:
-            accelerator.load_state(str(resume))
-            st = json.loads((resume / STATE_FILE).read_text())
-            step, epoch, skip = int(st["step"]), int(st["epoch"]), int(st["batch"])
-            batch_idx = skip
-            self.log(f"resumed from {resume} at step {step}")
+        if resume is None:
+            return None, 0, 0, 0
+        accelerator.load_state(str(resume))
+        st = json.loads((resume / STATE_FILE).read_text())
+        step, epoch, skip = int(st["step"]), int(st["epoch"]), int(st["batch"])
+        self.log(f"resumed from {resume} at step {step}")
+        return resume, step, epoch, skip
+
+    def run(self) -> dict:
+        from accelerate.utils import set_seed
+        cfg, tc = self.cfg, self.cfg.train
+        out = Path(tc.output_dir)
+        accelerator = self._accelerator(out)
+        world = accelerator.num_processes
+        if tc.batch_size % (world * tc.grad_accum):
+            raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by "
+                             f"processes x grad_accum = {world * tc.grad_accum}")
+        per_device = tc.batch_size // (world * tc.grad_accum)
+        set_seed(tc.seed)
+        if tc.torch_threads > 0:
+            torch.set_num_threads(tc.torch_threads)
+        self._ensure_data(accelerator)
+
+        dataset, loader, objective, groups, optimizer, scheduler = \
+            self._model_data_optimizer(per_device, world)
+        oc = cfg.optim
+        objective, optimizer, loader, scheduler = accelerator.prepare(
+            objective, optimizer, loader, scheduler)
+        raw = accelerator.unwrap_model(objective)
+
+        resume, step, epoch, skip = self._resume(accelerator, out)
+        batch_idx = skip
         if accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
@@ -276,29 +299,13 @@ class Trainer:
                 step += 1
                 micro = 0
                 if step % tc.log_every == 0 or step == tc.max_steps:
-                    mean = float(accelerator.gather(torch.tensor(
-                        [np.mean(losses)], device=accelerator.device)).mean())
-                    history.append((step, mean))
-                    lrs = [g["lr"] for g in optimizer.param_groups]
-                    logs = {"loss": mean, "lr/unet": lrs[0], "lr/other": lrs[1],
-                            "steps_per_s": tc.log_every / max(time.time() - t0, 1e-9)}
-                    if grad_norm is not None:
-                        logs["grad_norm"] = float(grad_norm)
-                    accelerator.log(logs, step=step)
-                    self.log(f"step {step}/{tc.max_steps} loss {mean:.4f} "
-                             f"lr_unet {lrs[0]:.2e} lr_other {lrs[1]:.2e}")
+                    history.append((step, self._log_step(accelerator, optimizer, losses, t0,
+                                                         grad_norm, step)))
                     losses, t0 = [], time.time()
                 if tc.eval_every and step % tc.eval_every == 0 and step < tc.max_steps:
                     evaluate()
-                if tc.checkpoint_every and step % tc.checkpoint_every == 0 \
-                        and step < tc.max_steps:
-                    self._checkpoint(accelerator, out, step, epoch, batch_idx)
-                if tc.sample_every and step % tc.sample_every == 0 and \
-                        accelerator.is_main_process:
-                    self._samples(accelerator, raw.model, sample_batch, out, step)
-                if tc.export_every and step % tc.export_every == 0:
-                    self._export(accelerator, raw.model, out / "checkpoints" /
-                                 f"step_{step:07d}" / "model")
+                self._periodic_saves(accelerator, raw.model, sample_batch, out, step, epoch,
+                                     batch_idx)
                 if step >= tc.max_steps:
                     break
             else:
@@ -310,6 +317,35 @@ class Trainer:
         self._export(accelerator, raw.model, out / "model")
         accelerator.end_training()
         return {"step": step, "history": history, "eval": evals, "model_dir": str(out / "model")}
+
+    def _log_step(self, accelerator, optimizer, losses: list, t0: float, grad_norm,
+                  step: int) -> float:
+        """The mean loss since the last log over all processes, logged with the learning
+        rates, speed and gradient norm; returns the mean."""
+        tc = self.cfg.train
+        mean = float(accelerator.gather(torch.tensor(
+            [np.mean(losses)], device=accelerator.device)).mean())
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        logs = {"loss": mean, "lr/unet": lrs[0], "lr/other": lrs[1],
+                "steps_per_s": tc.log_every / max(time.time() - t0, 1e-9)}
+        if grad_norm is not None:
+            logs["grad_norm"] = float(grad_norm)
+        accelerator.log(logs, step=step)
+        self.log(f"step {step}/{tc.max_steps} loss {mean:.4f} "
+                 f"lr_unet {lrs[0]:.2e} lr_other {lrs[1]:.2e}")
+        return mean
+
+    def _periodic_saves(self, accelerator, model, sample_batch, out: Path, step: int,
+                        epoch: int, batch_idx: int) -> None:
+        """After an optimizer step: the resumable checkpoint, the sample grid and the
+        inference export, each at its own interval (the last step's are written by run)."""
+        tc = self.cfg.train
+        if tc.checkpoint_every and step % tc.checkpoint_every == 0 and step < tc.max_steps:
+            self._checkpoint(accelerator, out, step, epoch, batch_idx)
+        if tc.sample_every and step % tc.sample_every == 0 and accelerator.is_main_process:
+            self._samples(accelerator, model, sample_batch, out, step)
+        if tc.export_every and step % tc.export_every == 0:
+            self._export(accelerator, model, out / "checkpoints" / f"step_{step:07d}" / "model")
 
     @torch.no_grad()
     def _eval_loss(self, objective, batch: dict) -> float:
