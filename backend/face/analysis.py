@@ -12,6 +12,10 @@ Arrays:
 - crop: SxSx3 uint8 RGB, the face aligned to a canonical square (FFHQ-style: eyes level, eyes
   and mouth at fixed places); crop_affine (2x3) maps photo pixels to crop pixels.
 - mask: HxW float32 in [0, 1], the person (foreground) in the photo.
+- skin: HxW float32 in [0, 1], the "usable skin" mask (skin_mask.py): 0 on hands, on
+  occluders over the face (hair strands, phones, glasses) and on clothing below the jaw, 1
+  elsewhere; `view_mask` = mask x skin is what may paint the texture.
+- hands: list of (21, 2) float64 hand landmarks in photo pixels (mediapipe hands).
 
 Thread safety: a `FaceAnalyzer` keeps its mediapipe graphs between calls (creating them costs
 ~30 ms each); mediapipe graphs are not re-entrant, so `analyze` holds a lock and concurrent
@@ -34,6 +38,7 @@ from .alignment import (apply_affine, canonical_square, invert_affine, square_to
                         to_opencv_affine)
 from .landmarks import N_LANDMARKS
 from .selection import merge_boxes, pick_main_face
+from .skin_mask import SkinMaskConfig, usable_skin
 
 
 @dataclass
@@ -45,6 +50,9 @@ class FaceAnalysisConfig:
     mesh_input_size: int = 384         # the face-mesh crop is resampled to this many pixels
     crop_size: int = 512               # side of the aligned canonical crop
     segment: bool = True               # compute the foreground mask
+    skin_mask: bool = True             # compute the usable-skin mask (hands, occluders)
+    skin: SkinMaskConfig = field(default_factory=SkinMaskConfig)
+    hand_min_confidence: float = 0.5   # mediapipe hands' palm detection threshold
     # mediapipe's native code (TFLite, absl) writes INFO/WARNING lines straight to file
     # descriptor 2 while its graphs start and first run; no environment variable silences
     # them in 0.10.21. When True, fd 2 is pointed at /dev/null during an analyzer's FIRST
@@ -64,6 +72,19 @@ class FaceAnalysis:
     mask: np.ndarray | None            # (H, W) float32 [0, 1] foreground, or None
     image_size: tuple[int, int]        # (width, height) of the photo
     warnings: list[str] = field(default_factory=list)
+    skin: np.ndarray | None = None     # (H, W) float32 [0, 1] usable skin, or None
+    hands: list = field(default_factory=list)   # (21, 2) float64 photo pixels per hand
+    skin_info: dict = field(default_factory=dict)
+
+    @property
+    def view_mask(self) -> np.ndarray | None:
+        """What may paint the texture: foreground x usable skin (either alone when the other
+        was not computed; None when neither was)."""
+        if self.skin is None:
+            return self.mask
+        if self.mask is None:
+            return self.skin
+        return (self.mask * self.skin).astype(np.float32)
 
     @property
     def width(self) -> int:
@@ -115,7 +136,8 @@ class FaceAnalyzer:
     def _graph(self, name: str):
         g = self._graphs.get(name)
         if g is None:
-            from mediapipe.python.solutions import face_detection, face_mesh, selfie_segmentation
+            from mediapipe.python.solutions import (face_detection, face_mesh, hands,
+                                                    selfie_segmentation)
             conf = self.config.min_detection_confidence
             if name == "det_short":
                 g = face_detection.FaceDetection(model_selection=0, min_detection_confidence=conf)
@@ -126,6 +148,9 @@ class FaceAnalyzer:
                                        refine_landmarks=True, min_detection_confidence=conf)
             elif name == "seg":
                 g = selfie_segmentation.SelfieSegmentation(model_selection=0)
+            elif name == "hands":
+                g = hands.Hands(static_image_mode=True, max_num_hands=2, model_complexity=1,
+                                min_detection_confidence=self.config.hand_min_confidence)
             else:
                 raise KeyError(name)
             self._graphs[name] = g
@@ -192,6 +217,24 @@ class FaceAnalyzer:
         m = cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(m, 0.0, 1.0).astype(np.float32)
 
+    def detect_hands(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Hand landmarks, (21, 2) float64 photo pixels per hand (at most two), from
+        mediapipe hands (palm detection + landmarks) on a downscaled copy."""
+        h, w = rgb.shape[:2]
+        s = min(1.0, self.config.detect_max_side / max(h, w))
+        small = rgb if s >= 1.0 else cv2.resize(rgb, (round(w * s), round(h * s)),
+                                                interpolation=cv2.INTER_AREA)
+        res = self._graph("hands").process(small)
+        return [np.array([(p.x * w, p.y * h) for p in hl.landmark], np.float64)
+                for hl in res.multi_hand_landmarks or []]
+
+    def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray):
+        """(usable-skin mask HxW float32, hands, info) for the photo and its landmarks."""
+        cfg = self.config.skin
+        hands = self.detect_hands(rgb) if cfg.enabled and cfg.hands else []
+        m = usable_skin(rgb, landmarks, hands, cfg)
+        return m.usable, hands, m.info
+
     def analyze(self, rgb) -> FaceAnalysis:
         rgb = _check_rgb(rgb)
         with self._lock:
@@ -250,6 +293,9 @@ class FaceAnalyzer:
         crop = cv2.warpAffine(rgb, to_opencv_affine(affine), (cfg.crop_size, cfg.crop_size),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = self.segment(rgb) if cfg.segment else None
+        skin, hands, info = (self.skin_mask(rgb, lm) if cfg.skin_mask and cfg.skin.enabled
+                             else (None, [], {}))
         return FaceAnalysis(landmarks=lm, landmarks_z=z, face_box=np.asarray(box, np.float64),
                             n_faces=n_faces, crop=crop, crop_affine=affine, mask=mask,
-                            image_size=(w, h), warnings=warnings)
+                            image_size=(w, h), warnings=warnings, skin=skin, hands=hands,
+                            skin_info=info)

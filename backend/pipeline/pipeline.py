@@ -72,6 +72,9 @@ class PipelineConfig:
     # overrides for the reconstruction (backend/recon/adapter.py recon_config: "init_grid",
     # "surface_texture_size", "registration", "sdf" = SDFConfig fields or {"preset": "tiny"})
     reconstruction_settings: dict = field(default_factory=dict)
+    # the photo paints the skin only where it shows skin (face/analysis.py, skin_mask.py):
+    # False bakes the whole foreground (hands, hair strands, clothes included), as before
+    skin_mask: bool = True
 
 
 def _gpu_name(device: str) -> str | None:
@@ -115,9 +118,10 @@ class HeadPipeline:
                                cancel)
 
     def _face_analyzer(self, cancel: CancelToken | None = None):
-        from ..face.analysis import FaceAnalyzer
+        from ..face.analysis import FaceAnalysisConfig, FaceAnalyzer
 
-        return self._bg.cached("face_analyzer", FaceAnalyzer, cancel)
+        cfg = FaceAnalysisConfig(skin_mask=self.config.skin_mask)
+        return self._bg.cached("face_analyzer", lambda: FaceAnalyzer(cfg), cancel)
 
     def analyze_face(self, rgb, cancel: CancelToken | None = None):
         """mediapipe face analysis on the runner thread (its graphs are created there on the
