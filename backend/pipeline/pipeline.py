@@ -74,7 +74,7 @@ class PipelineConfig:
     reconstruction_settings: dict = field(default_factory=dict)
     # the photo paints the skin only where it shows skin (face/analysis.py, skin_mask.py):
     # False bakes the whole foreground (hands, hair strands, clothes included), as before
-    skin_mask: bool = True
+    skin_mask: bool = False            # off by default: on the 18 shared photos it cost likeness (README)
 
 
 def _gpu_name(device: str) -> str | None:
