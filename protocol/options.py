@@ -59,8 +59,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
                "generator only)"),
     Option("neutral", "bool", False,
            doc="the GLB at rest (shape-key weights 0); the sidecar keeps the fit"),
-    Option("lit_texture", "bool", False,
-           doc="the texture as the photo lit it (see backend/pipeline/pipeline.py JobOptions)"),
+    Option("delit_texture", "bool", False,
+           doc="the skin texture de-lit, an albedo (backend/texture/delight.py); default "
+               "false: as the photo lit it"),
 )}
 
 DEFAULTS: dict[str, Any] = {name: o.default for name, o in OPTIONS.items()}

@@ -82,3 +82,22 @@ def test_a_400_megapixel_png_gets_a_clean_message():
     with pytest.raises(PipelineError, match="41 MP"):          # just over: Pillow would allow it
         check_image_header(png_bomb(6400, 6400, 4096))
     assert check_image_header(encode_png(np.zeros((20, 30, 3), np.uint8))) == ("PNG", 30, 20)
+
+
+def test_delit_texture_option_de_lights_the_skin_and_says_so(tmp_path, faces_dir, data_dir):
+    """`--delit-texture`: the sidecar records the estimated light and the skin texture differs
+    from the default (lit) run's; without it nothing is de-lit."""
+    import trimesh
+
+    runs = {}
+    for name, extra in (("lit", []), ("delit", ["--delit-texture"])):
+        out = tmp_path / f"{name}.glb"
+        assert cli(["run", str(faces_dir / "alfw2.png"), "-o", str(out), "--quality",
+                    "draft", "--assets", str(data_dir)] + extra) == EXIT_OK
+        side = json.loads((tmp_path / f"{name}.sidecar.json").read_text())
+        tex = trimesh.load(out).geometry["Head"].visual.material.baseColorTexture
+        runs[name] = side["texture"], np.asarray(tex.convert("RGB"), np.float64)
+    (lit, t_lit), (delit, t_del) = runs["lit"], runs["delit"]
+    assert lit["delit"] is False and lit["delight"] is None
+    assert delit["delit"] is True and delit["delight"]["n_samples"] >= 400
+    assert np.abs(t_lit - t_del).mean() > 1.0

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--neutral", action="store_true",
                    help="rest pose: the GLB's shape-key weights all 0 (the sidecar keeps the "
                         "fitted weights)")
+    p.add_argument("--delit-texture", action="store_true",
+                   help="de-light the skin texture: the photo's lighting divided out, an albedo "
+                        "for relighting (default: the photo's lighting kept)")
     p.set_defaults(func=handle)
 
 
@@ -97,7 +100,8 @@ def handle(args) -> int:
         options = JobOptions.from_dict({"generator": args.generator, "seed": args.seed,
                                         "quality": args.quality, "texture_size": args.texture_size,
                                         "output_kind": args.output_kind,
-                                        "neutral": bool(args.neutral)})
+                                        "neutral": bool(args.neutral),
+                                        "delit_texture": bool(args.delit_texture)})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
         return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)

@@ -54,6 +54,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--neutral", action="store_true",
                    help="rest pose: the GLB's shape-key weights all 0 (the sidecar keeps the "
                         "fitted weights)")
+    p.add_argument("--delit-texture", action="store_true",
+                   help="de-light the skin texture: the photo's lighting divided out, an albedo "
+                        "for relighting (default: the photo's lighting kept)")
     p.set_defaults(func=handle)
 
 
@@ -81,7 +84,9 @@ def handle(args) -> int:
     options = {k: v for k, v in (("seed", args.seed), ("generator", args.generator),
                                  ("quality", args.quality), ("texture_size", args.texture_size),
                                  ("output_kind", args.output_kind),
-                                 ("neutral", True if args.neutral else None)) if v is not None}
+                                 ("neutral", True if args.neutral else None),
+                                 ("delit_texture", True if args.delit_texture else None))
+               if v is not None}
     summary["options"] = options
 
     from ...protocol.client import Client, ClientConfig, JobError, JobInterrupted

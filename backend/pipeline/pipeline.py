@@ -46,7 +46,7 @@ class JobOptions:
     texture_size: int = _D["texture_size"]    # texels per UV tile side: 512, 1024 or 2048
     output_kind: str = _D["output_kind"]      # "rigged" | "surface" | "both"
     neutral: bool = _D["neutral"]             # GLB weights all 0 (rest pose); the sidecar keeps the fit
-    lit_texture: bool = _D["lit_texture"]
+    delit_texture: bool = _D["delit_texture"]     # de-light the skin (default: the photo's lighting kept)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "JobOptions":

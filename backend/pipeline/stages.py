@@ -291,7 +291,8 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
 
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
         tex = bake_textures(pipe, rgb, analysis, fitted, vertices, base, identity, expression,
-                            generated.views, options.texture_size, sink, cancel)
+                            generated.views, options.texture_size, sink, cancel,
+                            delight=options.delit_texture)
 
     with _stage(timings, "export", sink, cancel, "writing the GLB"):
         if output["reason"]:
@@ -346,10 +347,11 @@ def reconstruct_generated(pipe: StageResources, head: HeadEstimate, views, optio
 
 def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices, base,
                   identity, expression, generated_views, texture_size: int,
-                  sink: ProgressSink, cancel: CancelToken) -> _Textures:
+                  sink: ProgressSink, cancel: CancelToken, delight: bool = False) -> _Textures:
     """The "texture" stage: the photo (and the generated views) baked into the skin atlas at
     `texture_size` per tile, then the eyes, teeth and mouth (from the photo when only the
-    photo was seen)."""
+    photo was seen). `delight` (the job's `delit_texture`) divides the photo's lighting
+    out of the skin (texture/delight.py)."""
     from ..export.head_glb import posed_as_exported
     from ..texture.bake import BakeView, TextureBaker, TextureConfig
     from ..texture.eyes import bake_eye_textures
@@ -371,7 +373,8 @@ def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices
     views = [BakeView(rgb, np.asarray(fitted.w2c, np.float64), _Intr(fitted.intr),
                       photo_mask, 1.0)]
     views += list(generated_views)
-    baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75))
+    baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75),
+                       delight=delight)
     check()
     if baked.texture.shape[0] != texture_size:
         import cv2
@@ -461,6 +464,9 @@ def job_sidecar(gen_name: str, fitted: _Fitted, analysis, rig, options, identity
                     "baked_tile_size": int(tex.baker.config.size),
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
+                    "delit": bool(options.delit_texture),
+                    "delight": baked.lighting.info() if baked.lighting is not None else None,
+                    "bake_s": {k: round(float(v), 4) for k, v in baked.timings_s.items()},
                     "iris_rgb": [round(c, 4) for c in tex.iris] if tex.iris else None,
                     "skin_mask": dict(getattr(analysis, "skin_info", {}) or {}),
                     "parts": {**tex.colours.info(),

@@ -121,6 +121,10 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
                           description="Import the head at rest (all shape keys 0) instead of "
                                       "with the photo's expression; the fitted values stay in "
                                       "the head's custom properties")
+    delit_texture: BoolProperty(name="De-lit texture", default=False,
+                                description="Divide the photo's lighting out of the skin "
+                                            "texture (an albedo, to light in Blender) instead "
+                                            "of keeping the photo look")
     result_name: StringProperty(name="Name", default="Gen3DFace",
                                 description="Name of the new collection and objects")
     show_previews: BoolProperty(name="Previews", default=True)
@@ -129,7 +133,8 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
         return core_settings.GenerateOptions(_chosen(self, "generator"), int(self.seed),
                                              _chosen(self, "quality"),
                                              _chosen(self, "texture_size"),
-                                             _chosen(self, "output_kind"), bool(self.neutral))
+                                             _chosen(self, "output_kind"), bool(self.neutral),
+                                             bool(self.delit_texture))
 
     def ring_settings(self, unit_scale: float = 1.0) -> core_settings.RingSettings:
         return core_settings.RingSettings(n_cameras=self.ring_cameras,

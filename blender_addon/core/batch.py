@@ -192,6 +192,9 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p.add_argument("--output-kind", choices=OUTPUT_KINDS, default=OPTION_DEFAULTS["output_kind"])
     p.add_argument("--neutral", action="store_true",
                    help="heads at rest (shape keys 0); the fitted values stay in the sidecar")
+    p.add_argument("--delit-texture", action="store_true",
+                   help="de-light the skin textures, albedos for relighting (default: the "
+                        "photos' lighting kept)")
     p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,
                    help=f"each head's ring rig: N cameras around it, sent with the job, the "
                    f"head centred on it (default {DEFAULT_RING_CAMERAS}; 0: no rig, the "
@@ -254,7 +257,7 @@ def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSet
     try:
         conn = ConnectionSettings(a.address, a.key_file, a.connect_timeout, a.job_timeout)
         opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind,
-                               bool(a.neutral))
+                               bool(a.neutral), bool(a.delit_texture))
         ring = RingSettings(n_cameras=a.cameras) if a.cameras > 0 else None
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -69,7 +69,7 @@ class GenerateOptions:
     texture_size: int = OPTION_DEFAULTS["texture_size"]
     output_kind: str = OPTION_DEFAULTS["output_kind"]
     neutral: bool = OPTION_DEFAULTS["neutral"]   # rest pose: shape-key values 0 (the fit stays in the sidecar)
-    lit_texture: bool = OPTION_DEFAULTS["lit_texture"]
+    delit_texture: bool = OPTION_DEFAULTS["delit_texture"]
 
     def __post_init__(self):
         try:
@@ -79,7 +79,7 @@ class GenerateOptions:
 
     def to_dict(self) -> dict:
         d = vocabulary.validate(asdict(self))
-        for flag in ("neutral", "lit_texture"):
+        for flag in ("neutral", "delit_texture"):
             if not d[flag]:
                 del d[flag]         # older backends know no such option; false is their default
         return d
