@@ -27,19 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gen3dface.backend.geometry import similarity_align
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-
-
-def similarity_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Umeyama: src transformed by the least-squares similarity onto dst."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, s, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    r = u @ d @ vt
-    c = np.trace(np.diag(s) @ d) / (a ** 2).sum(1).mean()
-    return c * a @ r.T + md
 
 
 def synthetic(fitter, cases: int, noise: float, seed: int) -> None:

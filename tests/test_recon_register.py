@@ -14,7 +14,8 @@ from gen3dface.backend.recon.register import register_template
 from gen3dface.backend.recon.stage import ReconConfig, reconstruct
 from gen3dface.backend.recon.views import as_views
 from gen3dface.backend.render.camera import ring_cameras
-from gen3dface.backend.render.mesh import TexturedMesh, vertex_normals
+from gen3dface.backend.geometry import vertex_normals
+from gen3dface.backend.render.mesh import TexturedMesh
 from gen3dface.backend.render.procedural import SkinTexture
 from gen3dface.backend.render.raycast import render_views
 from gen3dface.backend.render.synthetic import SKIN_GROUPS, template_triangles

@@ -29,7 +29,7 @@ import numpy as np
 from ..headmodel.arkit import ArkitConfig, export_shapes
 from ..fitting.gaze import EYE_LOOK_DEG, eye_look_rotation, eye_turn_offset
 from ..headmodel.model import HeadModel
-from ..texture.bake import vertex_normals
+from ..geometry import vertex_normals
 from ..texture.eyes import eyeball
 from ..texture.layout import SkinLayout, skin_groups
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder

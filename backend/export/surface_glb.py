@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..texture.bake import vertex_normals
+from ..geometry import vertex_normals
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
 from .head_glb import ExportConfig, _encode_image
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..contracts import CancelToken
-from ..render.mesh import TexturedMesh, vertex_normals
+from ..geometry import vertex_normals
+from ..render.mesh import TexturedMesh
 from ..render.raycast import RayCaster
 from ..texture.bake import BakeView, TextureConfig, sample_views
 from ..texture.fill import nearest_fill_outside

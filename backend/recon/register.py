@@ -28,7 +28,8 @@ from scipy.sparse.linalg import cg
 
 from ..headmodel.model import HeadModel
 from ..contracts import CancelToken, NullSink, ProgressSink
-from ..render.mesh import TexturedMesh, vertex_normals
+from ..geometry import bilinear, rigid_transform, similarity_transform, vertex_normals
+from ..render.mesh import TexturedMesh
 from ..render.raycast import RayCaster
 from .hull import HullConfig, VisualHull, view_signed_distance, visual_hull
 from .views import View
@@ -107,38 +108,16 @@ class _Images:
 
     def __init__(self, views: list[View]):
         self.views = views
-        self.rgb = [v.rgb.reshape(-1, 3) for v in views]
-        self.grey = [(v.rgb @ np.array([0.299, 0.587, 0.114], np.float32)).ravel()
-                     for v in views]
+        self.grey = [v.rgb @ np.array([0.299, 0.587, 0.114], np.float32) for v in views]
         self.sdf = [view_signed_distance(v.mask) for v in views]
 
     def grey_at(self, k: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Bilinear grey value (float32) at pixel coordinates u, v (any shape)."""
-        cam = self.views[k].camera
-        w, h = cam.width, cam.height
-        x = np.clip(u - 0.5, 0, w - 1.001)
-        y = np.clip(v - 0.5, 0, h - 1.001)
-        x0, y0 = x.astype(np.int32), y.astype(np.int32)
-        fx, fy = x - x0, y - y0
-        img = self.grey[k]
-        i = y0 * w + x0
-        top = img[i] + (img[i + 1] - img[i]) * fx
-        bot = img[i + w] + (img[i + w + 1] - img[i + w]) * fx
-        return top + (bot - top) * fy
+        """Bilinear grey value at pixel coordinates u, v (any shape)."""
+        return bilinear(self.grey[k], u, v)
 
-    def bilinear(self, k: int, uv: np.ndarray, what: str = "rgb") -> np.ndarray:
-        cam = self.views[k].camera
-        w, h = cam.width, cam.height
-        x = np.clip(uv[..., 0] - 0.5, 0, w - 1.001)
-        y = np.clip(uv[..., 1] - 0.5, 0, h - 1.001)
-        x0, y0 = x.astype(np.int64), y.astype(np.int64)
-        fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-        img = self.rgb[k] if what == "rgb" else self.sdf[k].reshape(-1, 1)
-        i = y0 * w + x0
-        top = img[i] * (1 - fx) + img[i + 1] * fx
-        bot = img[i + w] * (1 - fx) + img[i + w + 1] * fx
-        out = top * (1 - fy) + bot * fy
-        return out if what == "rgb" else out[..., 0]
+    def sdf_at(self, k: int, uv: np.ndarray) -> np.ndarray:
+        """Bilinear signed distance to the mask boundary at pixel coordinates uv (..., 2)."""
+        return bilinear(self.sdf[k], uv[..., 0], uv[..., 1])
 
 
 # --------------------------------------------------------------------------- alignment
@@ -181,12 +160,12 @@ def _contour_rows(y, n, fit_mask, caster: RayCaster, images: _Images, band: floa
         if not len(idx):
             continue
         uvk = uv[idx]
-        sd = images.bilinear(k, uvk, "sdf")
+        sd = images.sdf_at(k, uvk)
         e = 0.5
-        gu = (images.bilinear(k, uvk + [e, 0], "sdf")
-              - images.bilinear(k, uvk - [e, 0], "sdf")) / (2 * e)
-        gv = (images.bilinear(k, uvk + [0, e], "sdf")
-              - images.bilinear(k, uvk - [0, e], "sdf")) / (2 * e)
+        gu = (images.sdf_at(k, uvk + [e, 0])
+              - images.sdf_at(k, uvk - [e, 0])) / (2 * e)
+        gv = (images.sdf_at(k, uvk + [0, e])
+              - images.sdf_at(k, uvk - [0, e])) / (2 * e)
         pc = cam.to_camera(y[idx])
         Z = pc[:, 2]
         r_fy = cam.fy / cam.fx
@@ -455,15 +434,6 @@ def refine_vertices(x0: np.ndarray, surf: _SkinSurface, occluder_extra, hull: Vi
 
 
 # --------------------------------------------------------------------------- attachments
-def _kabsch(src: np.ndarray, dst: np.ndarray):
-    cs, cd = src.mean(0), dst.mean(0)
-    H = (src - cs).T @ (dst - cd)
-    U, _, Vt = np.linalg.svd(H)
-    D = np.diag([1, 1, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R = Vt.T @ D @ U.T
-    return R, cd - R @ cs
-
-
 def carry_attachments(model: HeadModel, before: np.ndarray, after: np.ndarray,
                       skin_ids: np.ndarray) -> np.ndarray:
     """Move the non-skin parts with the skin: eyes (sclera+iris) and mouth (teeth, gums)
@@ -484,7 +454,7 @@ def carry_attachments(model: HeadModel, before: np.ndarray, after: np.ndarray,
         near = skin_ids[tree.query_ball_point(c, radius)]
         if len(near) < 6:
             continue
-        R, t = _kabsch(before[near], after[near])
+        R, t = rigid_transform(before[near], after[near])
         out[ids] = before[ids] @ R.T + t
         done[ids] = True
     rest = np.nonzero(~done)[0]
@@ -536,7 +506,7 @@ def register_template(views: list[View], model: HeadModel, init_vertices: np.nda
             raise ValueError(f"init_vertices must be {posed.shape}, got {init_vertices.shape}")
         # the given vertices may be placed/scaled differently from the posed model: start the
         # pose from the similarity between them
-        s0, R0, t0_ = _similarity(posed[fit_ids], init_vertices[fit_ids])
+        s0, R0, t0_ = similarity_transform(posed[fit_ids], init_vertices[fit_ids])
     else:
         s0, R0, t0_ = 1.0, np.eye(3), np.zeros(3)
     sink.progress(STAGE, 0.15, "fitting the template to the silhouettes")
@@ -589,15 +559,3 @@ def _fit_vertex_ids(model: HeadModel, skin_ids: np.ndarray, skip_cranium: bool) 
         cranium = (p[:, 1] > brow_y + 0.01) | ((p[:, 2] < back_z) & (p[:, 1] > jaw_y))
         ids = ids[~cranium]
     return ids
-
-
-def _similarity(src: np.ndarray, dst: np.ndarray):
-    """Umeyama similarity dst ~ s R src + t."""
-    cs, cd = src.mean(0), dst.mean(0)
-    a, b = src - cs, dst - cd
-    H = a.T @ b
-    U, S, Vt = np.linalg.svd(H)
-    D = np.diag([1, 1, np.sign(np.linalg.det(Vt.T @ U.T))])
-    R = Vt.T @ D @ U.T
-    s = float((S * np.diag(D)).sum() / (a * a).sum())
-    return s, R, cd - s * R @ cs

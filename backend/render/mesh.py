@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..geometry import bilinear, vertex_normals
+
 SolidTexture = Callable[[np.ndarray], np.ndarray]
 
 
@@ -78,29 +80,10 @@ class TexturedMesh:
         return np.full((len(face_ids), 3), 0.7)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])   # length = 2 * area
-    idx = f.ravel()
-    n = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v))
-                  for c in range(3)], axis=1)
-    norm = np.linalg.norm(n, axis=1, keepdims=True)
-    return n / np.maximum(norm, 1e-20)
-
-
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear lookup: texture (H, W, C) uint8, uv (M, 2) origin bottom-left, wrapping.
+    """Bilinear lookup (edges clamped): texture (H, W, C) uint8, uv (M, 2) origin bottom-left,
+    wrapping.
     Returns (M, C) float in [0, 1]."""
     h, w = texture.shape[:2]
-    x = np.mod(uv[:, 0], 1.0) * w - 0.5
-    y = (1.0 - np.mod(uv[:, 1], 1.0)) * h - 0.5
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    tex = texture.astype(np.float64) / 255.0
-
-    def at(xx, yy):
-        return tex[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
-
-    return ((at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy)
-            + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy)
+    return bilinear(texture.astype(np.float64) / 255.0, np.mod(uv[:, 0], 1.0) * w,
+                    (1.0 - np.mod(uv[:, 1], 1.0)) * h)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..headmodel.model import HeadModel
-from .mesh import TexturedMesh, vertex_normals
+from ..geometry import vertex_normals
+from .mesh import TexturedMesh
 from .procedural import (FlatTexture, HairTexture, SkinTexture, SolidNoise, random_skin_rgb,
                          smoothstep)
 

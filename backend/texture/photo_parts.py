@@ -26,8 +26,8 @@ import numpy as np
 from ..face.landmarks import (LEFT_EYE_OPENING, LEFT_IRIS, MOUTH_OPENING, RIGHT_EYE_OPENING,
                               RIGHT_IRIS)
 from ..headmodel.model import HeadModel
-from .bake import (BakeView, TextureConfig, _Occluder, _smooth_confidence, sample_views,
-                   vertex_normals)
+from ..geometry import vertex_normals
+from .bake import BakeView, TextureConfig, _Occluder, _smooth_confidence, sample_views
 from .eyes import DEFAULT_IRIS_RGB, SCLERA_RGB, eye_color, eyeball, part_raster
 from .fill import nearest_fill_outside
 
