@@ -95,7 +95,7 @@ class PipelineError(Exception):
 
 @dataclass
 class Generated:
-    views: list = field(default_factory=list)      # list[BakeView] (texture/generated views)
+    views: list = field(default_factory=list)      # list[camera.View] (texture/generated views)
     vertices: Any = None                           # (N, 3) refined template vertices, or None
     info: dict = field(default_factory=dict)       # what goes into the sidecar
 
@@ -103,13 +103,12 @@ class Generated:
 @dataclass
 class HeadEstimate:
     """The head the fit stage produced, as generators see it (vertices (N, 3) metres, head
-    frame; w2c 4x4 OpenCV world(head frame)-to-camera of the photo; intrinsics dict width,
-    height, fx, fy, cx, cy in photo pixels). `fit` is the FitResult, or None on the mediapipe
+    frame; camera: the photo's `gen3dface.backend.camera.PinholeCamera`, OpenCV w2c whose
+    world is the head frame, photo pixels). `fit` is the FitResult, or None on the mediapipe
     face-mesh fallback."""
     model: Any                                     # HeadModel
     vertices: Any
-    w2c: Any
-    intrinsics: dict
+    camera: Any                                    # camera.PinholeCamera
     fit: Any = None
 
 

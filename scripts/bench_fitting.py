@@ -51,7 +51,7 @@ def synthetic(fitter, cases: int, noise: float, seed: int) -> None:
             raw.append(np.linalg.norm(fv - gt, axis=1).mean() * 1000)
             sim.append(np.linalg.norm(similarity_align(fv, gt) - gt, axis=1).mean() * 1000)
             lm.append(r.landmark_error_px)
-            ferr.append(100 * (r.intrinsics["fx"] / c.focal - 1))
+            ferr.append(100 * (r.camera.fx / c.focal - 1))
             times.append(r.time_s)
         print(f"{yaw:>5} {np.mean(raw):8.2f} {np.mean(sim):8.2f} {np.mean(lm):7.2f} "
               f"{np.mean(np.abs(ferr)):8.1f} {np.mean(times):7.3f}")

@@ -39,7 +39,7 @@ def test_recovers_frontal_pose_identity_and_expression(fitter):
     neutral_error = np.linalg.norm(fitter.model.vertices - case.vertices, axis=1).mean() * 1000
     assert _face_error_mm(fitter, fit, case) < 0.6 * neutral_error
     assert _angle_deg(fit.w2c[:3, :3], case.w2c[:3, :3]) < 3.0
-    assert abs(fit.intrinsics["fx"] / case.focal - 1) < 0.35
+    assert abs(fit.camera.fx / case.focal - 1) < 0.35
     assert fit.landmark_error_px < 2.0            # 1 px noise per axis -> ~1.25 px expected
     assert fit.residuals_px.shape == (478, 2)
     assert np.corrcoef(fit.identity[:10], case.identity[:10])[0, 1] > 0.7
@@ -80,10 +80,8 @@ def test_w2c_and_intrinsics_follow_the_shared_camera_convention(fitter):
     r = fit.w2c[:3, :3]
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
     assert np.linalg.det(r) == pytest.approx(1.0)
-    k = fit.intrinsics
     rig = Rig(cameras=(), head_to_world=default_head_to_world())
-    cam = camera_from_opencv_w2c_in_head(fit.w2c, Intrinsics(k["width"], k["height"], k["fx"],
-                                         k["fy"], k["cx"], k["cy"]), rig)
+    cam = camera_from_opencv_w2c_in_head(fit.w2c, fit.camera.intrinsics, rig)
     nose = fitter.mapping.points(fit.vertices.astype(np.float64))[4]
     u, v, depth = project_head_point(cam, rig, nose)
     assert depth > 0

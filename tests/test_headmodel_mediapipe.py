@@ -33,7 +33,7 @@ def test_model_from_landmarks_faces_outward():
         m.extras["limitations"]
     assert np.isclose(np.ptp(m.vertices[:, 0]), 0.09 * (np.ptp(lm[:, 0]) / 100), rtol=0.05)
     # the camera sees vertex 0 where the landmark was (up to perspective)
-    p = pm.w2c[:3, :3] @ m.vertices[0] + pm.w2c[:3, 3]
-    u = pm.intrinsics["fx"] * p[0] / p[2] + pm.intrinsics["cx"]
+    p = pm.camera.to_camera(m.vertices[0])
+    u = pm.camera.fx * p[0] / p[2] + pm.camera.cx
     assert abs(u - lm[0, 0]) < 3
     assert (m.uvs >= 0).all() and (m.uvs <= 1).all()

@@ -17,7 +17,8 @@ from gen3dface.backend.fitting.synthetic import make_case
 from gen3dface.backend.pipeline.background import BackgroundRunner
 from gen3dface.backend.contracts import CallbackSink, CancelToken, JobCancelled
 from gen3dface.backend.texture import bake as bake_mod
-from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
+from gen3dface.backend.camera import View
+from gen3dface.backend.texture.bake import TextureBaker, TextureConfig
 from gen3dface.backend.texture.fill import nearest_fill_outside
 from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 
@@ -124,7 +125,7 @@ def bake_case(ict_model):
     baker = TextureBaker(ict_model, TextureConfig(size=256))
     rgb = (np.random.default_rng(0).random((240, 240, 3)) * 255).astype(np.uint8)
     k = intrinsics_from_fov(240, 240, 28)
-    view = BakeView(rgb, np.asarray(orbit_w2c_in_head(20, 5, 0.7)), k, None)
+    view = View.posed(rgb, np.asarray(orbit_w2c_in_head(20, 5, 0.7)), k, None)
     return baker, ict_model.vertices, [view]
 
 

@@ -203,18 +203,18 @@ def test_reconstruction_hook_skips_when_it_does_not_apply(monkeypatch):
 
     from gen3dface.backend.contracts import HeadEstimate
     from gen3dface.backend.recon import adapter as reconstruction
-    from gen3dface.backend.texture.bake import BakeView
+    from gen3dface.backend.camera import View
 
     k = Intrinsics(8, 8, 10.0, 10.0, 4.0, 4.0)
-    views = [BakeView(np.zeros((8, 8, 3), np.uint8), np.eye(4), k, np.ones((8, 8), np.float32))
+    views = [View.posed(np.zeros((8, 8, 3), np.uint8), np.eye(4), k, np.ones((8, 8), np.float32))
              for _ in range(3)]
     rigged = SimpleNamespace(name="ict_facekit", n_expressions=53)
-    head = HeadEstimate(rigged, np.zeros((5, 3)), np.eye(4), {}, fit=object())
+    head = HeadEstimate(rigged, np.zeros((5, 3)), views[0].camera, fit=object())
     args = ("cpu", CallbackSink(), CancelToken())
     assert reconstruction.reconstruct_views(head, [], *args).status == "skipped"
     assert "needs 2" in reconstruction.reconstruct_views(head, views[:1], *args).reason
     mesh_only = HeadEstimate(SimpleNamespace(name="mediapipe_face", n_expressions=0),
-                             np.zeros((5, 3)), np.eye(4), {}, fit=None)
+                             np.zeros((5, 3)), views[0].camera, fit=None)
     r = reconstruction.reconstruct_views(mesh_only, views, *args)
     assert r.status == "skipped" and "no rig" in r.reason
     monkeypatch.setattr(reconstruction, "reconstruct", None)     # its native deps missing

@@ -25,7 +25,7 @@ from gen3dface.backend.recon.stage import ReconConfig
 from gen3dface.backend.render.camera import orbit_cameras
 from gen3dface.backend.render.raycast import render_views
 from gen3dface.backend.render.synthetic import SyntheticHeadConfig, make_synthetic_head
-from gen3dface.backend.texture.bake import BakeView
+from gen3dface.backend.camera import View
 from gen3dface.backend.texture.layout import SkinLayout
 
 RIGGED = ["Head", "EyeLeft", "EyeRight", "Teeth"]
@@ -112,12 +112,12 @@ def synthetic_scene(ict_model):
     el = [20] * 8 + [-20, -20, 50, 50]
     cams = orbit_cameras(az, el, radius_m=0.9, resolution=128, fov_deg=25.0,
                          target=(0.0, -0.02, 0.0))
-    views = [BakeView(v.rgba[..., :3].copy(), v.camera.w2c, v.camera, v.mask)
+    views = [View.posed(v.rgba[..., :3].copy(), v.camera.w2c, v.camera, v.mask)
              for v in render_views(head.meshes, cams)]
     # the fit stage's result, as the generators see it: the mean head
     fit = SimpleNamespace(vertices=m.vertices.astype(np.float64),
                           identity=np.zeros(m.n_identity), expression=np.zeros(m.n_expressions))
-    return head, views, HeadEstimate(m, m.vertices, np.eye(4), {}, fit)
+    return head, views, HeadEstimate(m, m.vertices, views[0].camera, fit)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ def smooth_pattern(h: int, w: int) -> np.ndarray:
 
 
 def test_head_atlas_baked_back_from_renders(ict_model):
-    from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
+    from gen3dface.backend.camera import View
+    from gen3dface.backend.texture.bake import TextureBaker, TextureConfig
     from gen3dface.backend.texture.layout import SkinLayout
 
     m = ict_model
@@ -39,7 +40,7 @@ def test_head_atlas_baked_back_from_renders(ict_model):
                         target=(0.0, -0.02, 0.0))
     views = render_views(head, cams, RenderConfig(shading="unlit"))
     baker = TextureBaker(m, TextureConfig(size=size, mirror_fill=False))
-    res = baker.bake(v, [BakeView(image=rv.rgba[..., :3].copy(), w2c=rv.camera.w2c,
+    res = baker.bake(v, [View.posed(image=rv.rgba[..., :3].copy(), w2c=rv.camera.w2c,
                                   intrinsics=rv.camera, mask=rv.mask) for rv in views])
     assert res.texture.shape == known.shape
     seen = res.confidence > 0.9

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from gen3dface.backend.render.camera import PinholeCamera, orbit_cameras, ring_cameras
+from gen3dface.backend.camera import PinholeCamera
+from gen3dface.backend.render.camera import orbit_cameras, ring_cameras
 from gen3dface.backend.render.mesh import TexturedMesh
 from gen3dface.backend.render.raycast import RayCaster, RenderConfig, render_views
 

@@ -7,7 +7,8 @@ import pytest
 
 from gen3dface.backend.render.mesh import TexturedMesh
 from gen3dface.backend.render.raycast import RenderConfig, render_views
-from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
+from gen3dface.backend.camera import View
+from gen3dface.backend.texture.bake import TextureBaker, TextureConfig
 from gen3dface.backend.texture.eyes import bake_eye_textures, eyeball
 from gen3dface.backend.texture.fill import nearest_fill_outside
 from gen3dface.backend.texture.raster import rasterize_uv
@@ -65,7 +66,7 @@ def test_bake_recovers_known_texture(small_ict):
     w2c = np.asarray(orbit_w2c_in_head(15, 5, 0.7))
     k = intrinsics_from_fov(320, 320, 28)
     img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
-    res = baker.bake(v, [BakeView(img, w2c, k, mask)])
+    res = baker.bake(v, [View.posed(img, w2c, k, mask)])
     assert res.texture.shape == truth.shape
     seen = res.confidence > 0.99
     assert seen.mean() > 0.15                       # the visible part of the face and head
@@ -89,17 +90,20 @@ def test_bake_is_multiview(small_ict):
     for az in (0, 180):
         w2c = np.asarray(orbit_w2c_in_head(az, 0, 0.8))
         img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
-        views.append(BakeView(img, w2c, k, mask))
+        views.append(View.posed(img, w2c, k, mask))
     one = baker.bake(v, views[:1]).confidence
     two = baker.bake(v, views).confidence
     assert (two > 0.99).mean() > (one > 0.99).mean() + 0.1
 
 
 def test_bad_view_inputs():
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
-        BakeView(np.zeros((4, 4), np.uint8), np.eye(4), None)
+    k = {"width": 4, "height": 4, "fx": 4.0, "fy": 4.0, "cx": 2.0, "cy": 2.0}
+    with pytest.raises(ValueError, match="HxWx3/4 uint8"):
+        View.posed(np.zeros((4, 4), np.uint8), np.eye(4), k)
     with pytest.raises(ValueError, match="4x4"):
-        BakeView(np.zeros((4, 4, 3), np.uint8), np.eye(3), None)
+        View.posed(np.zeros((4, 4, 3), np.uint8), np.eye(3), k)
+    with pytest.raises(ValueError, match="camera is 4x4 but the image is 5x4"):
+        View.posed(np.zeros((4, 5, 3), np.uint8), np.eye(4), k)
     with pytest.raises(ValueError, match="texture size"):
         TextureConfig(size=1000)
 
@@ -165,7 +169,7 @@ def test_no_tone_break_between_projected_and_filled(small_ict, fill_data_weight,
     w2c = np.asarray(orbit_w2c_in_head(0, 0, 0.7))
     k = intrinsics_from_fov(320, 320, 28)
     img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
-    res = baker.bake(v, [BakeView(img, w2c, k, mask)])
+    res = baker.bake(v, [View.posed(img, w2c, k, mask)])
     border, inside, n = _step_at_border(res.texture, truth, res.confidence, baker.raster.covered)
     assert n > 200
     if expect_clean:
@@ -193,7 +197,7 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb):
     k = intrinsics_from_fov(320, 320, 28)
     view = render_views(TexturedMesh(v, lay.tri_vertices, vertex_colors=colours), [(w2c, k)],
                         RenderConfig(shading="unlit"))[0]
-    res = baker.bake(v, [BakeView(view.rgba[..., :3].copy(), w2c, k, view.mask)])
+    res = baker.bake(v, [View.posed(view.rgba[..., :3].copy(), w2c, k, view.mask)])
     # texels on the back of the skull (z < -5 cm, above the ears), which the view cannot see
     pts, _ = baker._surface(v, np.zeros_like(v), None, np.arange(len(baker.texel_tri)))
     back = (pts[:, 2] < -0.05) & (pts[:, 1] > 0.03)

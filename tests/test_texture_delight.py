@@ -10,7 +10,9 @@ import pytest
 
 from gen3dface.backend.render.mesh import TexturedMesh
 from gen3dface.backend.render.raycast import RayCaster, RenderConfig, render_views
-from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig, vertex_normals
+from gen3dface.backend.camera import View
+from gen3dface.backend.geometry import vertex_normals
+from gen3dface.backend.texture.bake import TextureBaker, TextureConfig
 from gen3dface.backend.texture.delight import (estimate_lighting, linear_to_srgb, sh_basis,
                                                 srgb_to_linear)
 from gen3dface.backend.texture.fill import nearest_fill_outside
@@ -115,8 +117,8 @@ def test_delit_albedo_error_is_far_below_the_lit_photo_error(scene):
     w2c = np.asarray(orbit_w2c_in_head(20, 5, 0.7))
     k = intrinsics_from_fov(384, 384, 28)
     img, mask = lit_photo(baker, v, truth, w2c, k)
-    lit = baker.bake(v, [BakeView(img, w2c, k, mask)], delight=False)
-    delit = baker.bake(v, [BakeView(img, w2c, k, mask)], delight=True)
+    lit = baker.bake(v, [View.posed(img, w2c, k, mask)], delight=False)
+    delit = baker.bake(v, [View.posed(img, w2c, k, mask)], delight=True)
     assert lit.lighting is None and delit.lighting is not None
     seen = delit.confidence > 0.99
     assert seen.mean() > 0.2
@@ -148,8 +150,8 @@ def test_mirrored_fill_does_not_copy_the_shadow(scene):
     w2c = np.asarray(orbit_w2c_in_head(-45, 5, 0.7))
     k = intrinsics_from_fov(384, 384, 28)
     img, mask = lit_photo(baker, v, truth, w2c, k, no_clip=True)
-    lit = baker.bake(v, [BakeView(img, w2c, k, mask)], delight=False)
-    delit = baker.bake(v, [BakeView(img, w2c, k, mask)], delight=True)
+    lit = baker.bake(v, [View.posed(img, w2c, k, mask)], delight=False)
+    delit = baker.bake(v, [View.posed(img, w2c, k, mask)], delight=True)
     rows, cols = baker.texel_rc
     x, y, z = pts.T
     face = (z > 0.04) & (np.abs(x) > 0.025) & (np.abs(x) < 0.07) & (y > -0.04) & (y < 0.01)
@@ -213,7 +215,7 @@ def test_unseen_surfaces_receive_no_photo_colour(scene, ict_model, leak_distance
     p = o + d * np.where(hit, t, 0.0)[:, None]
     img[(hit & (p[:, 1] < -0.09)).reshape(img.shape[:2])] = (0, 255, 0)    # the "suit"
     mask = np.ones(img.shape[:2], np.float32)              # green screen counts as person
-    res = baker.bake(v, [BakeView(img, w2c, k, mask)])
+    res = baker.bake(v, [View.posed(img, w2c, k, mask)])
     pts, unseen = _unseen_texels(baker, v, w2c)
     rows, cols = baker.texel_rc
     c = res.texture[rows, cols].astype(np.float64) / 255.0

@@ -95,7 +95,7 @@ def backend_fitter(assets_dir=None, groups=("M_Face", "M_BackHead", "M_ScleraLef
 
     def fit(rgb: np.ndarray) -> FittedHead:
         r = fitter.fit(analyzer.analyze(rgb))
-        return FittedHead(r.vertices[used], remap[faces], np.asarray(r.w2c, np.float64),
-                          0.5 * (r.intrinsics["fx"] + r.intrinsics["fy"]), "ict_facekit",
+        return FittedHead(r.vertices[used], remap[faces], r.camera.w2c,
+                          0.5 * (r.camera.fx + r.camera.fy), "ict_facekit",
                           r.identity, r.expression)
     return fit

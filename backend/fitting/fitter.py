@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import scipy.linalg
 
+from ..camera import PinholeCamera
 from ..contracts import CancelToken, NullSink, PipelineError, ProgressSink
 from ..face.landmarks import LEFT_IRIS, RIGHT_IRIS
 from .contour import ContourLines, build_contour_lines, pick_silhouette
@@ -64,8 +65,8 @@ class FitResult:
     identity: np.ndarray               # (K,) float32
     expression: np.ndarray             # (E,) float32 in [0, 1]
     expression_names: list[str]
-    w2c: np.ndarray                    # (4, 4) float64 OpenCV world(head frame)-to-camera
-    intrinsics: dict                   # width, height, fx, fy, cx, cy (original photo pixels)
+    camera: PinholeCamera              # the photo's: OpenCV world(head frame)-to-camera,
+                                       # original photo pixels
     landmark_error_px: float           # mean reprojection distance over the 478 landmarks
     landmark_error_median_px: float
     residuals_px: np.ndarray           # (478, 2) projected - detected, pixels
@@ -73,6 +74,11 @@ class FitResult:
     iterations: int
     time_s: float
     info: dict = field(default_factory=dict)
+
+    @property
+    def w2c(self) -> np.ndarray:
+        """(4, 4) float64 OpenCV world(head frame)-to-camera of the photo."""
+        return self.camera.w2c
 
     def coefficients(self) -> dict:
         return {"identity": [float(x) for x in self.identity],
@@ -364,7 +370,7 @@ class HeadFitter:
         return FitResult(
             vertices=vertices, identity=alpha.astype(np.float32),
             expression=np.asarray(beta, np.float32), expression_names=self.expression_names,
-            w2c=w2c, intrinsics=intrinsics,
+            camera=PinholeCamera.from_intrinsics(w2c, intrinsics),
             landmark_error_px=float(dist.mean()), landmark_error_median_px=float(np.median(dist)),
             residuals_px=resid, projected=projected, iterations=it + 1,
             time_s=time.perf_counter() - t0, info=info)

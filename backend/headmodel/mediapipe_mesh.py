@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..camera import PinholeCamera
 from .model import HeadModel
 
 N_MESH = 468
@@ -50,8 +51,7 @@ def face_mesh_triangles() -> np.ndarray:
 @dataclass
 class PhotoFaceMesh:
     model: HeadModel
-    w2c: np.ndarray           # (4, 4) OpenCV world(head frame)-to-camera for the photo
-    intrinsics: dict          # width, height, fx, fy, cx, cy
+    camera: PinholeCamera     # the photo's: OpenCV world(head frame)-to-camera, photo pixels
     uv_box: tuple             # (x0, y0, side) photo pixels of the square the UVs span
 
 
@@ -95,5 +95,5 @@ def face_mesh_model(landmarks: np.ndarray, landmarks_z: np.ndarray,
     d = f * s
     w2c = np.array([[1.0, 0, 0, (u0 - w / 2) * s], [0, -1.0, 0, (v0 - h / 2) * s],
                     [0, 0, -1.0, d], [0, 0, 0, 1.0]])
-    intr = {"width": w, "height": h, "fx": f, "fy": f, "cx": w / 2, "cy": h / 2}
-    return PhotoFaceMesh(model, w2c, intr, (float(x0), float(y0), side))
+    camera = PinholeCamera(w2c, float(f), float(f), w / 2, h / 2, w, h)
+    return PhotoFaceMesh(model, camera, (float(x0), float(y0), side))

@@ -1,6 +1,6 @@
 """The learned generator as the backend pipeline registers it (backend/pipeline/generators.py
 imports `make_generator(config)` from this module): the photo, its face analysis and the fitted
-head -> generated views of the head for the user's rig (or a default ring), as `BakeView`s for
+head -> generated views of the head for the user's rig (or a default ring), as `camera.View`s for
 the multi-view texture baker and the reconstruction.
 
     gen = make_generator(PipelineConfig(checkpoint="runs/x/model", device="cuda"))
@@ -117,15 +117,6 @@ def contact_sheet(views: list[GeneratedView], min_tile: int = 128) -> np.ndarray
     return sheet
 
 
-def _intrinsics(d):
-    from gen3dface.protocol.cameras import Intrinsics
-
-    if isinstance(d, Intrinsics):
-        return d
-    return Intrinsics(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]),
-                      float(d["cx"]), float(d["cy"]))
-
-
 @dataclass
 class LearnedGenerator:
     """What the pipeline's registry builds once per HeadPipeline (the model stays loaded)."""
@@ -148,10 +139,10 @@ class LearnedGenerator:
 
     def generate(self, photo, analysis, head, rig, options, sink, cancel):
         """photo HxWx3 uint8; analysis: FaceAnalysis (its mask); head: the pipeline's
-        HeadEstimate (model, vertices, w2c, intrinsics); rig: wire Rig or None ->
-        Generated(views=[BakeView...], info=...)."""
+        HeadEstimate (model, vertices, camera); rig: wire Rig or None ->
+        Generated(views=[View...], info=...)."""
         from ..contracts import Generated
-        from ..texture.bake import BakeView
+        from ..camera import View
         from .generator import _png
 
         c = self.config
@@ -161,15 +152,15 @@ class LearnedGenerator:
         every = max(1, steps // c.step_previews) if c.step_previews > 0 else 0
         t0 = time.perf_counter()
         views = self.generator.generate(
-            photo, getattr(analysis, "mask", None), np.asarray(head.w2c, np.float64),
-            _intrinsics(head.intrinsics), verts, tris, targets, seed=int(options.seed),
+            photo, getattr(analysis, "mask", None), head.camera.w2c,
+            head.camera.intrinsics, verts, tris, targets, seed=int(options.seed),
             steps=steps, sampler=sampler, guidance=c.guidance, sink=sink, cancel=cancel,
             preview_every=every)
         seconds = time.perf_counter() - t0
         cancel.raise_if_cancelled()
         sink.preview("generated_views", _png(contact_sheet(views)))
-        bake = [BakeView(v.rgba[..., :3], v.w2c, v.intrinsics,
-                         v.rgba[..., 3].astype(np.float32) / 255.0, c.view_weight)
+        bake = [View.posed(v.rgba[..., :3], v.w2c, v.intrinsics,
+                           v.rgba[..., 3].astype(np.float32) / 255.0, c.view_weight)
                 for v in views]
         info = {"checkpoint": c.checkpoint, "sampler": sampler, "steps": steps,
                 "guidance": c.guidance, "seed": int(options.seed), "cameras": source,

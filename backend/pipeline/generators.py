@@ -2,7 +2,7 @@
 
 A generator turns the photo (with its face analysis and the fitted head) into extra views for
 the texture baker and the reconstruction (the types are backend/contracts.py's): `generate(photo, analysis, head, rig, options, sink,
-cancel)` returns a `Generated` with a list of `BakeView`s (posed RGB + mask; the photo itself
+cancel)` returns a `Generated` with a list of `gen3dface.backend.camera.View`s (posed RGB + mask; the photo itself
 is added by the pipeline at its fitted camera) and optionally refined vertices of the same
 topology.
 

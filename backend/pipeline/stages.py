@@ -162,26 +162,18 @@ def bake_resolution(face_px: float, size: int) -> int:
     return min(work, size)
 
 
-class _Intr:
-    def __init__(self, d: dict):
-        self.width, self.height = int(d["width"]), int(d["height"])
-        self.fx, self.fy, self.cx, self.cy = (float(d[k]) for k in ("fx", "fy", "cx", "cy"))
-
-
-def _camera_record(w2c: np.ndarray, intr: dict, rig) -> dict:
-    """The photo's camera in the backend convention and in the wire convention."""
+def _camera_record(camera, rig) -> dict:
+    """The photo's camera (a PinholeCamera) in the backend convention and in the wire
+    convention."""
     from ...protocol import cameras
 
     rec = {"convention": "OpenCV w2c, world = head frame (metres)",
-           "w2c": np.asarray(w2c, float).round(7).tolist(),
-           "intrinsics": {k: float(v) if k not in ("width", "height") else int(v)
-                          for k, v in intr.items()}}
+           "w2c": camera.w2c.round(7).tolist(),
+           "intrinsics": camera.intrinsics_dict()}
     try:
-        i = cameras.Intrinsics(width=int(intr["width"]), height=int(intr["height"]),
-                               fx=float(intr["fx"]), fy=float(intr["fy"]),
-                               cx=float(intr["cx"]), cy=float(intr["cy"]))
         r = rig if rig is not None else cameras.Rig(cameras=(), head_to_world=cameras.HEAD_TO_BLENDER)
-        cam = cameras.camera_from_opencv_w2c_in_head(np.asarray(w2c).tolist(), i, r, name="photo")
+        cam = cameras.camera_from_opencv_w2c_in_head(camera.w2c.tolist(), camera.intrinsics, r,
+                                                     name="photo")
         rec["blender_cam_to_world"] = [list(map(float, row)) for row in cam.cam_to_world]
     except Exception as e:   # the wire form is a convenience; never fail a job over it
         rec["blender_cam_to_world_error"] = str(e)
@@ -213,8 +205,7 @@ class _Fitted:
     model: Any
     fit: Any                           # FitResult, or None on the face-mesh fallback
     vertices: Any
-    w2c: Any
-    intr: dict
+    camera: Any                        # the photo's camera.PinholeCamera
     identity: np.ndarray
     expression: np.ndarray
     lm_err: float | None = None
@@ -268,7 +259,7 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
                           warnings)
     vertices, identity, expression = fitted.vertices, fitted.identity, fitted.expression
 
-    head = HeadEstimate(fitted.model, vertices, fitted.w2c, fitted.intr, fitted.fit)
+    head = HeadEstimate(fitted.model, vertices, fitted.camera, fitted.fit)
     with _stage(timings, "generate", sink, cancel):
         generated = pipe.make_generator(gen_name, cancel).generate(rgb, analysis, head, rig,
                                                                    options, sink, cancel)
@@ -322,11 +313,11 @@ def fit_head(pipe: StageResources, rgb, analysis, quality: str, sink: ProgressSi
                          "fetch` for a full head with blendshapes)")
         warnings.append("front of the face only, no blendshapes: " + why)
         pm = face_mesh_model(analysis.landmarks, analysis.landmarks_z, analysis.image_size)
-        return _Fitted(pm.model, None, pm.model.vertices, pm.w2c, pm.intrinsics,
+        return _Fitted(pm.model, None, pm.model.vertices, pm.camera,
                        np.zeros(0), np.zeros(0))
     fit = pipe.fitter(model, quality, cancel).fit(analysis, sink, cancel)
     sink.preview("fit", _preview_png(landmark_overlay(rgb, analysis.landmarks, fit.projected)))
-    return _Fitted(model, fit, fit.vertices, fit.w2c, fit.intrinsics,
+    return _Fitted(model, fit, fit.vertices, fit.camera,
                    np.asarray(fit.identity, np.float64), np.asarray(fit.expression, np.float64),
                    float(fit.landmark_error_px), float(fit.landmark_error_median_px))
 
@@ -353,7 +344,8 @@ def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices
     photo was seen). `delight` (the job's `delit_texture`) divides the photo's lighting
     out of the skin (texture/delight.py)."""
     from ..export.head_glb import posed_as_exported
-    from ..texture.bake import BakeView, TextureBaker, TextureConfig
+    from ..camera import View
+    from ..texture.bake import TextureBaker, TextureConfig
     from ..texture.eyes import bake_eye_textures
     from ..texture.photo_parts import bake_photo_parts, measure_part_colours
 
@@ -370,8 +362,7 @@ def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices
     # foreground x usable skin: hands, occluders over the face and clothes below the jaw
     # do not paint the skin (the mirror twin and the fill take their place)
     photo_mask = getattr(analysis, "view_mask", analysis.mask)
-    views = [BakeView(rgb, np.asarray(fitted.w2c, np.float64), _Intr(fitted.intr),
-                      photo_mask, 1.0)]
+    views = [View(rgb, fitted.camera, photo_mask, 1.0)]
     views += list(generated_views)
     baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75),
                        delight=delight)
@@ -454,7 +445,7 @@ def job_sidecar(gen_name: str, fitted: _Fitted, analysis, rig, options, identity
         "options": options.to_dict(),
         "n_faces": int(analysis.n_faces),
         "face_box": [float(x) for x in analysis.face_box],
-        "camera": _camera_record(fitted.w2c, fitted.intr, rig),
+        "camera": _camera_record(fitted.camera, rig),
         "coefficients": {"identity": [round(float(x), 5) for x in identity],
                          "expression": {n: round(float(x), 5) for n, x in zip(names, expression)}},
         "landmark_error_px": fitted.lm_err,

@@ -17,7 +17,7 @@ benchmarks: "init_grid", "surface_texture_size", "registration" (dict of Registr
 fields; "hull": dict of HullConfig fields) and "sdf" (dict of SDFConfig fields;
 {"preset": "tiny", ...} starts from SDFConfig.tiny()).
 
-Arrays: vertices (N, 3) metres, head frame; views as BakeView (RGB HxWx3 uint8, mask HxW
+Arrays: vertices (N, 3) metres, head frame; views as `gen3dface.backend.camera.View` (RGB HxWx3 uint8, mask HxW
 float32, OpenCV w2c in the head frame, pixel intrinsics).
 """
 from __future__ import annotations
@@ -135,7 +135,7 @@ def reconstruct_views(head, views: list, device: str, sink: ProgressSink,
                       cancel: CancelToken, output_kind: str = "rigged",
                       texture_size: int | None = None,
                       settings: dict | None = None) -> Reconstructed:
-    """head: contracts.HeadEstimate; views: the generated BakeViews (not the photo: its mask
+    """head: contracts.HeadEstimate; views: the generated Views (not the photo: its mask
     covers the whole person, the generated views show the head alone). `output_kind`
     "surface" or "both" also asks for the free-form surface, its atlas `texture_size`
     texels square."""
@@ -152,9 +152,8 @@ def reconstruct_views(head, views: list, device: str, sink: ProgressSink,
     reconstruct, ReconConfig = entry
     config = recon_config(ReconConfig, output_kind, device, texture_size, settings)
     t0 = time.perf_counter()
-    tuples = [(v.image, v.mask, v.w2c, v.intrinsics) for v in views]
     try:
-        res = reconstruct(tuples, head.model, head.fit, config, sink, cancel)
+        res = reconstruct(list(views), head.model, head.fit, config, sink, cancel)
     except PipelineError as e:
         if e.code in ("OUT_OF_MEMORY", "CANCELLED"):
             raise

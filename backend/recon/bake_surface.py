@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..camera import View
 from ..contracts import CancelToken
 from ..geometry import vertex_normals
 from ..render.mesh import TexturedMesh
 from ..render.raycast import RayCaster
-from ..texture.bake import BakeView, TextureConfig, sample_views
+from ..texture.bake import TextureConfig, sample_views
 from ..texture.fill import nearest_fill_outside
 from ..texture.raster import rasterize_uv
 from .meshing import SurfaceMesh
-from .views import View
 
 
 class _EmbreeOccluder:
@@ -61,10 +61,8 @@ def bake_surface(mesh: SurfaceMesh, views: list[View], size: int = 1024,
     nrm = np.einsum("mk,mkc->mc", bary, vn[f])
     nrm = (nrm / np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)).astype(
         np.float32)
-    bviews = [BakeView(image=np.ascontiguousarray(w.image[..., :3]), w2c=w.camera.w2c,
-                       intrinsics=w.camera, mask=w.mask) for w in views]
     occ = _EmbreeOccluder(v, mesh.faces)
-    col, wsum = sample_views(bviews, pts, nrm, occ, cfg, check)
+    col, wsum = sample_views(views, pts, nrm, occ, cfg, check)
     tex = np.zeros((size, size, 3), np.float32)
     conf = np.zeros((size, size), np.float32)
     tex[cov] = col * 255.0

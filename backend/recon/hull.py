@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt, map_coordinates
 
-from .views import View
 
 OUTSIDE_IMAGE_PX = 1e3     # penalty (pixels) for points that fall outside an image
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..render.camera import PinholeCamera
+from ..camera import PinholeCamera
 from ..render.mesh import TexturedMesh
 from ..render.raycast import RayCaster
 

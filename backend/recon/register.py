@@ -26,13 +26,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import cg
 
+from ..camera import View
 from ..headmodel.model import HeadModel
 from ..contracts import CancelToken, NullSink, ProgressSink
 from ..geometry import bilinear, rigid_transform, similarity_transform, vertex_normals
 from ..render.mesh import TexturedMesh
 from ..render.raycast import RayCaster
 from .hull import HullConfig, VisualHull, view_signed_distance, visual_hull
-from .views import View
 
 STAGE = "reconstruct"
 SKIN_GROUPS = ("M_Face", "M_BackHead")

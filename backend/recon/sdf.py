@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..camera import View
 from ..contracts import CancelToken, NullSink, ProgressSink
 from .meshing import MeshingConfig, SurfaceMesh, atlas_uvs, field_to_mesh
-from .views import View
 
 STAGE = "reconstruct"
 _PRIMES = (1, 2654435761, 805459861)

@@ -19,7 +19,8 @@ import numpy as np
 from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 
-from .camera import PinholeCamera, as_cameras
+from ..camera import PinholeCamera
+from .camera import as_cameras
 from .mesh import TexturedMesh
 
 MISS_T = 1e30

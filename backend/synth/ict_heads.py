@@ -120,7 +120,7 @@ def _prior_topology(model: HeadModel):
 
 def synthesize_identity(model: HeadModel, cfg: SynthConfig, index: int, topology=None):
     """(views: list[ViewData], default prior, per-view priors, extras) for one identity."""
-    from ..render.camera import PinholeCamera
+    from ..camera import PinholeCamera
     from ..render.raycast import RayCaster, RenderConfig
     from ..render.synthetic import SyntheticHeadConfig, make_synthetic_head
     rng = np.random.default_rng([cfg.seed, index])

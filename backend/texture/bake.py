@@ -6,7 +6,7 @@ to texels). Cameras: OpenCV world-to-camera 4x4 `w2c` whose world is the head fr
 pixel intrinsics fx, fy, cx, cy (pixel (i, j) centred at (i + 0.5, j + 0.5)).
 
 The baker takes N views, so the same code bakes the offline path (one photo) and multi-view
-results (the photo plus generated or captured views): pass a list of `BakeView`s. For each
+results (the photo plus generated or captured views): pass a list of `camera.View`s. For each
 texel of the atlas it finds the surface point and normal on the posed mesh, and for each view
  - projects the point into the image and samples the colour (bilinear),
  - tests visibility by casting a ray from the point toward the camera (trimesh + embreex),
@@ -41,13 +41,15 @@ judged 0.300 / 0.349 / 0.443 at photo camera / yaw 0 / yaw 30 against 0.231 / 0.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..headmodel.model import HeadModel
+from ..camera import View
 from ..contracts import CancelToken
+from ..geometry import vertex_normals
+from ..headmodel.model import HeadModel
 from .fill import mesh_fill_colors, nearest_fill_outside
 from .layout import SkinLayout, eye_groups
 from .raster import UVRaster, rasterize_uv
@@ -60,29 +62,6 @@ ROWS_PER_STEP = 256             # atlas rows per step of whole-image passes
 
 def _no_check() -> None:
     pass
-
-
-@dataclass
-class BakeView:
-    image: np.ndarray                  # HxWx3 uint8 RGB
-    w2c: np.ndarray                    # (4, 4) OpenCV world(head frame)-to-camera
-    intrinsics: Any                    # has fx, fy, cx, cy (width/height from the image)
-    mask: np.ndarray | None = None     # HxW float32 foreground mask in [0, 1]
-    weight: float = 1.0                # relative trust in this view (photo 1, generated < 1)
-
-    def __post_init__(self):
-        img = np.asarray(self.image)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"BakeView.image must be HxWx3 uint8, got {img.shape} {img.dtype}")
-        w2c = np.asarray(self.w2c, np.float64)
-        if w2c.shape != (4, 4) or not np.isfinite(w2c).all():
-            raise ValueError("BakeView.w2c must be a finite 4x4 matrix")
-        self.w2c = w2c
-        if self.mask is not None:
-            m = np.asarray(self.mask, np.float32)
-            if m.shape != img.shape[:2]:
-                raise ValueError(f"mask {m.shape} does not match image {img.shape[:2]}")
-            self.mask = m
 
 
 @dataclass
@@ -127,18 +106,6 @@ class BakeResult:
     skin_rgb: tuple[float, float, float]
     timings_s: dict = field(default_factory=dict)
     lighting: Any = None              # delight.Lighting divided out of the samples, or None
-
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (N, 3) (zero for vertices of no triangle)."""
-    v = np.asarray(vertices, np.float64)
-    t = np.asarray(triangles, np.int64)
-    fn = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, t[:, k], fn)
-    ln = np.linalg.norm(n, axis=1, keepdims=True)
-    return np.divide(n, ln, out=np.zeros_like(n), where=ln > 0)
 
 
 def mirror_vertex_map(vertices: np.ndarray, candidates: np.ndarray | None = None,
@@ -191,7 +158,7 @@ def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndar
     return None
 
 
-def edge_safe(view: BakeView, margin_px: int) -> BakeView:
+def edge_safe(view: View, margin_px: int) -> View:
     """The view with its foreground mask shrunk by `margin_px` (a min filter), so no texel
     takes colour from a pixel next to the background; views without a mask are unchanged."""
     if view.mask is None or margin_px <= 0:
@@ -199,7 +166,7 @@ def edge_safe(view: BakeView, margin_px: int) -> BakeView:
     import cv2
 
     k = np.ones((2 * margin_px + 1, 2 * margin_px + 1), np.uint8)
-    return BakeView(view.image, view.w2c, view.intrinsics, cv2.erode(view.mask, k), view.weight)
+    return replace(view, mask=cv2.erode(view.mask, k))
 
 
 def _interpolate(values: np.ndarray, tri_vertices: np.ndarray, bary: np.ndarray) -> np.ndarray:
@@ -229,7 +196,7 @@ class _Occluder:
         return np.asarray(self.mesh.ray.intersects_any(origins, directions), bool)
 
 
-def sample_views(views: Sequence[BakeView], points: np.ndarray, normals: np.ndarray,
+def sample_views(views: Sequence[View], points: np.ndarray, normals: np.ndarray,
                  occluder: _Occluder, cfg: TextureConfig,
                  check: Callable[[], None] = _no_check) -> tuple[np.ndarray, np.ndarray]:
     """Weighted average colour (M, 3) float32 in [0, 1] and total weight (M,) of surface
@@ -240,8 +207,8 @@ def sample_views(views: Sequence[BakeView], points: np.ndarray, normals: np.ndar
     wsum = np.zeros(m, np.float64)
     for view in views:
         check()
-        r, t = view.w2c[:3, :3], view.w2c[:3, 3]
-        k = view.intrinsics
+        r, t = view.camera.w2c[:3, :3], view.camera.w2c[:3, 3]
+        k = view.camera
         h, w = view.image.shape[:2]
         centre = -r.T @ t
         pc = points @ r.T.astype(np.float32) + t.astype(np.float32)
@@ -326,13 +293,13 @@ class TextureBaker:
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         out = np.zeros(len(tv), bool)
         for view in views:
-            r, t = view.w2c[:3, :3], view.w2c[:3, 3]
+            r, t = view.camera.w2c[:3, :3], view.camera.w2c[:3, 3]
             centre = -r.T @ t
             d = centre - c
             d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
             pc = c @ r.T + t
             z = np.maximum(pc[:, 2], 1e-6)
-            k = view.intrinsics
+            k = view.camera
             h, w = view.image.shape[:2]
             u = float(k.fx) * pc[:, 0] / z + float(k.cx)
             v = float(k.fy) * pc[:, 1] / z + float(k.cy)
@@ -404,7 +371,7 @@ class TextureBaker:
         c, ww = sample_views([views[photo]], pts, nrm, occ, self.config, check)
         return estimate_lighting(c, nrm, ww)
 
-    def bake(self, vertices: np.ndarray, views: Sequence[BakeView],
+    def bake(self, vertices: np.ndarray, views: Sequence[View],
              cancel: CancelToken | None = None,
              progress: Callable[[float, str], None] | None = None,
              delight: bool | None = None) -> BakeResult:

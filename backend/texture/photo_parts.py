@@ -26,8 +26,9 @@ import numpy as np
 from ..face.landmarks import (LEFT_EYE_OPENING, LEFT_IRIS, MOUTH_OPENING, RIGHT_EYE_OPENING,
                               RIGHT_IRIS)
 from ..headmodel.model import HeadModel
+from ..camera import View
 from ..geometry import vertex_normals
-from .bake import BakeView, TextureConfig, _Occluder, _smooth_confidence, sample_views
+from .bake import TextureConfig, _Occluder, _smooth_confidence, sample_views
 from .eyes import DEFAULT_IRIS_RGB, SCLERA_RGB, eye_color, eyeball, part_raster
 from .fill import nearest_fill_outside
 
@@ -155,7 +156,7 @@ def part_resolution(face_px: float | None, cfg: "PartTextureConfig") -> int:
 
 
 def bake_photo_parts(model: HeadModel, rest_vertices: np.ndarray, posed_vertices: np.ndarray,
-                     view: BakeView, colours: PartColours,
+                     view: View, colours: PartColours,
                      config: PartTextureConfig | None = None,
                      check: Callable[[], None] | None = None,
                      face_px: float | None = None) -> tuple[dict, dict]:
