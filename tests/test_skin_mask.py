@@ -138,7 +138,8 @@ def test_cheek_patch_does_not_reach_the_texture(scene, ict_model, kind):
     """Baked with foreground x usable skin, the texels under the patch take the mirrored
     cheek's colour (close to what the clean photo gives them), not the patch's; baked with the
     foreground alone they take the patch."""
-    from gen3dface.backend.texture.bake import BakeView, TextureBaker, TextureConfig
+    from gen3dface.backend.camera import View
+    from gen3dface.backend.texture.bake import TextureBaker, TextureConfig
 
     colour = PHONE_GREY if kind == "phone" else _hand_colour(scene)
     rgb, patch, hand = _cheek_patch(scene, colour)
@@ -149,12 +150,12 @@ def test_cheek_patch_does_not_reach_the_texture(scene, ict_model, kind):
     probe_img = np.zeros_like(rgb)
     probe_img[patch] = 255
     probe = TextureBaker(ict_model, TextureConfig(size=256, mirror_fill=False)).bake(
-        v, [BakeView(probe_img, w2c, k, fg)])
+        v, [View.posed(probe_img, w2c, k, fg)])
     under = (probe.confidence > 0.9) & (probe.texture[..., 0] > 230)
     assert under.sum() > 200
-    ref = baker.bake(v, [BakeView(scene["rgb"], w2c, k, fg)]).texture.astype(float)
-    off = baker.bake(v, [BakeView(rgb, w2c, k, fg)]).texture.astype(float)
-    on = baker.bake(v, [BakeView(rgb, w2c, k, fg * m.usable)]).texture.astype(float)
+    ref = baker.bake(v, [View.posed(scene["rgb"], w2c, k, fg)]).texture.astype(float)
+    off = baker.bake(v, [View.posed(rgb, w2c, k, fg)]).texture.astype(float)
+    on = baker.bake(v, [View.posed(rgb, w2c, k, fg * m.usable)]).texture.astype(float)
     c = np.asarray(colour, float)
     err_off = np.abs(off[under] - ref[under]).mean()
     err_on = np.abs(on[under] - ref[under]).mean()
