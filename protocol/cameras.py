@@ -344,6 +344,25 @@ def orbit_w2c_in_head(azimuth_deg: float, elevation_deg: float, radius_m: float,
     return tuple(rot[i] + (tr[i],) for i in range(3)) + ((0.0, 0.0, 0.0, 1.0),)
 
 
+def orbit_angles(position: Any, target: Any = (0.0, 0.0, 0.0)) -> tuple[float, float]:
+    """(azimuth_deg, elevation_deg) of a camera at `position` (head frame) orbiting `target`:
+    the inverse of `orbit_w2c_in_head`'s placement (azimuth in (-180, 180], elevation in
+    [-90, 90]); (0, 0) at the target itself."""
+    p, t = as_vec3(position, "position"), as_vec3(target, "target")
+    d = _sub(p, t)
+    r = math.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
+    if r == 0.0:
+        return 0.0, 0.0
+    return (math.degrees(math.atan2(d[0], d[2])),
+            math.degrees(math.asin(max(-1.0, min(1.0, d[1] / r)))))
+
+
+def camera_position_in_head(w2c: Any) -> Vec3:
+    """Where an OpenCV w2c's camera sits in its world (the head frame): -R^T t."""
+    m = as_mat4(w2c, "w2c")
+    return tuple(-sum(m[k][i] * m[k][3] for k in range(3)) for i in range(3))
+
+
 def intrinsics_from_fov(width: int, height: int, fov_deg: float) -> Intrinsics:
     """Square pixels, centred principal point, `fov_deg` the HORIZONTAL field of view."""
     fov = _finite(fov_deg, "fov_deg")
@@ -419,6 +438,7 @@ __all__ = [
     "BLENDER_CAM_TO_OPENCV_CAM", "CameraError", "Intrinsics", "Camera", "Rig", "as_mat4",
     "as_vec3", "matmul", "invert_rigid", "transform_point", "rigidity_error", "remove_scale",
     "default_head_to_world", "opencv_w2c_in_head", "camera_from_opencv_w2c_in_head",
-    "project_head_point", "orbit_w2c_in_head", "intrinsics_from_fov", "ring_rig",
+    "project_head_point", "orbit_w2c_in_head", "orbit_angles", "camera_position_in_head",
+    "intrinsics_from_fov", "ring_rig",
     "SENSOR_FITS", "blender_camera_intrinsics", "intrinsics_to_blender",
 ]

@@ -38,14 +38,14 @@ Identity and view names become folder and file names, so they are restricted to
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gen3dface.protocol.cameras import CameraError, Intrinsics
+from gen3dface.protocol.cameras import (CameraError, Intrinsics, camera_position_in_head,
+                                         orbit_angles, orbit_w2c_in_head)
 
 FORMAT_NAME = "gen3dface-multiview"
 FORMAT_VERSION = 1
@@ -67,47 +67,25 @@ def check_name(name: str, what: str = "name") -> str:
 
 
 # ----------------------------------------------------------------------------- camera helpers
+# Numpy faces of gen3dface.protocol.cameras, where every camera convention is implemented once.
 def camera_center(w2c) -> np.ndarray:
     """(3,) camera position in the world (head frame) from an OpenCV w2c."""
-    m = np.asarray(w2c, np.float64)
-    return -m[:3, :3].T @ m[:3, 3]
+    return np.asarray(camera_position_in_head(np.asarray(w2c, np.float64)), np.float64)
 
 
 def azimuth_elevation(center, target=(0.0, 0.0, 0.0)) -> tuple[float, float]:
-    """Degrees, the convention of orbit_w2c_in_head (azimuth 0 = +Z, positive toward +X)."""
-    d = np.asarray(center, np.float64) - np.asarray(target, np.float64)
-    r = float(np.linalg.norm(d))
-    if r == 0.0:
-        return 0.0, 0.0
-    az = math.degrees(math.atan2(d[0], d[2]))
-    el = math.degrees(math.asin(max(-1.0, min(1.0, d[1] / r))))
-    return az, el
-
-
-def look_at_w2c(center, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """OpenCV w2c (4, 4) for a camera at `center` looking at `target` with world `up` up
-    in the image (image y runs along -up)."""
-    c = np.asarray(center, np.float64)
-    z = np.asarray(target, np.float64) - c
-    z /= np.linalg.norm(z)
-    x = np.cross(-np.asarray(up, np.float64), z)   # right = down x forward
-    if np.linalg.norm(x) < 1e-9:                     # looking straight along up: pick any right
-        x = np.cross(np.array([0.0, 0.0, -1.0]), z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    r = np.stack([x, y, z])
-    m = np.eye(4)
-    m[:3, :3] = r
-    m[:3, 3] = -r @ c
-    return m
+    """Degrees, the convention of orbit_w2c_in_head (azimuth 0 = +Z, positive toward +X):
+    `gen3dface.protocol.cameras.orbit_angles`."""
+    return orbit_angles(np.asarray(center, np.float64), np.asarray(target, np.float64))
 
 
 def orbit_w2c(azimuth_deg: float, elevation_deg: float, radius_m: float,
               target=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """Same camera as protocol.cameras.orbit_w2c_in_head, as a numpy array."""
-    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
-    d = np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
-    return look_at_w2c(np.asarray(target, np.float64) + radius_m * d, target)
+    """`gen3dface.protocol.cameras.orbit_w2c_in_head` as a (4, 4) float64 array (at the poles
+    the image's up is the orbit's limit, continuous in elevation)."""
+    return np.asarray(orbit_w2c_in_head(float(azimuth_deg), float(elevation_deg),
+                                        float(radius_m), np.asarray(target, np.float64)),
+                      np.float64)
 
 
 def intrinsics_matrix(intr: "ViewIntrinsics") -> np.ndarray:
