@@ -157,7 +157,7 @@ class HeadFitter:
                                    if n.endswith("Left") and n[:-4] + "Right" in names],
                                   int).reshape(-1, 2)
 
-    def _fit_gaze(self, landmarks, rest, w2c, intrinsics):
+    def _fit_gaze(self, landmarks, rest, camera: PinholeCamera):
         """The shared gaze from the iris landmarks (gaze.fit_gaze) on the fitted head `rest`
         (N, 3), which has no eyeLook* weight."""
         from ..texture.eyes import eyeball
@@ -169,7 +169,7 @@ class HeadFitter:
             full = np.zeros_like(rest)
             full[ids] = d
             offsets[self.model.expression_names[e]] = sub.points(full)
-        cam = -w2c[:3, :3].T @ w2c[:3, 3]
+        cam = camera.center
         facing = {}
         for s in ("Left", "Right"):
             eye = eyeball(rest, self.model, s)
@@ -177,7 +177,7 @@ class HeadFitter:
                 to_cam = (cam - eye.centre) / np.linalg.norm(cam - eye.centre)
                 facing[s] = max(float(eye.axis @ to_cam), 0.0) ** 2 + 1e-3
         return fit_gaze(np.asarray(landmarks, np.float64)[sub.landmark_ids], sub.points(rest),
-                        offsets, self.iris_sides, w2c, intrinsics, facing)
+                        offsets, self.iris_sides, camera, facing)
 
     # ---------------------------------------------------------------------------------------
     def fit(self, analysis, sink: ProgressSink | None = None,
@@ -354,13 +354,13 @@ class HeadFitter:
         full_alpha[:] = alpha
         w2c = np.eye(4)
         w2c[:3, :3], w2c[:3, 3] = rot, trans
-        intrinsics = {"width": w_img, "height": h_img, "fx": f, "fy": f, "cx": cx, "cy": cy}
+        camera = PinholeCamera(w2c, f, f, float(cx), float(cy), int(w_img), int(h_img))
         vertices = self.model.posed(full_alpha, beta if self.e else None)
         info = {"yaw_deg": yaw_of(rot), "face_size_px": face_size,
                 "distance_m": float(np.linalg.norm(trans))}
         if cfg.gaze_from_iris and len(self.gaze_rows):
             # the landmark fit held eyeLook* at 0, so `vertices` is the head without a gaze
-            gaze = self._fit_gaze(obs_all, vertices.astype(np.float64), w2c, intrinsics)
+            gaze = self._fit_gaze(obs_all, vertices.astype(np.float64), camera)
             beta = np.array(beta, np.float64)
             g = self.gaze_rows
             beta[g] = [gaze.weights.get(self.expression_names[i], 0.0) for i in g]
@@ -370,7 +370,7 @@ class HeadFitter:
         return FitResult(
             vertices=vertices, identity=alpha.astype(np.float32),
             expression=np.asarray(beta, np.float32), expression_names=self.expression_names,
-            camera=PinholeCamera.from_intrinsics(w2c, intrinsics),
+            camera=camera,
             landmark_error_px=float(dist.mean()), landmark_error_median_px=float(np.median(dist)),
             residuals_px=resid, projected=projected, iterations=it + 1,
             time_s=time.perf_counter() - t0, info=info)

@@ -37,7 +37,7 @@ class Gaze:
 
 
 def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides: np.ndarray,
-             w2c: np.ndarray, intrinsics: dict, facing: dict | None = None,
+             camera, facing: dict | None = None,
              max_deg: tuple[float, float] = (30.0, 25.0)) -> Gaze:
     """The one gaze (yaw, pitch) whose eyeLook* weights, applied as the GLB applies them, put
     the iris points where the photo shows them.
@@ -45,14 +45,15 @@ def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides
     observed (L, 2) iris landmarks in photo pixels; rest_points (L, 3) the same landmarks on
     the head without any eyeLook (head frame); offsets {eyeLook name: (L, 3)} how each target
     at weight 1 moves them; sides (L,) "Left"/"Right"; facing {side: weight} how squarely the
-    camera sees each eye (a turned-away eye's landmarks count less). A coarse grid over the
+    camera sees each eye (a turned-away eye's landmarks count less); camera the photo's
+    `gen3dface.backend.camera.PinholeCamera`. A coarse grid over the
     targets' range, then a fine one around the best: the cost is piecewise smooth, small and
     cheap (a few milliseconds, vectorised), and a grid cannot stop in a local minimum of the
     coarse scale."""
     obs = np.asarray(observed, np.float64)
     rest = np.asarray(rest_points, np.float64)
-    r, t = np.asarray(w2c, np.float64)[:3, :3], np.asarray(w2c, np.float64)[:3, 3]
-    k = intrinsics
+    r, t = camera.w2c[:3, :3], camera.w2c[:3, 3]
+    k = camera
     facing = facing or {}
     row_w = np.array([facing.get(s, 1.0) for s in sides], np.float64)
 
@@ -64,8 +65,8 @@ def fit_gaze(observed: np.ndarray, rest_points: np.ndarray, offsets: dict, sides
         w = _weights_grid(yaw, pitch, names)                          # (G, T)
         p = rest[None] + np.einsum("gt,tlc->glc", w, d)               # (G, L, 3)
         q = p @ r.T + t
-        uv = np.stack([k["fx"] * q[..., 0] / q[..., 2] + k["cx"],
-                       k["fy"] * q[..., 1] / q[..., 2] + k["cy"]], -1)
+        uv = np.stack([k.fx * q[..., 0] / q[..., 2] + k.cx,
+                       k.fy * q[..., 1] / q[..., 2] + k.cy], -1)
         e = ((uv - obs) ** 2).sum(-1)                                 # (G, L)
         return (e[:, rows] * row_w[rows]).sum(1)
 
