@@ -30,7 +30,9 @@ def _angle_deg(r1, r2):
 
 def test_recovers_frontal_pose_identity_and_expression(fitter):
     rng = np.random.default_rng(3)
-    case = make_case(fitter, rng, yaw_deg=10, pitch_deg=5, noise_px=1.0)
+    # the camera 1.5 m away, where FitConfig.distance_prior_m expects it (landmarks barely
+    # pin the focal down: test_fitting_distance_prior.py shows what the prior does)
+    case = make_case(fitter, rng, yaw_deg=10, pitch_deg=5, noise_px=1.0, face_fraction=0.3)
     events = []
     fit = fitter.fit_landmarks(case.landmarks, case.image_size,
                                sink=CallbackSink(on_progress=lambda *a: events.append(a)))

@@ -46,6 +46,11 @@ class FitConfig:
     expression_l2: float = 10.0        # weight of |beta|^2 (at 0.3 weights saturated on noise)
     expression_l1: float = 0.3         # weight of sum(beta) (sparsity; beta >= 0)
     fov_prior_deg: float = 30.0        # horizontal field of view the focal prior centres on
+    distance_prior_m: float = 1.5      # > 0: centre it instead on the focal at which the mean
+                                       # face, this far from the camera, spans the landmarks
+                                       # (a cropped photo keeps the perspective it was taken
+                                       # with; a field of view prior reads a tight crop as a
+                                       # camera a hand's width from the face)
     focal_prior: float = 20.0          # weight of (log f - log f0)^2 (sigma ~0.16 in log f)
     landmark_sigma: float = 0.01       # expected landmark noise, as a fraction of the face size
     huber_sigmas: float = 2.0          # Huber threshold, in units of landmark_sigma
@@ -138,6 +143,8 @@ class HeadFitter:
         self.c_ex = np.moveaxis(head_model.expression_basis[:self.e, vs].astype(np.float64), 0, -1)
         self.vs_index = {int(v): i for i, v in enumerate(vs)}
         self.expression_names = list(head_model.expression_names[:self.e])
+        # the mean face's landmark extent (metres), as face_size measures it in the photo
+        self.face_size_m = float(np.ptp(self.l_mean[~m.iris][:, :2], axis=0).max())
         # Gaze comes from the irises: eyeLook* take no part in explaining the landmarks (their
         # bases are zeroed here, so the priors hold them at 0 until fit_gaze sets them).
         self.gaze_rows = np.array([i for i, n in enumerate(self.expression_names)
@@ -205,6 +212,8 @@ class HeadFitter:
             raise PipelineError("NO_FACE", "the landmarks span less than a pixel")
         scale = 1.0 / (cfg.landmark_sigma * face_size)
         f0 = 0.5 * w_img / np.tan(np.radians(cfg.fov_prior_deg) / 2)
+        if cfg.distance_prior_m > 0:
+            f0 = face_size * cfg.distance_prior_m / self.face_size_m
         base_w = np.ones(len(m))
         base_w[m.contour] = cfg.contour_weight
         # With gaze from the irises, the irises say where the eyes look, not where the head
