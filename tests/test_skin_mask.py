@@ -272,3 +272,30 @@ def test_side_lit_face_stays_usable(scene):
           f"kept {kept:.3f}")
     assert max(bright) > 1.6 * min(bright)
     assert kept > 0.85
+
+
+def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
+    """The pipeline's default, PipelineConfig(skin_mask="hands"): image04085's hand under the
+    chin is out of the view mask; inside the face oval and below the jaw nothing else is taken
+    out (the skin-colour tests are the "full" mode's)."""
+    from gen3dface.backend.face import FaceAnalyzer
+    from gen3dface.backend.face.analysis import FaceAnalysisConfig
+    from gen3dface.backend.pipeline.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="skin_mask"):
+        PipelineConfig(skin_mask="yes")
+    path = faces_dir / "image04085.jpg"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    cfg = FaceAnalysisConfig(skin=SkinMaskConfig(face_test=False, neck=False))
+    with FaceAnalyzer(cfg) as a:
+        fa = a.analyze(rgb)
+    m = fa.view_mask
+    for x0, y0, x1, y1 in REAL["image04085.jpg"]["occluders"]:
+        assert (m[y0:y1, x0:x1] < 0.5).mean() > 0.9
+    regs = face_regions(rgb.shape[:2], fa.landmarks, SkinMaskConfig())
+    keep = ((regs["face"] > 0) | (regs["below_jaw"] > 0)) & (fa.mask > 0.5)
+    shirt = keep & (rgb.max(2) < 50) & (regs["below_jaw"] > 0)
+    assert shirt.sum() > 2000 and (m[shirt] > 0.5).mean() > 0.9     # the T-shirt stays in
+    print(f"hands mode: face and neck foreground kept {(m[keep] > 0.5).mean():.3f}")

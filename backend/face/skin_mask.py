@@ -98,6 +98,8 @@ class SkinMaskConfig:
     max_mark: float = 6e-3             # compact non-skin blobs smaller than this share of the
                                        # face area are marks of the face (moles, blotches)
     occluder_widen: float = 0.012      # occluders dilated by this share of the face size
+    face_test: bool = True             # apply the skin test inside the face oval (False:
+                                       # only hands and, with `neck`, clothes below the jaw)
     neck: bool = True                  # apply the skin test below the jaw line
     neck_depth: float = 1.2            # the region below the jaw extends this many face sizes
     neck_tolerance: float = 1.4        # below the jaw the skin test is this much looser (the
@@ -472,7 +474,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
     occ = np.zeros(sh, bool)
     n_mirrored = 0
     if skin is not None:
-        zone = reg["face"] & (1 - reg["features"])
+        zone = reg["face"] & (1 - reg["features"]) if cfg.face_test else \
+            np.zeros_like(reg["face"])
         if cfg.neck:
             zone |= reg["below_jaw"]
         occ = (skin < 0.5) & zone.astype(bool)
@@ -485,7 +488,7 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             ys, xs = np.nonzero(occ)
             shade = shadowed_skin(col[ys, xs], model, cfg)
             occ[ys[shade], xs[shade]] = False
-        if cfg.strand_contrast > 0:
+        if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool)
         if cfg.mirror_check:
             ys, xs = np.nonzero(occ & reg["face"].astype(bool))

@@ -61,6 +61,9 @@ class JobOptions:
         return asdict(self)
 
 
+SKIN_MASK_MODES = ("off", "hands", "full")
+
+
 @dataclass
 class PipelineConfig:
     assets_dir: Any = None           # folder laid out like shared/data (see backend/assets.py)
@@ -72,9 +75,15 @@ class PipelineConfig:
     # overrides for the reconstruction (backend/recon/adapter.py recon_config: "init_grid",
     # "surface_texture_size", "registration", "sdf" = SDFConfig fields or {"preset": "tiny"})
     reconstruction_settings: dict = field(default_factory=dict)
-    # the photo paints the skin only where it shows skin (face/analysis.py, skin_mask.py):
-    # False bakes the whole foreground (hands, hair strands, clothes included), as before
-    skin_mask: bool = False            # off by default: on the 18 shared photos it cost likeness (README)
+    # what of the photo may paint the skin (face/analysis.py, skin_mask.py): "hands" keeps
+    # hands off the face (likeness unchanged on the 18 shared photos, README); "full" adds
+    # the skin-colour test inside the face (hair strands, phones) and below the jaw (clothes),
+    # which cost likeness there; "off" bakes the whole foreground
+    skin_mask: str = "hands"
+
+    def __post_init__(self):
+        if self.skin_mask not in SKIN_MASK_MODES:
+            raise ValueError(f"skin_mask must be one of {SKIN_MASK_MODES}, not {self.skin_mask!r}")
 
 
 def _gpu_name(device: str) -> str | None:
@@ -120,7 +129,12 @@ class HeadPipeline:
     def _face_analyzer(self, cancel: CancelToken | None = None):
         from ..face.analysis import FaceAnalysisConfig, FaceAnalyzer
 
-        cfg = FaceAnalysisConfig(skin_mask=self.config.skin_mask)
+        from ..face.skin_mask import SkinMaskConfig
+
+        mode = self.config.skin_mask
+        cfg = FaceAnalysisConfig(skin_mask=mode != "off",
+                                 skin=SkinMaskConfig(face_test=mode == "full",
+                                                     neck=mode == "full"))
         return self._bg.cached("face_analyzer", lambda: FaceAnalyzer(cfg), cancel)
 
     def analyze_face(self, rgb, cancel: CancelToken | None = None):
