@@ -195,126 +195,24 @@ class HeadFitter:
     def fit_landmarks(self, landmarks: np.ndarray, image_size: tuple[int, int],
                       sink: ProgressSink | None = None,
                       cancel: CancelToken | None = None) -> FitResult:
+        """Fit to raw landmarks ((478, 2) photo pixels) of a photo of `image_size` (w, h):
+        check them, start from a PnP pose of the mean face, run the two Levenberg-Marquardt
+        stages, then pose the head, add its gaze and measure the fit."""
         t0 = time.perf_counter()
         sink = sink or NullSink()
         cancel = cancel or CancelToken()
-        cfg, m = self.config, self.mapping
-        obs_all = np.asarray(landmarks, np.float64)
-        if obs_all.ndim != 2 or obs_all.shape[1] != 2 or len(obs_all) <= m.landmark_ids.max():
-            raise PipelineError("BAD_REQUEST", f"expected (478, 2) landmarks, got {obs_all.shape}")
-        if not np.isfinite(obs_all).all():
-            raise PipelineError("BAD_REQUEST", "landmarks contain NaN or infinite values")
-        obs = obs_all[m.landmark_ids]
-        w_img, h_img = int(image_size[0]), int(image_size[1])
-        cx, cy = w_img / 2.0, h_img / 2.0
-        face_size = float(np.ptp(obs[~m.iris], axis=0).max())
-        if face_size <= 1.0:
-            raise PipelineError("NO_FACE", "the landmarks span less than a pixel")
-        scale = 1.0 / (cfg.landmark_sigma * face_size)
-        f0 = 0.5 * w_img / np.tan(np.radians(cfg.fov_prior_deg) / 2)
-        if cfg.distance_prior_m > 0:
-            f0 = face_size * cfg.distance_prior_m / self.face_size_m
-        base_w = np.ones(len(m))
-        base_w[m.contour] = cfg.contour_weight
-        # With gaze from the irises, the irises say where the eyes look, not where the head
-        # is: the rest-pose eyeballs of the landmark fit would pull the head toward the gaze.
-        base_w[m.iris] = 0.0 if cfg.gaze_from_iris else cfg.iris_weight
+        problem = _LandmarkProblem(self, landmarks, image_size)
+        state, iterations = self._solve(problem, problem.initial_pose(), sink, cancel)
+        cancel.raise_if_cancelled()
+        return self._result(problem, state, iterations, t0)
 
-        # Initial pose: PnP on the neutral shape's fixed (non-contour) landmarks.
-        sel = ~m.contour & ~m.iris
-        kmat = np.array([[f0, 0, cx], [0, f0, cy], [0, 0, 1.0]])
-        ok, rvec, tvec = cv2.solvePnP(self.l_mean[sel], obs[sel], kmat, None,
-                                      flags=cv2.SOLVEPNP_SQPNP)
-        rot = so3_exp(rvec.ravel()) if ok else np.diag([1.0, -1.0, -1.0])
-        trans = tvec.ravel() if ok and tvec.ravel()[2] > 0 else np.array([0, 0, 0.6])
-        log_f = np.log(f0)
-        alpha = np.zeros(self.k)
-        beta = np.zeros(self.e)
-
-        huber = cfg.huber_sigmas
-
-        def landmark_geometry(alpha, beta, rot, trans, focal):
-            """Landmark 3D points and their bases with contour rows re-picked."""
-            p_mean, p_id, p_ex = self.l_mean.copy(), self.l_id.copy(), self.l_ex.copy()
-            if len(self.lines.rows):
-                posed = self.c_mean + self.c_id @ alpha + (self.c_ex @ beta if self.e else 0)
-                picked = pick_silhouette(self.lines, posed, rot, trans, focal, cx, cy)
-                li = np.array([self.vs_index[int(v)] for v in picked])
-                r = self.lines.rows
-                p_mean[r], p_id[r], p_ex[r] = self.c_mean[li], self.c_id[li], self.c_ex[li]
-            return p_mean, p_id, p_ex
-
-        def evaluate(state, geom, weights, with_jac, free_shape):
-            rot, trans, log_f, alpha, beta = state
-            p_mean, p_id, p_ex = geom
-            p = p_mean + p_id @ alpha + (p_ex @ beta if self.e else 0)
-            rp = p @ rot.T
-            q = rp + trans
-            f = np.exp(log_f)
-            z = q[:, 2:3]
-            uv = f * q[:, :2] / z + np.array([cx, cy])
-            sw = np.sqrt(weights)[:, None]
-            r_lm = (sw * (uv - obs) * scale).ravel()
-            d_id = alpha * np.sqrt(cfg.identity_prior)
-            d_ex = beta * np.sqrt(cfg.expression_l2)
-            d_f = np.array([(log_f - np.log(f0)) * np.sqrt(cfg.focal_prior)])
-            sp = self.sym_pairs
-            d_sym = (beta[sp[:, 0]] - beta[sp[:, 1]]) * np.sqrt(cfg.symmetry_weight) \
-                if self.e else np.zeros(0)
-            res = np.concatenate([r_lm, d_id, d_ex, d_sym, d_f])
-            cost = 0.5 * res @ res + cfg.expression_l1 * beta.sum()
-            if not with_jac:
-                return cost, res, uv, None
-            n = len(q)
-            # d(uv)/dq: (n, 2, 3)
-            duv_dq = np.zeros((n, 2, 3))
-            duv_dq[:, 0, 0] = f / z[:, 0]
-            duv_dq[:, 1, 1] = f / z[:, 0]
-            duv_dq[:, 0, 2] = -f * q[:, 0] / z[:, 0] ** 2
-            duv_dq[:, 1, 2] = -f * q[:, 1] / z[:, 0] ** 2
-            cols = [duv_dq @ -_skew(rp), duv_dq, (uv - np.array([cx, cy]))[:, :, None]]
-            if free_shape:
-                cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_id))
-                if self.e:
-                    cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_ex))
-            j_lm = np.concatenate(cols, axis=2) * (sw[:, :, None] * scale)
-            j_lm = j_lm.reshape(2 * n, -1)
-            npar = j_lm.shape[1]
-            j_prior = np.zeros((len(res) - 2 * n, npar))
-            if free_shape:
-                j_prior[np.arange(self.k), 7 + np.arange(self.k)] = np.sqrt(cfg.identity_prior)
-                j_prior[self.k + np.arange(self.e), 7 + self.k + np.arange(self.e)] = \
-                    np.sqrt(cfg.expression_l2)
-                if self.e and len(sp):
-                    rows = self.k + self.e + np.arange(len(sp))
-                    j_prior[rows, 7 + self.k + sp[:, 0]] = np.sqrt(cfg.symmetry_weight)
-                    j_prior[rows, 7 + self.k + sp[:, 1]] = -np.sqrt(cfg.symmetry_weight)
-            j_prior[-1, 6] = np.sqrt(cfg.focal_prior)
-            return cost, res, uv, np.concatenate([j_lm, j_prior])
-
-        def robust_weights(uv, rot):
-            d = np.hypot(*((uv - obs) * scale).T)
-            w = base_w * np.where(d <= huber, 1.0, huber / np.maximum(d, 1e-12))
-            # Far-side contour landmarks are guesses once the head turns away: fade them out.
-            yaw = yaw_of(rot)
-            if len(self.lines.rows):
-                r = self.lines.rows
-                far = self.lines.side * np.sign(yaw) < 0
-                fade = np.clip(1 - abs(yaw) / cfg.far_contour_zero_deg, 0.05, 1.0)
-                w[r[far]] *= fade
-            return w
-
-        def apply_step(state, step, free_shape):
-            rot, trans, log_f, alpha, beta = state
-            rot = so3_exp(step[:3]) @ rot
-            trans = trans + step[3:6]
-            log_f = log_f + step[6]
-            if free_shape:
-                alpha = alpha + step[7:7 + self.k]
-                beta = np.clip(beta + step[7 + self.k:], 0.0, 1.0)
-            return rot, trans, log_f, alpha, beta
-
-        state = (rot, trans, log_f, alpha, beta)
+    def _solve(self, problem: _LandmarkProblem, state: tuple, sink: ProgressSink,
+               cancel: CancelToken) -> tuple[tuple, int]:
+        """The staged solver: `pose_iterations` of pose + focal on the neutral shape, then up
+        to `iterations` of everything, stopping after two iterations in a row that found no
+        better step. The damping carries over between iterations and stages. Returns the
+        final state and the number of iterations run."""
+        cfg = self.config
         mu = 1e-3
         total = cfg.pose_iterations + cfg.iterations
         it = 0
@@ -322,39 +220,50 @@ class HeadFitter:
         for it in range(total):
             cancel.raise_if_cancelled()
             free_shape = it >= cfg.pose_iterations
-            rot, trans, log_f, alpha, beta = state
-            geom = landmark_geometry(alpha, beta, rot, trans, np.exp(log_f))
-            _, _, uv, _ = evaluate(state, geom, base_w, False, free_shape)
-            weights = robust_weights(uv, rot)
-            cost, res, uv, jac = evaluate(state, geom, weights, True, free_shape)
-            grad = jac.T @ res
-            if free_shape and self.e:
-                grad[7 + self.k:] += cfg.expression_l1
-            hess = jac.T @ jac
-            accepted = False
-            for _ in range(8):
-                cancel.raise_if_cancelled()
-                a = hess + mu * np.diag(np.diag(hess) + 1e-9)
-                step = -scipy.linalg.solve(a, grad, assume_a="pos", check_finite=False)
-                cand = apply_step(state, step, free_shape)
-                if cand[1][2] <= 1e-3:
-                    mu *= 10
-                    continue
-                c_cost = evaluate(cand, geom, weights, False, free_shape)[0]
-                if c_cost < cost:
-                    state, mu, accepted = cand, max(mu / 3, 1e-7), True
-                    break
-                mu *= 10
+            state, mu, accepted = self._iterate(problem, state, mu, free_shape, cancel)
             sink.progress("fit", (it + 1) / total, f"iteration {it + 1}/{total}")
             misses = 0 if accepted else misses + 1
             if misses >= 2 and free_shape:
                 break
+        return state, it + 1
 
-        cancel.raise_if_cancelled()
+    def _iterate(self, problem: _LandmarkProblem, state: tuple, mu: float,
+                 free_shape: bool, cancel: CancelToken) -> tuple[tuple, float, bool]:
+        """One iteration: re-pick the contour landmarks and re-weight the residuals (IRLS) at
+        `state`, linearise, then try up to 8 damped steps, raising the damping `mu` until one
+        lowers the cost. Returns (state, mu, accepted)."""
+        rot, trans, log_f, alpha, beta = state
+        geom = problem.geometry(alpha, beta, rot, trans, np.exp(log_f))
+        _, _, uv, _ = problem.evaluate(state, geom, problem.base_w, False, free_shape)
+        weights = problem.robust_weights(uv, rot)
+        cost, res, uv, jac = problem.evaluate(state, geom, weights, True, free_shape)
+        grad = jac.T @ res
+        if free_shape and self.e:
+            grad[7 + self.k:] += self.config.expression_l1
+        hess = jac.T @ jac
+        for _ in range(8):
+            cancel.raise_if_cancelled()
+            a = hess + mu * np.diag(np.diag(hess) + 1e-9)
+            step = -scipy.linalg.solve(a, grad, assume_a="pos", check_finite=False)
+            cand = problem.apply_step(state, step, free_shape)
+            if cand[1][2] <= 1e-3:
+                mu *= 10
+                continue
+            c_cost = problem.evaluate(cand, geom, weights, False, free_shape)[0]
+            if c_cost < cost:
+                return cand, max(mu / 3, 1e-7), True
+            mu *= 10
+        return state, mu, False
+
+    def _result(self, problem: _LandmarkProblem, state: tuple, iterations: int,
+                t0: float) -> FitResult:
+        """The fit's camera, posed head (with its gaze) and reprojection error at `state`."""
+        cfg, m = self.config, self.mapping
         rot, trans, log_f, alpha, beta = state
         f = float(np.exp(log_f))
-        geom = landmark_geometry(alpha, beta, rot, trans, f)
-        _, _, uv_rows, _ = evaluate(state, geom, base_w, False, True)
+        geom = problem.geometry(alpha, beta, rot, trans, f)
+        _, _, uv_rows, _ = problem.evaluate(state, geom, problem.base_w, False, True)
+        obs_all = problem.obs_all
         projected = np.full((len(obs_all), 2), np.nan)
         projected[m.landmark_ids] = uv_rows
         resid = projected - obs_all
@@ -363,23 +272,169 @@ class HeadFitter:
         full_alpha[:] = alpha
         w2c = np.eye(4)
         w2c[:3, :3], w2c[:3, 3] = rot, trans
-        camera = PinholeCamera(w2c, f, f, float(cx), float(cy), int(w_img), int(h_img))
+        camera = PinholeCamera(w2c, f, f, float(problem.cx), float(problem.cy),
+                               int(problem.w_img), int(problem.h_img))
         vertices = self.model.posed(full_alpha, beta if self.e else None)
-        info = {"yaw_deg": yaw_of(rot), "face_size_px": face_size,
+        info = {"yaw_deg": yaw_of(rot), "face_size_px": problem.face_size,
                 "distance_m": float(np.linalg.norm(trans))}
         if cfg.gaze_from_iris and len(self.gaze_rows):
-            # the landmark fit held eyeLook* at 0, so `vertices` is the head without a gaze
-            gaze = self._fit_gaze(obs_all, vertices.astype(np.float64), camera)
-            beta = np.array(beta, np.float64)
-            g = self.gaze_rows
-            beta[g] = [gaze.weights.get(self.expression_names[i], 0.0) for i in g]
-            vertices = (vertices + np.tensordot(beta[g], self.model.expression_basis[g],
-                                                axes=1)).astype(np.float32)
-            info["gaze"] = gaze.info()
+            vertices, beta, info["gaze"] = self._add_gaze(obs_all, vertices, beta, camera)
         return FitResult(
             vertices=vertices, identity=alpha.astype(np.float32),
             expression=np.asarray(beta, np.float32), expression_names=self.expression_names,
             camera=camera,
             landmark_error_px=float(dist.mean()), landmark_error_median_px=float(np.median(dist)),
-            residuals_px=resid, projected=projected, iterations=it + 1,
+            residuals_px=resid, projected=projected, iterations=iterations,
             time_s=time.perf_counter() - t0, info=info)
+
+    def _add_gaze(self, landmarks: np.ndarray, vertices: np.ndarray, beta: np.ndarray,
+                  camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Set eyeLook* from the irises on the fitted head `vertices`, which the landmark fit
+        posed without a gaze (it held eyeLook* at 0). Returns (vertices, beta, gaze info)."""
+        gaze = self._fit_gaze(landmarks, vertices.astype(np.float64), camera)
+        beta = np.array(beta, np.float64)
+        g = self.gaze_rows
+        beta[g] = [gaze.weights.get(self.expression_names[i], 0.0) for i in g]
+        vertices = (vertices + np.tensordot(beta[g], self.model.expression_basis[g],
+                                            axes=1)).astype(np.float32)
+        return vertices, beta, gaze.info()
+
+
+class _LandmarkProblem:
+    """One fit's least-squares problem: the detected landmarks and the photo (checked here),
+    the residual scale, the focal prior and the landmarks' base weights, and the model the
+    solver iterates on: landmark geometry, residuals and their Jacobian, robust weights and
+    the parameter update. A state is (rot, trans, log_f, alpha, beta); the parameter vector of
+    a step is [rotation (3), translation (3), log focal (1), identity (K), expression (E)]."""
+
+    def __init__(self, fitter: HeadFitter, landmarks: np.ndarray, image_size: tuple[int, int]):
+        self.fitter = fitter
+        cfg, m = fitter.config, fitter.mapping
+        obs_all = np.asarray(landmarks, np.float64)
+        if obs_all.ndim != 2 or obs_all.shape[1] != 2 or len(obs_all) <= m.landmark_ids.max():
+            raise PipelineError("BAD_REQUEST", f"expected (478, 2) landmarks, got {obs_all.shape}")
+        if not np.isfinite(obs_all).all():
+            raise PipelineError("BAD_REQUEST", "landmarks contain NaN or infinite values")
+        self.obs_all = obs_all
+        self.obs = obs = obs_all[m.landmark_ids]
+        w_img, h_img = int(image_size[0]), int(image_size[1])
+        self.w_img, self.h_img = w_img, h_img
+        self.cx, self.cy = w_img / 2.0, h_img / 2.0
+        self.face_size = face_size = float(np.ptp(obs[~m.iris], axis=0).max())
+        if face_size <= 1.0:
+            raise PipelineError("NO_FACE", "the landmarks span less than a pixel")
+        self.scale = 1.0 / (cfg.landmark_sigma * face_size)
+        f0 = 0.5 * w_img / np.tan(np.radians(cfg.fov_prior_deg) / 2)
+        if cfg.distance_prior_m > 0:
+            f0 = face_size * cfg.distance_prior_m / fitter.face_size_m
+        self.f0 = f0
+        base_w = np.ones(len(m))
+        base_w[m.contour] = cfg.contour_weight
+        # With gaze from the irises, the irises say where the eyes look, not where the head
+        # is: the rest-pose eyeballs of the landmark fit would pull the head toward the gaze.
+        base_w[m.iris] = 0.0 if cfg.gaze_from_iris else cfg.iris_weight
+        self.base_w = base_w
+
+    def initial_pose(self) -> tuple:
+        """The starting state: PnP on the neutral shape's fixed (non-contour) landmarks at the
+        prior's focal, neutral identity and expression."""
+        hf, m = self.fitter, self.fitter.mapping
+        sel = ~m.contour & ~m.iris
+        kmat = np.array([[self.f0, 0, self.cx], [0, self.f0, self.cy], [0, 0, 1.0]])
+        ok, rvec, tvec = cv2.solvePnP(hf.l_mean[sel], self.obs[sel], kmat, None,
+                                      flags=cv2.SOLVEPNP_SQPNP)
+        rot = so3_exp(rvec.ravel()) if ok else np.diag([1.0, -1.0, -1.0])
+        trans = tvec.ravel() if ok and tvec.ravel()[2] > 0 else np.array([0, 0, 0.6])
+        return rot, trans, np.log(self.f0), np.zeros(hf.k), np.zeros(hf.e)
+
+    def geometry(self, alpha, beta, rot, trans, focal):
+        """Landmark 3D points and their bases with contour rows re-picked."""
+        hf = self.fitter
+        p_mean, p_id, p_ex = hf.l_mean.copy(), hf.l_id.copy(), hf.l_ex.copy()
+        if len(hf.lines.rows):
+            posed = hf.c_mean + hf.c_id @ alpha + (hf.c_ex @ beta if hf.e else 0)
+            picked = pick_silhouette(hf.lines, posed, rot, trans, focal, self.cx, self.cy)
+            li = np.array([hf.vs_index[int(v)] for v in picked])
+            r = hf.lines.rows
+            p_mean[r], p_id[r], p_ex[r] = hf.c_mean[li], hf.c_id[li], hf.c_ex[li]
+        return p_mean, p_id, p_ex
+
+    def evaluate(self, state, geom, weights, with_jac, free_shape):
+        """(cost, residuals, projected landmarks (L, 2), Jacobian or None) at `state`: the
+        weighted landmark residuals in noise units, then the identity, expression, symmetry
+        and focal priors; the Jacobian's shape columns only when `free_shape`."""
+        hf, cfg = self.fitter, self.fitter.config
+        cx, cy, obs, scale, f0 = self.cx, self.cy, self.obs, self.scale, self.f0
+        rot, trans, log_f, alpha, beta = state
+        p_mean, p_id, p_ex = geom
+        p = p_mean + p_id @ alpha + (p_ex @ beta if hf.e else 0)
+        rp = p @ rot.T
+        q = rp + trans
+        f = np.exp(log_f)
+        z = q[:, 2:3]
+        uv = f * q[:, :2] / z + np.array([cx, cy])
+        sw = np.sqrt(weights)[:, None]
+        r_lm = (sw * (uv - obs) * scale).ravel()
+        d_id = alpha * np.sqrt(cfg.identity_prior)
+        d_ex = beta * np.sqrt(cfg.expression_l2)
+        d_f = np.array([(log_f - np.log(f0)) * np.sqrt(cfg.focal_prior)])
+        sp = hf.sym_pairs
+        d_sym = (beta[sp[:, 0]] - beta[sp[:, 1]]) * np.sqrt(cfg.symmetry_weight) \
+            if hf.e else np.zeros(0)
+        res = np.concatenate([r_lm, d_id, d_ex, d_sym, d_f])
+        cost = 0.5 * res @ res + cfg.expression_l1 * beta.sum()
+        if not with_jac:
+            return cost, res, uv, None
+        n = len(q)
+        # d(uv)/dq: (n, 2, 3)
+        duv_dq = np.zeros((n, 2, 3))
+        duv_dq[:, 0, 0] = f / z[:, 0]
+        duv_dq[:, 1, 1] = f / z[:, 0]
+        duv_dq[:, 0, 2] = -f * q[:, 0] / z[:, 0] ** 2
+        duv_dq[:, 1, 2] = -f * q[:, 1] / z[:, 0] ** 2
+        cols = [duv_dq @ -_skew(rp), duv_dq, (uv - np.array([cx, cy]))[:, :, None]]
+        if free_shape:
+            cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_id))
+            if hf.e:
+                cols.append(duv_dq @ np.einsum("ij,njk->nik", rot, p_ex))
+        j_lm = np.concatenate(cols, axis=2) * (sw[:, :, None] * scale)
+        j_lm = j_lm.reshape(2 * n, -1)
+        npar = j_lm.shape[1]
+        k, e = hf.k, hf.e
+        j_prior = np.zeros((len(res) - 2 * n, npar))
+        if free_shape:
+            j_prior[np.arange(k), 7 + np.arange(k)] = np.sqrt(cfg.identity_prior)
+            j_prior[k + np.arange(e), 7 + k + np.arange(e)] = np.sqrt(cfg.expression_l2)
+            if e and len(sp):
+                rows = k + e + np.arange(len(sp))
+                j_prior[rows, 7 + k + sp[:, 0]] = np.sqrt(cfg.symmetry_weight)
+                j_prior[rows, 7 + k + sp[:, 1]] = -np.sqrt(cfg.symmetry_weight)
+        j_prior[-1, 6] = np.sqrt(cfg.focal_prior)
+        return cost, res, uv, np.concatenate([j_lm, j_prior])
+
+    def robust_weights(self, uv, rot):
+        """The base weights times Huber's on each landmark's reprojection distance, with the
+        far-side contour faded out as the head turns away (its landmarks are guesses then)."""
+        hf, cfg = self.fitter, self.fitter.config
+        huber = cfg.huber_sigmas
+        d = np.hypot(*((uv - self.obs) * self.scale).T)
+        w = self.base_w * np.where(d <= huber, 1.0, huber / np.maximum(d, 1e-12))
+        yaw = yaw_of(rot)
+        if len(hf.lines.rows):
+            r = hf.lines.rows
+            far = hf.lines.side * np.sign(yaw) < 0
+            fade = np.clip(1 - abs(yaw) / cfg.far_contour_zero_deg, 0.05, 1.0)
+            w[r[far]] *= fade
+        return w
+
+    def apply_step(self, state, step, free_shape):
+        """The state moved by `step` (rotation on the manifold, expression kept in [0, 1])."""
+        k = self.fitter.k
+        rot, trans, log_f, alpha, beta = state
+        rot = so3_exp(step[:3]) @ rot
+        trans = trans + step[3:6]
+        log_f = log_f + step[6]
+        if free_shape:
+            alpha = alpha + step[7:7 + k]
+            beta = np.clip(beta + step[7 + k:], 0.0, 1.0)
+        return rot, trans, log_f, alpha, beta
