@@ -336,6 +336,7 @@ class Client:
         self._by_request: dict[str, JobHandle] = {}         # submit/fetch msg_id -> handle
         self._replies: dict[str, Message | ProtocolError] = {}   # blocking requests
         self._waiting: set[str] = set()
+        self._reply_ready = False                          # poll(): a request()'s reply came
         self._events: collections.deque[Event] = collections.deque()
         self._outbox: collections.deque[Message] = collections.deque()
         self._own_ctx = context is None
@@ -539,11 +540,14 @@ class Client:
         if self.state == "closed":
             return []
         end = time.monotonic() + max(0.0, timeout_s)
+        self._reply_ready = False
         while True:
             now = time.monotonic()
             self._housekeeping(now)
             self._drain()
-            if self._events or now >= end:
+            # a reply that a blocking request() waits for ends the wait too, even one that
+            # makes no event (pong): request(ping) took the whole poll timeout (250 ms) before
+            if self._events or self._reply_ready or now >= end:
                 break
             wait = min(end - now, max(0.0, self._next_ping - now), 0.25)
             if self._chan is not None:
@@ -685,6 +689,7 @@ class Client:
         self._alive(mark_connected=not refused)
         if msg.parent_id in self._waiting:
             self._replies[msg.parent_id] = msg
+            self._reply_ready = True
         if t == "ping":
             self._send(msg.reply("pong", {"heartbeat_s": self.config.heartbeat_s},
                                  session=self.session))

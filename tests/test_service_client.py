@@ -154,3 +154,18 @@ def test_an_oversized_part_is_dropped_without_buffering_it():
         assert c2.recv_until(("pong",), timeout_s=5)
         assert st.server.counters["received"] == 1     # only the ping reached the loop
         c.close(), c2.close()
+
+
+def test_a_request_returns_as_soon_as_its_reply_arrives(server):
+    """request() of a message whose reply makes no event (ping -> pong) returned only when
+    poll()'s 0.25 s wait ran out (issue 19, 'Fast': every blocking round trip took 250 ms)."""
+    with Client(server.endpoint, key=KEY) as c:
+        c.wait_connected(10)
+        c.request(messages.ping(1.0, c.session))            # warm
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            reply = c.request(messages.ping(1.0, c.session), timeout_s=5)
+            times.append(time.perf_counter() - t0)
+            assert reply.msg_type == "pong"
+    assert min(times) < 0.1, times          # was 0.25 s each (the poll timeout)
