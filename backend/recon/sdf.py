@@ -373,8 +373,7 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     gen = np.random.default_rng(config.seed)
     lo, hi = (np.asarray(b, np.float32) for b in box)
     net = SDFNetwork(config, lo, hi).to(dev)
-    lo_t, hi_t = torch.tensor(lo, device=dev), torch.tensor(hi, device=dev)
-    times, losses = {}, []
+    times = {}
     t0 = time.perf_counter()
 
     # 1. the field starts as the given SDF (template's); the network learns the difference
@@ -383,6 +382,38 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     sink.progress(STAGE, 0.05, "SDF initialised from the template")
 
     # 2. NeuS optimisation against the views
+    rays = _training_rays(views, lo, hi, init_sdf, ignore)
+    if ignore is not None:
+        times["ignore"] = time.perf_counter() - t0 - times["init"]
+    # put the rays on the device once (the CPU path keeps them in host memory)
+    rays = tuple(torch.tensor(r, device=dev) for r in rays)
+    opt = _optimizer(net, config)
+    t1 = time.perf_counter()
+    losses = _optimise(net, opt, rays, lo, hi, gen, config, sink, cancel)
+    times["optimise"] = time.perf_counter() - t1
+
+    # 3. extract; the safeguard keeps the initial surface when the views say training hurt
+    t2 = time.perf_counter()
+    cancel.raise_if_cancelled()
+    field_, origin, voxel = sample_grid(net, lo, hi, config.mesh_resolution, dev)
+    kept, scores = "trained", {}
+    if config.safeguard:
+        mesh, field_, kept, scores = _safeguarded_mesh(field_, origin, voxel, init_sdf, views,
+                                                       lo, hi, config, trim, cancel)
+    else:
+        mesh = field_to_mesh(field_, origin, voxel, config.meshing, trim=trim)
+    times["mesh"] = time.perf_counter() - t2
+    sink.progress(STAGE, 1.0, "surface extracted" + (
+        " (training did not improve on the template's surface: kept that)"
+        if kept == "initial" else ""))
+    return SDFResult(mesh=mesh, network=net, field=field_, origin=origin, voxel=voxel,
+                     timings_s=times, losses=losses, kept=kept, scores=scores)
+
+
+def _training_rays(views: list[View], lo: np.ndarray, hi: np.ndarray, init_sdf, ignore
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The views' pixel rays (origins, directions, colours, mask values) that cross the box,
+    less those `ignore` leaves out (judged where they meet the initial surface)."""
     o_all, d_all, c_all, m_all = _all_rays(views)
     near, far, hit = ray_box(torch.tensor(o_all), torch.tensor(d_all), torch.tensor(lo),
                              torch.tensor(hi))
@@ -391,11 +422,12 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
     if ignore is not None:
         use = ~np.asarray(ignore(ray_anchors(init_sdf, o_all, d_all, lo, hi)), bool)
         o_all, d_all, c_all, m_all = o_all[use], d_all[use], c_all[use], m_all[use]
-        times["ignore"] = time.perf_counter() - t0 - times["init"]
-    # put the rays on the device once (the CPU path keeps them in host memory)
-    o_t, d_t = torch.tensor(o_all, device=dev), torch.tensor(d_all, device=dev)
-    c_t, m_t = torch.tensor(c_all, device=dev), torch.tensor(m_all, device=dev)
-    geo_scale = float(config.geometry_lr_scale)
+    return o_all, d_all, c_all, m_all
+
+
+def _optimizer(net: SDFNetwork, config: SDFConfig) -> torch.optim.Adam:
+    """Adam over the hash grid, the SDF MLP, the colour MLP and the NeuS sharpness; each group
+    keeps its `base_lr` and whether it is geometry (`geo`) for the schedule."""
     groups = [
         {"params": list(net.grid.parameters()), "lr": config.lr_grid, "geo": True},
         {"params": list(net.sdf_mlp.parameters()), "lr": config.lr_mlp, "geo": True},
@@ -403,25 +435,27 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         {"params": [net.log_inv_s], "lr": config.lr_mlp, "geo": True}]
     for g in groups:
         g["base_lr"] = g["lr"]
-    opt = torch.optim.Adam(groups, eps=1e-15)
-    t1 = time.perf_counter()
+    return torch.optim.Adam(groups, eps=1e-15)
+
+
+def _optimise(net: SDFNetwork, opt: torch.optim.Adam, rays: tuple, lo: np.ndarray,
+              hi: np.ndarray, gen: np.random.Generator, config: SDFConfig, sink: ProgressSink,
+              cancel: CancelToken) -> list[float]:
+    """`config.iterations` steps on random batches of `rays` (device tensors) under the
+    learning-rate schedule (`_lr_factors`; geometry frozen during the colour warm-up).
+    Returns the loss of each step."""
+    dev = rays[0].device
+    lo_t, hi_t = torch.tensor(lo, device=dev), torch.tensor(hi, device=dev)
+    o_t, d_t, c_t, m_t = rays
+    geo_scale = float(config.geometry_lr_scale)
+    losses = []
     for it in range(config.iterations):
         cancel.raise_if_cancelled()
         geo_f, col_f = _lr_factors(it, config)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * (geo_f * geo_scale if g["geo"] else col_f)
-        idx = torch.tensor(gen.integers(0, len(o_all), config.rays_per_batch), device=dev)
-        out = render_rays(net, o_t[idx], d_t[idx], config.samples_per_ray, lo_t, hi_t,
-                          color_geometry_weight=config.color_geometry_weight)
-        mask = m_t[idx]
-        op = out["opacity"].clamp(1e-4, 1 - 1e-4)
-        l_col = (out["rgb"] - c_t[idx]).abs().mean()
-        l_mask = F.binary_cross_entropy(op, mask)
-        em = out["eikonal_mask"].float()
-        l_eik = (((out["gradients"].norm(dim=-1) - 1) ** 2) * em).sum() / em.sum().clamp_min(1)
-        loss = l_col + config.mask_weight * l_mask + config.eikonal_weight * l_eik
-        if config.offset_weight:
-            loss = loss + config.offset_weight * out["offset"].abs().mean() * 1e3
+        idx = torch.tensor(gen.integers(0, len(o_t), config.rays_per_batch), device=dev)
+        loss = _batch_loss(net, o_t[idx], d_t[idx], c_t[idx], m_t[idx], lo_t, hi_t, config)
         opt.zero_grad()
         loss.backward()
         if geo_f == 0.0:                      # geometry waits until colours make sense
@@ -434,49 +468,62 @@ def train_sdf(views: list[View], box: tuple[np.ndarray, np.ndarray],
         if (it + 1) % config.progress_every == 0 or it + 1 == config.iterations:
             sink.progress(STAGE, 0.05 + 0.8 * (it + 1) / config.iterations,
                           f"SDF iteration {it + 1}/{config.iterations}")
-    times["optimise"] = time.perf_counter() - t1
+    return losses
 
-    # 3. extract; the safeguard keeps the initial surface when the views say training hurt
-    t2 = time.perf_counter()
-    cancel.raise_if_cancelled()
-    field_, origin, voxel = sample_grid(net, lo, hi, config.mesh_resolution, dev)
+
+def _batch_loss(net: SDFNetwork, o: torch.Tensor, d: torch.Tensor, colours: torch.Tensor,
+                mask: torch.Tensor, lo_t: torch.Tensor, hi_t: torch.Tensor,
+                config: SDFConfig) -> torch.Tensor:
+    """The loss on one batch of rays: colour (L1) + mask (BCE on the rendered opacity) +
+    eikonal, and the optional L1 on the learned offset."""
+    out = render_rays(net, o, d, config.samples_per_ray, lo_t, hi_t,
+                      color_geometry_weight=config.color_geometry_weight)
+    op = out["opacity"].clamp(1e-4, 1 - 1e-4)
+    l_col = (out["rgb"] - colours).abs().mean()
+    l_mask = F.binary_cross_entropy(op, mask)
+    em = out["eikonal_mask"].float()
+    l_eik = (((out["gradients"].norm(dim=-1) - 1) ** 2) * em).sum() / em.sum().clamp_min(1)
+    loss = l_col + config.mask_weight * l_mask + config.eikonal_weight * l_eik
+    if config.offset_weight:
+        loss = loss + config.offset_weight * out["offset"].abs().mean() * 1e3
+    return loss
+
+
+def _safeguarded_mesh(field_: np.ndarray, origin: np.ndarray, voxel: float, init_sdf,
+                      views: list[View], lo: np.ndarray, hi: np.ndarray, config: SDFConfig,
+                      trim, cancel: CancelToken) -> tuple[SurfaceMesh, np.ndarray, str, dict]:
+    """The trained field's surface, or the initial field's where training emptied the field
+    or the views score the initial surface better (by `safeguard_tolerance`). Returns (mesh
+    with UVs, its field, "trained" | "initial", the view_consistency scores)."""
     kept, scores = "trained", {}
-    if config.safeguard:
-        try:
-            trained = field_to_mesh(field_, origin, voxel, config.meshing, with_uvs=False,
-                                    trim=trim)
-        except ValueError:                  # training emptied the field: keep the initial one
-            trained = None
-        init_field, _, _ = sample_grid(init_sdf, lo, hi, config.mesh_resolution, dev)
-        try:
-            initial = field_to_mesh(init_field, origin, voxel, config.meshing, with_uvs=False,
-                                    trim=trim)
-        except ValueError:                  # the initial field has no surface: nothing to keep
-            initial = None
-        cancel.raise_if_cancelled()
-        if trained is None and initial is None:
-            raise ValueError("the SDF has no zero crossing: nothing to mesh")
-        if trained is not None:
-            scores["trained"] = view_consistency(trained.vertices, trained.faces, views,
-                                                 config.safeguard_points, config.seed)
-        if trained is None:
+    try:
+        trained = field_to_mesh(field_, origin, voxel, config.meshing, with_uvs=False,
+                                trim=trim)
+    except ValueError:                  # training emptied the field: keep the initial one
+        trained = None
+    init_field, _, _ = sample_grid(init_sdf, lo, hi, config.mesh_resolution,
+                                   torch.device(config.device))
+    try:
+        initial = field_to_mesh(init_field, origin, voxel, config.meshing, with_uvs=False,
+                                trim=trim)
+    except ValueError:                  # the initial field has no surface: nothing to keep
+        initial = None
+    cancel.raise_if_cancelled()
+    if trained is None and initial is None:
+        raise ValueError("the SDF has no zero crossing: nothing to mesh")
+    if trained is not None:
+        scores["trained"] = view_consistency(trained.vertices, trained.faces, views,
+                                             config.safeguard_points, config.seed)
+    if trained is None:
+        kept, field_ = "initial", init_field
+    elif initial is not None:
+        scores["initial"] = view_consistency(initial.vertices, initial.faces, views,
+                                             config.safeguard_points, config.seed)
+        if scores["trained"]["score"] > (1 - config.safeguard_tolerance) \
+                * scores["initial"]["score"]:
             kept, field_ = "initial", init_field
-        elif initial is not None:
-            scores["initial"] = view_consistency(initial.vertices, initial.faces, views,
-                                                 config.safeguard_points, config.seed)
-            if scores["trained"]["score"] > (1 - config.safeguard_tolerance) \
-                    * scores["initial"]["score"]:
-                kept, field_ = "initial", init_field
-        chosen = trained if kept == "trained" else initial
-        mesh = atlas_uvs(chosen.vertices, chosen.faces, config.meshing)
-    else:
-        mesh = field_to_mesh(field_, origin, voxel, config.meshing, trim=trim)
-    times["mesh"] = time.perf_counter() - t2
-    sink.progress(STAGE, 1.0, "surface extracted" + (
-        " (training did not improve on the template's surface: kept that)"
-        if kept == "initial" else ""))
-    return SDFResult(mesh=mesh, network=net, field=field_, origin=origin, voxel=voxel,
-                     timings_s=times, losses=losses, kept=kept, scores=scores)
+    chosen = trained if kept == "trained" else initial
+    return atlas_uvs(chosen.vertices, chosen.faces, config.meshing), field_, kept, scores
 
 
 def _lr_factors(it: int, config: SDFConfig) -> tuple[float, float]:
