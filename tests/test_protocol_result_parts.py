@@ -447,3 +447,25 @@ def test_result_with_parts_carries_no_buffer_and_needs_size_and_sha256():
     messages.validate(Message("result", {"job_id": "j1", "sidecar": {}}, [b"glb"]), "to_client")
     with pytest.raises(ProtocolError):       # a server type: never sent to a server
         messages.validate(Message("result_part", _part(), [b"1"]), "to_server")
+
+
+def test_only_result_parts_are_hashed_on_worker_threads():
+    """Pieces of a result in parts are hashed on the client's workers (each while the next
+    arrives); a large message that comes whole is hashed by decode on the receiving thread,
+    which measured faster than handing it to a worker and waiting for it (issue 19). Both
+    are verified: the GLB is the workload's exact bytes."""
+    big_part = 512 << 10
+    size = 3 * big_part + 999
+    w = SyntheticWorkload(steps=2, step_s=0.001, result_bytes=size)
+    for min_bytes, parts in ((0, True), (size + 1, False)):
+        with ServerThread(w, key=KEY, heartbeat_s=0.5, client_timeout_s=5,
+                          result_part_bytes=big_part, result_parts_min_bytes=min_bytes) as st:
+            with Client(st.endpoint, key=KEY) as client:
+                hashed = []
+                real = client._codec.buffer_digests
+                client._codec.buffer_digests = lambda f: hashed.append(len(f)) or real(f)
+                image = photo(7 if parts else 8)
+                r = client.run_job(image, deadline_s=30)
+                assert r.glb == expected_result(image, size)
+                # (the 999-byte last piece is small enough to hash inline)
+                assert len(hashed) == (3 if parts else 0), (parts, hashed)
