@@ -178,10 +178,14 @@ def test_no_tone_break_between_projected_and_filled(small_ict, fill_data_weight,
         assert border > inside + 5.0, (border, inside)      # measured 11.2
 
 
-@pytest.mark.parametrize("hair_rgb", [(0.12, 0.08, 0.06), None])
-def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb):
-    """A dark-haired head seen from the front: the back of the head, which the photo never
-    saw, is hair-coloured; a bald head's stays skin."""
+@pytest.mark.parametrize("hair_rgb,is_hair", [((0.12, 0.08, 0.06), True),   # dark hair
+                                             ((0.58, 0.50, 0.34), True),   # light brown
+                                             ((0.74, 0.62, 0.56), False),  # a greyish bald scalp
+                                             (None, False)])               # bald
+def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb, is_hair):
+    """A haired head seen from the front: the back of the head, which the photo never saw,
+    is hair-coloured, light brown hair (as bright as the skin, yellower) included; a bald
+    head's stays skin, a scalp a little greyer than the face too."""
     from gen3dface.backend.texture.bake import scalp_vertices
 
     m = small_ict
@@ -204,12 +208,12 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb):
     rows, cols = baker.texel_rc
     assert res.confidence[rows[back], cols[back]].max() < 0.05      # truly unseen
     got = res.texture[rows[back], cols[back]].astype(np.float64).mean(0) / 255.0
-    want = np.asarray(hair_rgb if hair_rgb is not None else skin)
+    want = np.asarray(hair_rgb if is_hair else skin)
     assert np.abs(got - want).max() < 0.12, (got, want)
     # hair shows streaks (hair.py), a bald head's skin stays smooth
     spread = res.texture[rows[back], cols[back]].astype(np.float64).mean(1).std()
     print("back of the head: grey-level spread", spread)
-    if hair_rgb is not None:
+    if is_hair:
         assert spread > 0.8, spread                        # measured 1.1
     else:
         assert spread < 0.3, spread                        # measured 0.0
