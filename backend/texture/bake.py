@@ -262,6 +262,10 @@ class TextureBaker:
         self.texel_tri = self.raster.tri[cov].astype(np.int64)
         self.texel_bary = self.raster.bary[cov]                    # (M, 3) float32
         self.skin_vertices = np.unique(self.layout.tri_vertices)
+        # the skin's edges (rows into skin_vertices), for the fill's leak distance
+        t = np.searchsorted(self.skin_vertices, self.layout.tri_vertices)
+        e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+        self.skin_edges = np.unique(np.sort(e, 1), axis=0)
         # Occluders: skin plus eyeballs (so eyelid texels behind an eyeball are not painted).
         eye_mask = model.polygon_mask(*eye_groups(model))
         eye_tris = model.triangles(eye_mask)[0] if eye_mask.any() else np.zeros((0, 3), int)
@@ -339,15 +343,7 @@ class TextureBaker:
         import scipy.sparse as sp
         from scipy.sparse.csgraph import dijkstra
 
-        sv = self.skin_vertices
-        if getattr(self, "_skin_edges", None) is None:
-            local = np.full(len(self.model.vertices), -1, np.int64)
-            local[sv] = np.arange(len(sv))
-            t = local[self.layout.tri_vertices]
-            e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
-            e = np.unique(np.sort(e[(e >= 0).all(1)], 1), axis=0)
-            self._skin_edges = e
-        e = self._skin_edges
+        sv, e = self.skin_vertices, self.skin_edges
         p = np.asarray(verts, np.float64)[sv]
         length = np.linalg.norm(p[e[:, 0]] - p[e[:, 1]], axis=1) + 1e-9
         g = sp.coo_matrix((length, (e[:, 0], e[:, 1])), shape=(len(sv), len(sv))).tocsr()
