@@ -398,15 +398,45 @@ class TextureBaker:
         normals = vertex_normals(verts, self.layout.tri_vertices).astype(np.float32)
         occ = _Occluder(verts, self.occluder_tris)
         verts = verts.astype(np.float32)
-        n_tex = len(self.texel_tri)
-        col = np.zeros((n_tex, 3), np.float32)
-        w = np.zeros(n_tex, np.float64)
         check()
-        cand = np.flatnonzero(self._facing(verts, normals, views)[self.texel_tri])
+        scene = _Scene(verts, normals, views, occ, check)
         times["setup"] = time.perf_counter() - t0
         check()
 
         t0 = time.perf_counter()
+        direct, t_light = self._project_direct(scene, delight, report)
+        per_vertex = self._project_vertices(scene, direct.light)
+        mirrored = self._project_mirrored(scene, direct, per_vertex, report)
+        times["project"] = time.perf_counter() - t0
+        times["delight"] = t_light          # the estimate and the division of the direct layer
+
+        t0 = time.perf_counter()
+        check()
+        report(0.75, "filling unseen texels")
+        fill, skin, hair = self._fill(verts, per_vertex)
+        check()
+        tex, conf_img, seen_w = self._compose(direct, mirrored, fill, check)
+        if hair is not None and self.hair_pattern is not None:   # streaks where unseen
+            self._streak_hair(tex, seen_w, hair, skin)
+        report(0.9, "padding the UV islands")
+        texture = self._finish(tex, check)
+        times["fill"] = time.perf_counter() - t0
+        check()
+        return BakeResult(
+            texture=texture, confidence=conf_img, layout=self.layout,
+            seen_fraction=float((seen_w > 0).mean()) if len(direct.weight) else 0.0,
+            skin_rgb=tuple(float(c) for c in skin), timings_s=times, lighting=direct.light)
+
+    # --- the bake's steps -------------------------------------------------------------------
+
+    def _project_direct(self, scene: "_Scene", delight: bool, report):
+        """The views' own colour per texel (the top layer), de-lit when asked; returns the
+        layer and the seconds the lighting took."""
+        cfg = self.config
+        n_tex = len(self.texel_tri)
+        col = np.zeros((n_tex, 3), np.float32)
+        w = np.zeros(n_tex, np.float64)
+        cand = np.flatnonzero(self._facing(scene.verts, scene.normals, scene.views)[self.texel_tri])
         nrm_c = np.zeros((len(cand), 3), np.float32) if delight else None
 
         def store_direct(idx, c, ww, nrm):
@@ -414,62 +444,80 @@ class TextureBaker:
             if nrm_c is not None:
                 nrm_c[np.searchsorted(cand, idx)] = nrm
 
-        self._sample_texels(verts, normals, views, occ, cand, None, check,
-                            lambda f: report(0.5 * f, "projecting the views"), store_direct)
+        self._sample_texels(scene.verts, scene.normals, scene.views, scene.occ, cand, None,
+                            scene.check, lambda f: report(0.5 * f, "projecting the views"),
+                            store_direct)
         conf = _smooth_confidence(w, cfg.full_confidence)
         light, t_light = None, time.perf_counter()
         if delight:
-            check()
-            light = self._estimate_light(verts, normals, views, occ, cand, col, w, nrm_c, check)
+            scene.check()
+            light = self._estimate_light(scene.verts, scene.normals, scene.views, scene.occ,
+                                         cand, col, w, nrm_c, scene.check)
             if light is not None:
                 col[cand] = light.albedo(col[cand], nrm_c)
-            del nrm_c
-        t_light = time.perf_counter() - t_light
+        return _DirectLayer(col, w, conf, light), time.perf_counter() - t_light
+
+    def _project_vertices(self, scene: "_Scene", light) -> "_VertexSamples":
+        """The views' colour at each skin vertex (what the fill keeps where seen)."""
         sv = self.skin_vertices
-        vcol, vw = sample_views(views, verts[sv], normals[sv], occ, cfg, check)
+        vcol, vw = sample_views(scene.views, scene.verts[sv], scene.normals[sv], scene.occ,
+                                self.config, scene.check)
         if light is not None:
-            vcol = light.albedo(vcol, normals[sv])
-        # The mirror twin's colour, for what the views saw too little of: a separate layer
-        # under the direct one (blended by the direct confidence), never mixed into a texel
-        # the views saw well.
-        mcol = mconf = None
-        if self.mirror is not None:
-            check()
-            facing_m = self._facing(verts, normals, views, self.mirror)[self.texel_tri]
-            need = np.flatnonzero((conf < 1.0) & facing_m)
-            mcol = np.zeros((len(need), 3), np.float32)
-            mw = np.zeros(len(need), np.float64)
-            slot = np.full(n_tex, -1, np.int64)
-            slot[need] = np.arange(len(need))
-            check()
+            vcol = light.albedo(vcol, scene.normals[sv])
+        return _VertexSamples(vcol, vw)
 
-            def store_mirrored(idx, mc, ww, nrm):
-                # de-lit at the twin's normal, where the photo saw it: no mirrored shadow
-                if light is not None:
-                    mc = light.albedo(mc, nrm)
-                mcol[slot[idx]], mw[slot[idx]] = mc, ww * cfg.mirror_weight
-
-            self._sample_texels(verts, normals, views, occ, need, self.mirror, check,
-                                lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
-                                store_mirrored)
-            mconf = _smooth_confidence(mw, cfg.full_confidence)
-            mv = self.mirror[sv]
-            vneed = vw < cfg.full_confidence
-            mvc, mvw = sample_views(views, verts[mv[vneed]], normals[mv[vneed]], occ, cfg, check)
-            if light is not None:
-                mvc = light.albedo(mvc, normals[mv[vneed]])
-            mvw *= cfg.mirror_weight
-            tot = vw[vneed] + mvw
-            vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
-                                    tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
-            vw[vneed] = tot
-        times["project"] = time.perf_counter() - t0
-        times["delight"] = t_light          # the estimate and the division of the direct layer
-
-        t0 = time.perf_counter()
+    def _project_mirrored(self, scene: "_Scene", direct: "_DirectLayer",
+                          per_vertex: "_VertexSamples", report) -> "_MirrorLayer | None":
+        """The mirror twin's colour, for what the views saw too little of: a separate layer
+        under the direct one (blended by the direct confidence), never mixed into a texel the
+        views saw well. The vertices the views saw too little of take their twin's colour
+        into `per_vertex` as well (for the fill). None without a mirror map."""
+        if self.mirror is None:
+            return None
+        cfg, check, light = self.config, scene.check, direct.light
+        verts, normals = scene.verts, scene.normals
+        n_tex = len(self.texel_tri)
         check()
-        report(0.75, "filling unseen texels")
-        vconf = np.clip(vw / cfg.full_confidence, 0.0, 1.0)
+        facing_m = self._facing(verts, normals, scene.views, self.mirror)[self.texel_tri]
+        need = np.flatnonzero((direct.conf < 1.0) & facing_m)
+        mcol = np.zeros((len(need), 3), np.float32)
+        mw = np.zeros(len(need), np.float64)
+        slot = np.full(n_tex, -1, np.int64)
+        slot[need] = np.arange(len(need))
+        check()
+
+        def store_mirrored(idx, mc, ww, nrm):
+            # de-lit at the twin's normal, where the photo saw it: no mirrored shadow
+            if light is not None:
+                mc = light.albedo(mc, nrm)
+            mcol[slot[idx]], mw[slot[idx]] = mc, ww * cfg.mirror_weight
+
+        self._sample_texels(verts, normals, scene.views, scene.occ, need, self.mirror, check,
+                            lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
+                            store_mirrored)
+        mconf = _smooth_confidence(mw, cfg.full_confidence)
+        sv = self.skin_vertices
+        vcol, vw = per_vertex.colour, per_vertex.weight
+        mv = self.mirror[sv]
+        vneed = vw < cfg.full_confidence
+        mvc, mvw = sample_views(scene.views, verts[mv[vneed]], normals[mv[vneed]], scene.occ,
+                                cfg, check)
+        if light is not None:
+            mvc = light.albedo(mvc, normals[mv[vneed]])
+        mvw *= cfg.mirror_weight
+        tot = vw[vneed] + mvw
+        vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
+                                tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
+        vw[vneed] = tot
+        return _MirrorLayer(need, slot, mcol, mconf)
+
+    def _fill(self, verts: np.ndarray, per_vertex: "_VertexSamples"):
+        """The smooth fill solved on the skin's vertices (fill.mesh_fill_colors), with the
+        scalp's prior the seen hair colour when there is hair; returns (per-vertex fill
+        colours, the skin tone, the hair colour or None)."""
+        cfg, sv = self.config, self.skin_vertices
+        vcol = per_vertex.colour
+        vconf = np.clip(per_vertex.weight / cfg.full_confidence, 0.0, 1.0)
         priors = dict(self.vertex_region_priors)
         hair = None
         if self.scalp is not None:
@@ -479,17 +527,22 @@ class TextureBaker:
         fill, skin = mesh_fill_colors(sv, self.layout.tri_vertices, vcol, vconf,
                                       len(verts), cfg.fill_data_weight,
                                       self._prior_weights(verts, vconf), priors)
-        fill = fill.astype(np.float32)
-        check()
-        # Layers, top to bottom: direct (conf), mirrored (mconf), the mesh fill; seen_w is how
-        # much of a texel the two photo layers decide.
+        return fill.astype(np.float32), skin, hair
+
+    def _compose(self, direct: "_DirectLayer", mirrored: "_MirrorLayer | None",
+                 fill: np.ndarray, check):
+        """The atlas (h, w, 3) float32 from the layers, top to bottom: direct (its
+        confidence), mirrored (its confidence), the mesh fill; also the direct confidence as
+        an image and seen_w, how much of each texel the two photo layers decide."""
+        conf, col = direct.conf, direct.colour
         seen_w = conf.copy()
-        if mcol is not None:
-            seen_w[need] = 1.0 - (1.0 - conf[need]) * (1.0 - mconf)
+        if mirrored is not None:
+            seen_w[mirrored.need] = 1.0 - (1.0 - conf[mirrored.need]) * (1.0 - mirrored.conf)
         h, wid = self.raster.shape
         tex = np.zeros((h, wid, 3), np.float32)
         conf_img = np.zeros((h, wid), np.float32)
         rows, cols = self.texel_rc
+        n_tex = len(self.texel_tri)
         step = 4 * CHUNK_TEXELS
         for s in range(0, n_tex, step):
             check()
@@ -497,40 +550,73 @@ class TextureBaker:
             tv = self.layout.tri_vertices[self.texel_tri[sl]]
             o = _interpolate(fill, tv, self.texel_bary[sl])
             top = conf[sl, None]
-            if mcol is not None:
-                k = slot[sl]
+            if mirrored is not None:
+                k = mirrored.slot[sl]
                 has = k >= 0
                 under = o.copy()
-                mc = mconf[k[has], None]
-                under[has] = mc * mcol[k[has]] + (1 - mc) * o[has]
+                mc = mirrored.conf[k[has], None]
+                under[has] = mc * mirrored.colour[k[has]] + (1 - mc) * o[has]
                 o = under + top * (col[sl] - under)
             else:
                 o = o + top * (col[sl] - o)
             tex[rows[sl], cols[sl]] = o
             conf_img[rows[sl], cols[sl]] = conf[sl]
-        del col
-        if hair is not None and self.hair_pattern is not None:   # streaks where unseen
-            from .hair import HairPatternConfig, shade_hair
+        return tex, conf_img, seen_w
 
-            st = self.scalp_texels
-            r_, c_ = rows[st], cols[st]
-            o = tex[r_, c_]
-            # as strong as the texel is unseen and hair-coloured (fading out where the fill
-            # turns to skin at the hairline and nape)
-            span = max(float(np.linalg.norm(np.asarray(skin) - hair)), 1e-3)
-            hairness = np.clip(1.0 - np.linalg.norm(o - hair, axis=1) / span, 0.0, 1.0)
-            tex[r_, c_] = shade_hair(o, self.hair_pattern, (1.0 - seen_w[st]) * hairness,
-                                     HairPatternConfig().amount)
-        report(0.9, "padding the UV islands")
+    def _streak_hair(self, tex: np.ndarray, seen_w: np.ndarray, hair, skin) -> None:
+        """Streaks (hair.py) on the unseen scalp texels of `tex`, in place: as strong as the
+        texel is unseen and hair-coloured (fading out where the fill turns to skin at the
+        hairline and nape)."""
+        from .hair import HairPatternConfig, shade_hair
+
+        st = self.scalp_texels
+        rows, cols = self.texel_rc
+        r_, c_ = rows[st], cols[st]
+        o = tex[r_, c_]
+        span = max(float(np.linalg.norm(np.asarray(skin) - hair)), 1e-3)
+        hairness = np.clip(1.0 - np.linalg.norm(o - hair, axis=1) / span, 0.0, 1.0)
+        tex[r_, c_] = shade_hair(o, self.hair_pattern, (1.0 - seen_w[st]) * hairness,
+                                 HairPatternConfig().amount)
+
+    def _finish(self, tex: np.ndarray, check) -> np.ndarray:
+        """Pad the UV islands and quantise: the (h, w, 3) uint8 texture."""
+        h, wid = self.raster.shape
         tex = nearest_fill_outside(tex, self.raster.covered, check=check)
         texture = np.empty((h, wid, 3), np.uint8)
         for r in range(0, h, ROWS_PER_STEP):
             check()
             texture[r:r + ROWS_PER_STEP] = np.clip(tex[r:r + ROWS_PER_STEP] * 255.0 + 0.5, 0, 255)
-        del tex
-        times["fill"] = time.perf_counter() - t0
-        check()
-        return BakeResult(
-            texture=texture, confidence=conf_img, layout=self.layout,
-            seen_fraction=float((seen_w > 0).mean()) if len(w) else 0.0,
-            skin_rgb=tuple(float(c) for c in skin), timings_s=times, lighting=light)
+        return texture
+
+
+@dataclass
+class _Scene:
+    """What every step of one bake samples: the posed mesh, its normals, the views, the
+    occluder and the cancel check."""
+    verts: np.ndarray                 # (N, 3) float32, head frame
+    normals: np.ndarray               # (N, 3) float32
+    views: Sequence[View]
+    occ: _Occluder
+    check: Callable[[], None]
+
+
+@dataclass
+class _DirectLayer:
+    colour: np.ndarray                # (M, 3) float32 per texel
+    weight: np.ndarray                # (M,) accumulated view weight
+    conf: np.ndarray                  # (M,) smoothstep confidence
+    light: Any = None                 # delight.Lighting divided out, or None
+
+
+@dataclass
+class _VertexSamples:
+    colour: np.ndarray                # (S, 3) per skin vertex (mirror twin where unseen)
+    weight: np.ndarray                # (S,)
+
+
+@dataclass
+class _MirrorLayer:
+    need: np.ndarray                  # texels the layer covers
+    slot: np.ndarray                  # (M,) texel -> row in colour/conf, -1 if not covered
+    colour: np.ndarray                # (len(need), 3)
+    conf: np.ndarray                  # (len(need),)
