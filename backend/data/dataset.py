@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..camera import PinholeCamera
 from .format import (DatasetIndex, IdentityRecord, PriorMesh, PruningManifest, ViewRecord,
-                     intrinsics_matrix, load_rgba, read_dataset)
+                     load_rgba, read_dataset)
 
 TARGET_SAMPLING = ("random", "spread")
 
@@ -71,7 +72,7 @@ def crop_resize(rgba: np.ndarray, intr, size: int):
     crop = rgba[y0:y0 + s, x0:x0 + s]
     if s != size:
         crop = np.asarray(Image.fromarray(crop, "RGBA").resize((size, size), Image.BILINEAR))
-    k = intrinsics_matrix(intr).astype(np.float64)
+    k = PinholeCamera.from_intrinsics(np.eye(4), intr).K
     k[0, 2] -= x0
     k[1, 2] -= y0
     k[:2] *= size / s

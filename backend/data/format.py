@@ -88,10 +88,6 @@ def orbit_w2c(azimuth_deg: float, elevation_deg: float, radius_m: float,
                       np.float64)
 
 
-def intrinsics_matrix(intr: "ViewIntrinsics") -> np.ndarray:
-    return np.array([[intr.fx, 0.0, intr.cx], [0.0, intr.fy, intr.cy], [0.0, 0.0, 1.0]])
-
-
 # ----------------------------------------------------------------------------- records
 class ViewIntrinsics(Intrinsics):
     """A view's pixel intrinsics: the protocol's (`protocol.cameras.Intrinsics`, validated on
