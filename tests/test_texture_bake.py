@@ -217,3 +217,71 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb, is_hair):
         assert spread > 0.8, spread                        # measured 1.1
     else:
         assert spread < 0.3, spread                        # measured 0.0
+
+
+@pytest.mark.parametrize("tone_match,expect_clean", [(True, True), (False, False)])
+def test_mirrored_fill_meets_the_seen_tone(small_ict, tone_match, expect_clean):
+    """A head lit from one side (its skin darkens steadily from -x to +x), photographed from
+    the front with an occluder over the darker +x cheek (the photo's pixels there are not
+    usable, as under a hand). The mirror twin fills the cheek from the brighter -x side; with
+    the gradient-domain blend (TextureConfig.mirror_tone_match) the filled patch meets the
+    seen skin around it without a step, no steeper across the border than resampling makes
+    the seen skin. The control, the twin's colour as it is, steps at the border."""
+    import cv2
+
+    m = small_ict
+    baker = TextureBaker(m, TextureConfig(size=256, mirror_tone_match=tone_match))
+    lay = baker.layout
+    v = m.vertices.astype(np.float64)
+    from gen3dface.backend.geometry import vertex_normals
+
+    pts, nrm = baker._surface(v, vertex_normals(v, lay.tri_vertices), None,
+                              np.arange(len(baker.texel_tri)))
+    light = np.clip(1.0 - 0.5 * (pts[:, 0] + 0.09) / 0.18, 0.45, 1.0)
+    truth = np.zeros(baker.raster.shape + (3,), np.float32)
+    truth[baker.texel_rc] = np.array([0.80, 0.60, 0.48]) * light[:, None]
+    truth = (nearest_fill_outside(truth, baker.raster.covered) * 255).astype(np.uint8)
+    w2c = np.asarray(orbit_w2c_in_head(0, 0, 0.7))
+    k = intrinsics_from_fov(320, 320, 28)
+    img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
+    # the occluder: the photo's pixels over the +x cheek
+    pc = pts @ w2c[:3, :3].T + w2c[:3, 3]
+    u = k.fx * pc[:, 0] / pc[:, 2] + k.cx
+    vv = k.fy * pc[:, 1] / pc[:, 2] + k.cy
+    cheek = (pts[:, 0] > 0.03) & (pts[:, 0] < 0.06) & (pts[:, 1] > -0.04) & (pts[:, 1] < 0.0) \
+        & (pts[:, 2] > 0.0)
+    x0, x1 = np.percentile(u[cheek], [5, 95]).astype(int)
+    y0, y1 = np.percentile(vv[cheek], [5, 95]).astype(int)
+    mask = mask.astype(np.float32).copy()
+    mask[y0:y1, x0:x1] = 0.0
+    res = baker.bake(v, [View.posed(img, w2c, k, mask)])
+    # texels behind the occluder (inside the rectangle, facing the camera) and the seen skin
+    rows, cols = baker.texel_rc
+    centre = -(w2c[:3, :3].T @ w2c[:3, 3])
+    front = (np.einsum("ij,ij->i", nrm, centre - pts) > 0) & (pts[:, 2] > 0.0)
+    inside_rect = (u > x0 + 2) & (u < x1 - 2) & (vv > y0 + 2) & (vv < y1 - 2) & front
+    hole = np.zeros(baker.raster.shape, np.uint8)
+    hole[rows[inside_rect], cols[inside_rect]] = 1
+    assert res.confidence[hole > 0].max() < 0.05                  # truly not taken from the photo
+    face = np.zeros(baker.raster.shape, np.uint8)
+    face[rows[front & (np.abs(pts[:, 0]) < 0.07) & (np.abs(pts[:, 1]) < 0.06)],
+         cols[front & (np.abs(pts[:, 0]) < 0.07) & (np.abs(pts[:, 1]) < 0.06)]] = 1
+    seen = ((res.confidence > 0.95) & (face > 0)).astype(np.uint8)
+    ker = np.ones((5, 5), np.uint8)
+    border = (cv2.dilate(hole, ker) > 0) & (cv2.dilate(seen, ker) > 0) & (face > 0)
+    inner = (cv2.erode(seen, ker, iterations=2) > 0)
+    excess = _gradient(res.texture) - _gradient(truth)
+    at_border, in_seen = float(excess[border].mean()), float(excess[inner].mean())
+    # the filled patch's level against the truth (the twin is brighter by the light's slope)
+    level = float(np.abs(res.texture[hole > 0].astype(np.float64)
+                         - truth[hole > 0].astype(np.float64)).mean())
+    print(f"tone match {tone_match}: step at the border {at_border:.2f}, inside the seen skin "
+          f"{in_seen:.2f} grey levels/texel (n {int(border.sum())}); patch off the truth by "
+          f"{level:.1f} grey levels")
+    assert border.sum() > 100
+    if expect_clean:        # measured: step -0.08 against 0.01 inside, 6.2 grey levels off
+        assert at_border <= in_seen + 1.0, (at_border, in_seen)
+        assert level < 12.0, level
+    else:                   # measured: step 2.94, 40.1 grey levels off (the twin's brighter light)
+        assert at_border > in_seen + 2.0, (at_border, in_seen)
+        assert level > 25.0, level

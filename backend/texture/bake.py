@@ -15,7 +15,10 @@ texel of the atlas it finds the surface point and normal on the posed mesh, and 
 Each texel is composed of three layers, top to bottom, each blended by its confidence (a
 smoothstep of its accumulated weight): the views' own colour; the colour of its mirror twin
 (the point mirrored across x = 0 in the head frame, which ICT-FaceKit's topology maps vertex to
-vertex), only under what the views saw too little of; and a smooth fill solved on the mesh
+vertex), only under what the views saw too little of, shifted by a smooth offset so that it
+meets the views' own colour at their border (gradient-domain blending: a screened Poisson solve
+on the skin's vertex graph keeps the twin's detail and takes the seen side's level, so a cheek
+lit differently from its twin shows no step); and a smooth fill solved on the mesh
 (observed colours diffused over the vertex graph, so that its level meets the projected colour
 at the border of what was seen, and pulled toward the median skin tone far from it). Every
 blend is smooth, so there are no holes, hard seams or tone breaks; the view's foreground mask
@@ -91,6 +94,14 @@ class TextureConfig:
                                       # neck, 4.0: 0.009; test_texture_delight)
     delight: bool = False             # divide the photo's SH lighting out (delight.py): the
                                       # texture is an albedo; False keeps the photo's shading
+    mirror_tone_match: bool = True    # gradient-domain blend of the mirrored layer: a smooth
+                                      # offset (a screened Poisson solve on the skin) makes the
+                                      # mirror twin's colour meet the views' own at their
+                                      # border, so one side's light or tone does not step in
+    mirror_tone_decay: float = 0.025  # metres along the skin over which that offset fades
+    mirror_tone_chroma: float = 0.03  # chromaticity difference at which a border vertex and
+                                      # its twin count as different stuff (hair beside skin)
+    mirror_tone_max: float = 0.2      # the largest offset taken from one border vertex
 
     def __post_init__(self):
         if self.size not in (256, 512, 1024, 2048, 4096):
@@ -499,17 +510,83 @@ class TextureBaker:
         sv = self.skin_vertices
         vcol, vw = per_vertex.colour, per_vertex.weight
         mv = self.mirror[sv]
-        vneed = vw < cfg.full_confidence
-        mvc, mvw = sample_views(scene.views, verts[mv[vneed]], normals[mv[vneed]], scene.occ,
-                                cfg, check)
-        if light is not None:
-            mvc = light.albedo(mvc, normals[mv[vneed]])
-        mvw *= cfg.mirror_weight
+        if cfg.mirror_tone_match:       # every vertex's twin: the offset needs the border too
+            mvc, mvw = sample_views(scene.views, verts[mv], normals[mv], scene.occ, cfg, check)
+            if light is not None:
+                mvc = light.albedo(mvc, normals[mv])
+            offset = self._mirror_offset(verts, vcol, vw, mvc, mvw)
+            mvc += offset
+            tv = self.layout.tri_vertices[self.texel_tri[need]]
+            full = np.zeros((len(verts), 3), np.float32)
+            full[sv] = offset
+            mcol += _interpolate(full, tv, self.texel_bary[need])
+            vneed = vw < cfg.full_confidence
+            mvc, mvw = mvc[vneed], mvw[vneed]
+        else:
+            vneed = vw < cfg.full_confidence
+            mvc, mvw = sample_views(scene.views, verts[mv[vneed]], normals[mv[vneed]],
+                                    scene.occ, cfg, check)
+            if light is not None:
+                mvc = light.albedo(mvc, normals[mv[vneed]])
+        mvw = mvw * cfg.mirror_weight
         tot = vw[vneed] + mvw
         vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
                                 tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
         vw[vneed] = tot
         return _MirrorLayer(need, slot, mcol, mconf)
+
+    def _mirror_offset(self, verts, vcol, vw, mvc, mvw) -> np.ndarray:
+        """The gradient-domain blend of the mirrored layer, per skin vertex (S, 3): a smooth
+        offset that equals (the views' colour - the twin's) on the border ring where the
+        views saw a vertex fully and its twin too, and is harmonic (screened, fading over
+        `mirror_tone_decay`) over the vertices the mirror fills. Added to the twin's colour,
+        it keeps the mirrored detail (its gradients) and meets the seen level at the border:
+        Poisson image editing on the skin's vertex graph."""
+        import scipy.sparse as sp
+        from scipy.sparse.linalg import spsolve
+
+        cfg, e = self.config, self.skin_edges
+        n = len(self.skin_vertices)
+        full = cfg.full_confidence
+        filled = (vw < full) & (mvw * cfg.mirror_weight >= 0.5 * full)
+        seen = (vw >= full) & (mvw > 0)
+        # the border ring: seen vertices next to filled ones
+        touch = np.zeros(n, bool)
+        for a, b in ((0, 1), (1, 0)):
+            touch[e[filled[e[:, a]], b]] = True
+        border = seen & touch
+        if not border.any() or not filled.any():
+            return np.zeros((n, 3), np.float32)
+        p = np.asarray(verts, np.float64)[self.skin_vertices]
+        edge_len = float(np.linalg.norm(p[e[:, 0]] - p[e[:, 1]], axis=1).mean())
+        screen = (edge_len / max(cfg.mirror_tone_decay, 1e-6)) ** 2
+        # A border vertex pins the offset as far as it and its twin show the same stuff in
+        # different light (alike in chromaticity: skin beside skin); where one is hair, a
+        # brow or an eyelash and the other skin, the difference is content, not tone, and
+        # pins little. Soft pins let the Laplacian average the border's noise. The solve
+        # covers the filled vertices and their border only.
+        nodes = np.flatnonzero(filled | border)
+        local = np.full(n, -1, np.int64)
+        local[nodes] = np.arange(len(nodes))
+        le = local[e]
+        le = le[(le >= 0).all(1)]
+        m = len(nodes)
+        adj = sp.coo_matrix((np.ones(len(le)), (le[:, 0], le[:, 1])), shape=(m, m))
+        adj = (adj + adj.T).tocsr()
+        adj.data[:] = 1.0
+        lap = sp.diags(np.asarray(adj.sum(1)).ravel()) - adj
+        chroma = lambda c: c / np.maximum(c.sum(1, keepdims=True), 1e-3)      # noqa: E731
+        b = border[nodes]
+        alike = np.exp(-(np.linalg.norm(chroma(vcol[nodes]) - chroma(mvc[nodes]), axis=1)
+                         / cfg.mirror_tone_chroma) ** 2)
+        anchor = np.where(b, 4.0 * alike, 0.0) + screen
+        target = np.zeros((m, 3))
+        target[b] = np.clip(vcol[nodes][b] - mvc[nodes][b], -cfg.mirror_tone_max,
+                            cfg.mirror_tone_max)
+        x = spsolve((lap + sp.diags(anchor)).tocsc(), anchor[:, None] * target)
+        out = np.zeros((n, 3), np.float32)
+        out[nodes] = x.reshape(m, 3)
+        return out
 
     def _fill(self, verts: np.ndarray, per_vertex: "_VertexSamples"):
         """The smooth fill solved on the skin's vertices (fill.mesh_fill_colors), with the
