@@ -33,7 +33,11 @@ def test_ctrl_c_on_run_cancels_the_pipeline_and_writes_the_summary(tmp_path, dat
     assert not (tmp_path / "b.glb").exists()
 
 
-def test_run_prints_the_sidecar_warnings(tmp_path, faces_dir, capsys):
+def test_run_prints_the_sidecar_warnings(tmp_path, faces_dir, capsys, monkeypatch):
+    # no head model anywhere the lookup searches (assets.search_folders), so the run falls
+    # back and says so, whatever this machine has installed
+    monkeypatch.delenv("GEN3DFACE_ASSETS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     out = tmp_path / "tp.glb"
     assert cli(["run", str(faces_dir / "two_people.jpg"), "-o", str(out), "--quality", "draft",
                 "--assets", str(tmp_path)]) == EXIT_OK            # no head model in tmp_path
