@@ -401,20 +401,9 @@ def run_batch(settings: BatchSettings,
     cells = grid_cells(len(settings.photos), settings.spacing_m)
     used: set = set()
     n = len(settings.photos)
-
-    def say(text: str) -> None:
-        try:
-            log(text)
-        except Exception:           # a closed stdout must not end the batch
-            pass
-
+    say = _never_failing(log)
     try:
-        if settings.glb_dir:
-            try:
-                Path(settings.glb_dir).mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                summary.errors.append({"code": CLIENT_ERROR, "message":
-                                       f"cannot create --glb-dir {settings.glb_dir}: {e}"})
+        _make_glb_dir(settings.glb_dir, summary)
         for k, (photo, cell) in enumerate(zip(settings.photos, cells), 1):
             if summary.interrupted:
                 break
@@ -422,57 +411,107 @@ def run_batch(settings: BatchSettings,
             item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
             summary.items.append(item)
             t = clock()
-            phase = "waiting for its head"
-            out = None
-            try:
-                if unreachable is not None:
-                    raise JobError(unreachable.code, unreachable.message)
-                out = generate(Path(photo), cell)
-                _sidecar_facts(item, out.sidecar)
-                phase = "checking its head"
-                check_glb(out.glb)
-                if settings.glb_dir:
-                    phase = "writing its head to --glb-dir"
-                    item.glb_path = str(_write_outputs(Path(settings.glb_dir), name, out))
-                phase = "importing its head"
-                item.objects = list(place(name, out, cell) or [])
-                item.ok = True
-            except KeyboardInterrupt as e:
-                _set_error(item, INTERRUPTED_BY_USER, _interrupted_text(e, phase))
-                summary.interrupted = item.message
-            except JobError as e:
-                _set_error(item, e.code, e.message)
-                if e.code == UNREACHABLE:
-                    unreachable = e
-            except GlbError as e:
-                _set_error(item, BAD_RESULT, str(e))
-            except OSError as e:
-                if phase == "waiting for its head":
-                    _set_error(item, BAD_INPUT, f"{photo}: {e}")
-                else:
-                    _set_error(item, CLIENT_ERROR, f"{phase}: {e}")
-            except Exception as e:
-                code = getattr(e, "code", None)
-                if phase == "importing its head":
-                    _set_error(item, code if isinstance(code, str) else IMPORT_FAILED,
-                               getattr(e, "message", None) or f"{type(e).__name__}: {e}")
-                else:
-                    _set_error(item, CLIENT_ERROR, f"{phase}: {type(e).__name__}: {e}")
-            if not item.ok and out is not None and item.code in (BAD_RESULT, IMPORT_FAILED):
-                item.glb_path = ""
-                item.rejected_glb = _reject(settings.glb_dir, name, out)
+            out, unreachable = _make_head(summary, item, name, photo, cell, settings.glb_dir,
+                                          generate=generate, place=place,
+                                          unreachable=unreachable)
+            _keep_rejected(item, settings.glb_dir, name, out)
             item.seconds = round(clock() - t, 3)
             status = "ok" if item.ok else f"FAILED {item.code}: {item.message}"
             say(f"[{k}/{n}] {photo}: {status} ({item.seconds:.1f} s)")
     except KeyboardInterrupt as e:      # between the steps above
-        summary.interrupted = summary.interrupted or _interrupted_text(e, "between photos")
-        if summary.items and not summary.items[-1].ok and not summary.items[-1].code:
-            _set_error(summary.items[-1], INTERRUPTED_BY_USER, summary.interrupted)
+        _stop_between_photos(summary, e)
     if summary.interrupted:
-        for photo, cell in list(zip(settings.photos, cells))[len(summary.items):]:
-            item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
-            _set_error(item, NOT_RUN, "not started: " + summary.interrupted)
-            summary.items.append(item)
+        _add_not_run(summary, settings.photos, cells)
         say(f"interrupted: {summary.interrupted}")
     summary.seconds = clock() - t0
     return summary
+
+
+def _never_failing(log: Callable[[str], None]) -> Callable[[str], None]:
+    """log(), ignoring its exceptions: a closed stdout must not end the batch."""
+    def say(text: str) -> None:
+        try:
+            log(text)
+        except Exception:
+            pass
+    return say
+
+
+def _make_glb_dir(glb_dir: str, summary: BatchSummary) -> None:
+    """Create --glb-dir (when given); a failure is a batch-level error, the batch goes on."""
+    if glb_dir:
+        try:
+            Path(glb_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            summary.errors.append({"code": CLIENT_ERROR, "message":
+                                   f"cannot create --glb-dir {glb_dir}: {e}"})
+
+
+def _make_head(summary: BatchSummary, item: PhotoOutcome, name: str, photo, cell, glb_dir: str,
+               generate: Callable[[Path, tuple], JobOutput],
+               place: Callable[[str, JobOutput, tuple], list],
+               unreachable: JobError | None) -> tuple[JobOutput | None, JobError | None]:
+    """One photo's head: generate, check, write to --glb-dir, import. Its failure goes into
+    `item` (a Ctrl-C also into summary.interrupted). Returns the result that arrived (None when
+    none did) and the unreachable backend's JobError (`unreachable`, or this photo's)."""
+    phase = "waiting for its head"
+    out = None
+    try:
+        if unreachable is not None:
+            raise JobError(unreachable.code, unreachable.message)
+        out = generate(Path(photo), cell)
+        _sidecar_facts(item, out.sidecar)
+        phase = "checking its head"
+        check_glb(out.glb)
+        if glb_dir:
+            phase = "writing its head to --glb-dir"
+            item.glb_path = str(_write_outputs(Path(glb_dir), name, out))
+        phase = "importing its head"
+        item.objects = list(place(name, out, cell) or [])
+        item.ok = True
+    except KeyboardInterrupt as e:
+        _set_error(item, INTERRUPTED_BY_USER, _interrupted_text(e, phase))
+        summary.interrupted = item.message
+    except JobError as e:
+        _set_error(item, e.code, e.message)
+        if e.code == UNREACHABLE:
+            unreachable = e
+    except GlbError as e:
+        _set_error(item, BAD_RESULT, str(e))
+    except OSError as e:
+        if phase == "waiting for its head":
+            _set_error(item, BAD_INPUT, f"{photo}: {e}")
+        else:
+            _set_error(item, CLIENT_ERROR, f"{phase}: {e}")
+    except Exception as e:
+        code = getattr(e, "code", None)
+        if phase == "importing its head":
+            _set_error(item, code if isinstance(code, str) else IMPORT_FAILED,
+                       getattr(e, "message", None) or f"{type(e).__name__}: {e}")
+        else:
+            _set_error(item, CLIENT_ERROR, f"{phase}: {type(e).__name__}: {e}")
+    return out, unreachable
+
+
+def _keep_rejected(item: PhotoOutcome, glb_dir: str, name: str, out: JobOutput | None) -> None:
+    """A result that arrived but could not be used (BAD_RESULT, IMPORT_FAILED): kept as
+    <stem>.rejected.glb, never as <stem>.glb."""
+    if not item.ok and out is not None and item.code in (BAD_RESULT, IMPORT_FAILED):
+        item.glb_path = ""
+        item.rejected_glb = _reject(glb_dir, name, out)
+
+
+def _stop_between_photos(summary: BatchSummary, e: KeyboardInterrupt) -> None:
+    """A Ctrl-C outside a photo's steps: the batch stops; a photo it caught before its outcome
+    was set is INTERRUPTED_BY_USER."""
+    summary.interrupted = summary.interrupted or _interrupted_text(e, "between photos")
+    if summary.items and not summary.items[-1].ok and not summary.items[-1].code:
+        _set_error(summary.items[-1], INTERRUPTED_BY_USER, summary.interrupted)
+
+
+def _add_not_run(summary: BatchSummary, photos: Sequence, cells: list) -> None:
+    """After an interruption: each photo not started is NOT_RUN."""
+    for photo, cell in list(zip(photos, cells))[len(summary.items):]:
+        item = PhotoOutcome(photo=str(photo), ok=False, cell=tuple(cell))
+        _set_error(item, NOT_RUN, "not started: " + summary.interrupted)
+        summary.items.append(item)
