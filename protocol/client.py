@@ -41,6 +41,13 @@ Event kinds: connected, disconnected, reconnected, accepted, progress, preview, 
 error, cancelled, status, cancel_reply. Heartbeats, reconnection (a new socket after three
 missed beats) and resubmission with the same idempotency key are automatic: SPEC.md
 section 8.
+
+Where it lives: this module is the poll-based core (Client: connection, heartbeats,
+reconnection, sending, poll() and the handling of every message) and ClientConfig; the
+blocking calls (wait_connected, request, status, wait, cancel_and_wait, run_job) are
+BlockingMixin in blocking.py, a base class of Client; JobHandle, Event, JobResult, JobError
+and JobInterrupted are in jobs.py; the buffers a result_part stream is assembled in are in
+result_buffers.py. Everything is importable from here as before.
 """
 from __future__ import annotations
 
@@ -48,26 +55,25 @@ import collections
 import dataclasses
 import hashlib
 import json
-import math
-import mmap
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 import zmq
 
 from . import messages as M
+from .blocking import CANCEL_WAIT_S, BlockingMixin   # CANCEL_WAIT_S: re-exported
 from .cameras import Rig
 from .envelope import Codec, Limits, Message, PROTOCOL_VERSION
 from .errors import ERROR_CODES, ProtocolError
 from .images import MAX_PIXELS, check_image
+from .jobs import Event, JobError, JobHandle, JobInterrupted, JobResult  # the last two: re-exported
 from .limits import (BAD_RESULT, CLIENT_CODES, RECEIVE_LIMIT, LimitError, RateLimit,
                      ReceiveLimits, check_preview, check_result)
 from .curve import ClientCurve
+from .result_buffers import _Parts, _Prefault, _SpareBuffers   # the last two: re-exported
 from .signing import ReplayGuard, Signer, load_key
 from .transport import (DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, handshake_failure,
                         handshake_monitor, make_dealer)
@@ -101,200 +107,6 @@ HASH_WAIT_S = 0.0002              # how often _drain looks for new messages whil
 RESULT_PART_MARK = b'"result_part"'  # in a header: hash its pieces on the workers
 
 
-CANCEL_WAIT_S = 2.0      # how long Ctrl-C in wait() waits for the server to confirm a cancel
-
-
-class JobError(ProtocolError):
-    """A job ended without a result (code from the server, or TIMEOUT/DISCONNECTED/AUTH)."""
-
-
-class JobInterrupted(KeyboardInterrupt):
-    """Ctrl-C while waiting for a job: `cancel` was sent; `confirmed` says whether the server
-    confirmed it within the wait. job_id is None when the job was not accepted yet."""
-
-    def __init__(self, job_id: str | None, idempotency_key: str, confirmed: bool):
-        super().__init__("interrupted")
-        self.job_id, self.idempotency_key, self.confirmed = job_id, idempotency_key, confirmed
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    glb: bytes
-    sidecar: dict
-
-
-class JobHandle:
-    """Client-side view of one job. Updated by Client.poll(); read it, don't write it."""
-
-    def __init__(self, idempotency_key: str, image: bytes | None, media_type: str | None,
-                 options: dict, rig: dict | None, name: str):
-        self.idempotency_key = idempotency_key
-        self.job_id: str | None = None
-        self.state = "submitting"      # submitting | queued | running | done | failed | cancelled
-        self.stage: str | None = None
-        self.fraction = 0.0
-        self.overall: float | None = None
-        self.message = ""
-        self.queue_position: int | None = None
-        self.glb: bytes | memoryview | None = None   # memoryview only with zero_copy
-        self.sidecar: dict | None = None
-        self.error: JobError | None = None
-        self.previews: dict[str, tuple[str, Any]] = {}   # name -> (media_type, bytes-like)
-        self.last_event = time.monotonic()
-        self.cancel_requested = False
-        self._image, self._media_type, self._options = image, media_type, options
-        self._rig, self._name = rig, name
-        self._probe_sent = 0.0
-        self._rate: RateLimit | None = None      # progress/preview rate (SPEC 11)
-        self._request: str | None = None         # what it was made from (IDEMPOTENCY_CONFLICT)
-        self._parts: _Parts | None = None        # a result arriving as result_part messages
-        self._refetches = 0
-
-    @property
-    def done(self) -> bool:
-        return self.state in M.TERMINAL_STATES
-
-    def __repr__(self) -> str:
-        return (f"JobHandle(key={self.idempotency_key!r}, job_id={self.job_id!r}, "
-                f"state={self.state!r}, stage={self.stage!r}, fraction={self.fraction:.2f})")
-
-
-class _Parts:
-    """A result announced with `parts` (SPEC 5.7, 1.3) while its result_part messages arrive.
-    Each part's signature (checked by the codec) covers its bytes; the checks here bind it to
-    its place: the announcement's job, sha256 and parent_id, the next index, the offset."""
-
-    def __init__(self, msg: Message, c: dict, zero_copy: bool, insecure: bool, pool=None,
-                 spare: "_SpareBuffers | None" = None):
-        self.parent, self.sha256 = msg.parent_id, c["sha256"]
-        self.count, self.size, self.content = c["parts"], c["size"], c
-        self.next = self.offset = 0
-        # zero_copy: each piece is copied into one anonymous mapping as it arrives (while the
-        # next piece is in flight), whose pages a worker faults in ahead of the copies
-        # without holding the GIL (_Prefault: faulting 64 MB of fresh pages costs 20-40 ms
-        # here, more than the copy); bytes: the pieces (views of the received frames) are
-        # joined once at the end, the one copy that makes bytes
-        self.buf, fresh = None, True
-        if zero_copy:
-            m, fresh = spare.take(self.size) if spare is not None else (mmap.mmap(-1, self.size), True)
-            self.buf = memoryview(m)[:self.size]
-        self._faulted = None
-        if self.buf is not None and pool is not None and fresh:
-            self._faulted = _Prefault(self.buf, -(-self.size // self.count))
-            pool.submit(self._faulted.run)
-        self.chunks: list = []
-        # insecure mode verifies nothing else: the whole-file SHA-256, hashed as pieces arrive
-        self.hasher = hashlib.sha256() if insecure else None
-
-    def add(self, data) -> bool:
-        """Store the next piece; True once the last one is in."""
-        n = len(data)
-        if self.buf is not None:
-            if self._faulted is not None:
-                self._faulted.wait(self.offset + n)
-            self.buf[self.offset:self.offset + n] = data
-        else:
-            self.chunks.append(data)
-        if self.hasher is not None:
-            self.hasher.update(data)
-        self.next += 1
-        self.offset += n
-        return self.next == self.count
-
-    def glb(self):
-        if self.buf is not None:
-            out = self.buf.toreadonly()
-            self.buf.release()          # only the caller's view keeps the mapping in use now
-            self.buf = None
-            return out
-        return b"".join(self.chunks)
-
-
-class _SpareBuffers:
-    """The mappings of the last results assembled (zero_copy), reused for the next result of
-    about the same size once the caller has let go of the previous one: its pages are
-    already faulted in, which on this VM saves 20-40 ms per 64 MB. "Let go" is what CPython
-    itself tracks: a mapping with a buffer exported (any memoryview, numpy array, ctypes
-    object over it) cannot be resized, so a same-size resize() succeeds only when nobody
-    holds it. Where resize() is not available the check fails and nothing is reused. At
-    most KEEP mappings of at most MAX_BYTES each are remembered (they stay resident)."""
-
-    KEEP = 2
-    MAX_BYTES = 256 << 20
-
-    def __init__(self):
-        self.maps: list = []
-
-    @staticmethod
-    def _free(m) -> bool:
-        try:
-            m.resize(len(m))
-            return True
-        except (BufferError, OSError, ValueError, SystemError, TypeError):
-            return False
-
-    def take(self, size: int):
-        """(mapping of at least `size` bytes, fresh?)."""
-        for m in self.maps:
-            if size <= len(m) <= max(2 * size, size + (1 << 20)) and self._free(m):
-                self.maps.remove(m)
-                self.maps.insert(0, m)
-                return m, False
-        m = mmap.mmap(-1, size)
-        if size <= self.MAX_BYTES:
-            self.maps.insert(0, m)
-            del self.maps[self.KEEP:]
-        return m, True
-
-
-class _Prefault:
-    """Faults in the pages of a fresh mapping on a worker thread, one piece at a time, by
-    reading /dev/zero into it (the GIL is released during the read: the receiving thread,
-    and Blender's UI thread, run meanwhile). The receiving thread copies a piece into the
-    mapping only after this has passed it (`wait`), so the two never write the same bytes.
-    Without /dev/zero (Windows) the pages fault in during the copy instead."""
-
-    def __init__(self, buf: memoryview, step: int):
-        self.buf, self.step = buf, max(1, step)
-        self.upto = 0
-        self.cond = threading.Condition()
-
-    def run(self) -> None:
-        n = len(self.buf)
-        try:
-            with open("/dev/zero", "rb", buffering=0) as f:
-                while self.upto < n:
-                    end = min(n, self.upto + self.step)
-                    pos = self.upto
-                    while pos < end:
-                        got = f.readinto(self.buf[pos:end])
-                        if not got:
-                            raise OSError("short read")
-                        pos += got
-                    with self.cond:
-                        self.upto = end
-                        self.cond.notify_all()
-        except OSError:
-            pass
-        finally:
-            with self.cond:
-                self.upto = n          # done, or given up: the copy faults pages itself
-                self.cond.notify_all()
-
-    def wait(self, upto: int) -> None:
-        with self.cond:
-            while self.upto < upto:
-                self.cond.wait()
-
-
-@dataclass
-class Event:
-    kind: str
-    job: JobHandle | None = None
-    data: dict = field(default_factory=dict)
-
-
 def _request_digest(image: bytes, rig: dict | None, options: dict | None) -> str:
     """What a job is made from, for telling a reused idempotency key apart (SPEC 5.3)."""
     h = hashlib.sha256(hashlib.sha256(image).digest())
@@ -302,8 +114,9 @@ def _request_digest(image: bytes, rig: dict | None, options: dict | None) -> str
     return h.hexdigest()
 
 
-class Client:
-    """Talks to one backend. See the module docstring. Not thread-safe."""
+class Client(BlockingMixin):
+    """Talks to one backend. See the module docstring. Not thread-safe. This class is the
+    poll-based core; the blocking calls (wait, run_job, ...) come from BlockingMixin."""
 
     def __init__(self, endpoint: str, key: bytes | None = None, *, key_file: str | None = None,
                  insecure: bool = False, config: ClientConfig | None = None,
@@ -868,147 +681,6 @@ class Client:
         px = lim.get("max_image_pixels")
         if isinstance(px, int) and not isinstance(px, bool) and px > 0:
             self.config.max_image_pixels = px
-
-    # ---- blocking API ----------------------------------------------------------------------
-    def _park(self, parked: list) -> None:
-        """Put events seen by a blocking call back in front of the queue for poll()."""
-        if parked:
-            self._events = collections.deque(parked + list(self._events))
-
-    def wait_connected(self, timeout_s: float = 10.0) -> dict:
-        """Block until the server has answered `hello`; returns its capabilities.
-        JobError(DISCONNECTED) when it does not answer in time, JobError(AUTH) when it
-        refuses our signature (or we cannot verify its messages)."""
-        end = time.monotonic() + timeout_s
-        parked: list[Event] = []
-        try:
-            while self.state != "connected":
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise JobError("DISCONNECTED", f"no answer from the server at "
-                                   f"{self.endpoint} within {timeout_s:.1f} s (is `gen3dface "
-                                   "serve` running there, with the same key?)")
-                for ev in self.poll(min(left, 0.25)):
-                    if ev.kind == "error" and ev.job is None and ev.data.get("code") in (
-                            "AUTH", "UNSUPPORTED_VERSION"):
-                        raise JobError(ev.data["code"], ev.data["message"])
-                    if ev.kind not in ("connected", "reconnected", "disconnected"):
-                        parked.append(ev)
-        finally:
-            self._park(parked)
-        return self.capabilities or {}
-
-    def request(self, msg: Message, timeout_s: float = 10.0) -> Message:
-        """Send a request and block until its direct reply (parent_id == msg_id) arrives;
-        events seen meanwhile are kept for the next poll(). An `error` reply raises JobError."""
-        self._waiting.add(msg.msg_id)
-        parked: list[Event] = []
-        try:
-            self._send(msg)
-            end = time.monotonic() + timeout_s
-            while msg.msg_id not in self._replies:
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise JobError("TIMEOUT", f"no reply to {msg.msg_type} within "
-                                   f"{timeout_s:.1f} s")
-                parked.extend(self.poll(min(left, 0.25)))
-            reply = self._replies.pop(msg.msg_id)
-        finally:
-            self._waiting.discard(msg.msg_id)
-            self._replies.pop(msg.msg_id, None)
-            self._park(parked)
-        if reply.msg_type == "error":
-            raise JobError(reply.content.get("code", "INTERNAL"),
-                           reply.content.get("message", ""))
-        return reply
-
-    def status(self, job_id: str | None = None, timeout_s: float = 10.0) -> dict:
-        """Blocking `status`: the status_reply content."""
-        reply = self.request(M.job_request("status", job_id, self.session), timeout_s)
-        return M.validate(reply, "to_client")
-
-    def wait(self, h: JobHandle, deadline_s: float | None = 3600.0,
-             on_progress: Callable[[str, float, str], None] | None = None,
-             on_preview: Callable[[str, bytes], None] | None = None,
-             on_event: Callable[[Event], None] | None = None,
-             give_up_disconnected_s: float | None = None,
-             cancel_wait_s: float = CANCEL_WAIT_S) -> JobHandle:
-        """Block until submitted job `h` ends; returns h, done (h.glb, h.sidecar: memoryviews
-        with zero_copy). Heartbeats, reconnection and resubmission run meanwhile. Raises
-        JobError with the server's code (NO_FACE, BAD_IMAGE, ...), CANCELLED, TIMEOUT
-        (deadline passed; the job is cancelled on the server) or DISCONNECTED (server gone for
-        longer than give_up_disconnected_s, if given). On Ctrl-C it sends `cancel`, waits up to
-        cancel_wait_s for the server to confirm, and raises JobInterrupted."""
-        end = math.inf if deadline_s is None else time.monotonic() + deadline_s
-        lost_since: float | None = None
-        try:
-            while not h.done:
-                now = time.monotonic()
-                if now >= end:
-                    self.cancel(h)
-                    self.poll(0)
-                    raise JobError("TIMEOUT", f"the job did not finish within {deadline_s:.0f} s "
-                                   f"(last stage: {h.stage or 'none'})", job_id=h.job_id)
-                for ev in self.poll(min(end - now, 0.25)):
-                    if on_event:
-                        on_event(ev)
-                    if ev.kind == "disconnected":
-                        lost_since = lost_since or time.monotonic()
-                    elif ev.kind in ("connected", "reconnected"):
-                        lost_since = None
-                    elif ev.job is not h:
-                        if ev.kind == "error" and ev.job is None and h.job_id is None \
-                                and ev.data.get("code") == "AUTH":
-                            raise JobError("AUTH", ev.data["message"])
-                        continue
-                    elif ev.kind == "progress" and on_progress:
-                        on_progress(h.stage or "", h.fraction, h.message)
-                    elif ev.kind == "preview" and on_preview:
-                        on_preview(ev.data["name"], ev.data["image"])
-                if (lost_since is not None and give_up_disconnected_s is not None
-                        and time.monotonic() - lost_since > give_up_disconnected_s):
-                    raise JobError("DISCONNECTED", f"the server at {self.endpoint} has not "
-                                   f"answered for {give_up_disconnected_s:.0f} s",
-                                   job_id=h.job_id)
-        except KeyboardInterrupt:
-            confirmed = self.cancel_and_wait(h, cancel_wait_s)
-            self.forget(h)
-            raise JobInterrupted(h.job_id, h.idempotency_key, confirmed) from None
-        except BaseException:
-            self.forget(h)      # later events of this job are ignored
-            raise
-        if h.state != "done":
-            self.forget(h)
-            raise h.error or JobError("INTERNAL", "the job ended without a result",
-                                      job_id=h.job_id)
-        return h
-
-    def cancel_and_wait(self, h: JobHandle, wait_s: float = CANCEL_WAIT_S) -> bool:
-        """Send `cancel` for h (at once, or as soon as its job id is known) and wait up to
-        wait_s for the job to end. True when the server confirmed: the job ended, or its
-        cancel_reply said it is cancelled or stopping."""
-        self.cancel(h)
-        confirmed = h.done
-        end = time.monotonic() + wait_s
-        while not h.done and time.monotonic() < end:
-            for ev in self.poll(min(0.1, max(0.0, end - time.monotonic()))):
-                if ev.kind == "cancel_reply" and ev.data.get("job_id") == h.job_id:
-                    confirmed = confirmed or bool(ev.data.get("cancelling")) or \
-                        ev.data.get("state") in ("cancelled", "failed", "done")
-        return confirmed or h.done
-
-    def run_job(self, image: bytes, rig: Rig | dict | None = None,
-                options: dict | None = None,
-                on_progress: Callable[[str, float, str], None] | None = None,
-                on_preview: Callable[[str, bytes], None] | None = None,
-                deadline_s: float | None = 3600.0, idempotency_key: str | None = None,
-                on_event: Callable[[Event], None] | None = None,
-                give_up_disconnected_s: float | None = None, name: str = "") -> JobResult:
-        """Submit and block until the result (`wait`); the GLB comes back as bytes."""
-        h = self.submit(image, rig, options, idempotency_key, name)
-        self.wait(h, deadline_s, on_progress, on_preview, on_event, give_up_disconnected_s)
-        self.forget(h)
-        return JobResult(h.job_id or "", bytes(h.glb or b""), h.sidecar or {})
 
 
 __all__ = ["Client", "ClientConfig", "JobHandle", "JobResult", "JobError", "JobInterrupted", "Event",
