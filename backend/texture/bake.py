@@ -53,7 +53,7 @@ from ..camera import View
 from ..contracts import CancelToken
 from ..geometry import vertex_normals
 from ..headmodel.model import HeadModel
-from .fill import mesh_fill_colors, nearest_fill_outside
+from .fill import edge_laplacian, mesh_fill_colors, nearest_fill_outside
 from .layout import SkinLayout, eye_groups
 from .raster import UVRaster, rasterize_uv
 from .sampling import bilinear as _bilinear
@@ -509,26 +509,19 @@ class TextureBaker:
         mconf = _smooth_confidence(mw, cfg.full_confidence)
         sv = self.skin_vertices
         vcol, vw = per_vertex.colour, per_vertex.weight
-        mv = self.mirror[sv]
-        if cfg.mirror_tone_match:       # every vertex's twin: the offset needs the border too
-            mvc, mvw = sample_views(scene.views, verts[mv], normals[mv], scene.occ, cfg, check)
-            if light is not None:
-                mvc = light.albedo(mvc, normals[mv])
+        mv = self.mirror[sv]            # every vertex's twin: the offset needs the border too
+        mvc, mvw = sample_views(scene.views, verts[mv], normals[mv], scene.occ, cfg, check)
+        if light is not None:
+            mvc = light.albedo(mvc, normals[mv])
+        if cfg.mirror_tone_match:
             offset = self._mirror_offset(verts, vcol, vw, mvc, mvw)
             mvc += offset
             tv = self.layout.tri_vertices[self.texel_tri[need]]
             full = np.zeros((len(verts), 3), np.float32)
             full[sv] = offset
             mcol += _interpolate(full, tv, self.texel_bary[need])
-            vneed = vw < cfg.full_confidence
-            mvc, mvw = mvc[vneed], mvw[vneed]
-        else:
-            vneed = vw < cfg.full_confidence
-            mvc, mvw = sample_views(scene.views, verts[mv[vneed]], normals[mv[vneed]],
-                                    scene.occ, cfg, check)
-            if light is not None:
-                mvc = light.albedo(mvc, normals[mv[vneed]])
-        mvw = mvw * cfg.mirror_weight
+        vneed = vw < cfg.full_confidence
+        mvc, mvw = mvc[vneed], mvw[vneed] * cfg.mirror_weight
         tot = vw[vneed] + mvw
         vcol[vneed] = np.divide(vcol[vneed] * vw[vneed][:, None] + mvc * mvw[:, None],
                                 tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
@@ -571,10 +564,7 @@ class TextureBaker:
         le = local[e]
         le = le[(le >= 0).all(1)]
         m = len(nodes)
-        adj = sp.coo_matrix((np.ones(len(le)), (le[:, 0], le[:, 1])), shape=(m, m))
-        adj = (adj + adj.T).tocsr()
-        adj.data[:] = 1.0
-        lap = sp.diags(np.asarray(adj.sum(1)).ravel()) - adj
+        lap = edge_laplacian(m, le)
         chroma = lambda c: c / np.maximum(c.sum(1, keepdims=True), 1e-3)      # noqa: E731
         b = border[nodes]
         alike = np.exp(-(np.linalg.norm(chroma(vcol[nodes]) - chroma(mvc[nodes]), axis=1)

@@ -22,16 +22,23 @@ def robust_skin_tone(colors: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     return band.mean(0) if len(band) else c.mean(0)
 
 
-def _laplacian(n: int, triangles: np.ndarray):
+def edge_laplacian(n: int, edges: np.ndarray):
+    """Graph Laplacian (n, n) of the unweighted, undirected graph of `edges` (E, 2): degree
+    minus adjacency, an edge listed twice or in both directions counted once."""
     import scipy.sparse as sp
 
-    t = np.asarray(triangles, np.int64)
-    i = np.concatenate([t[:, 0], t[:, 1], t[:, 2], t[:, 1], t[:, 2], t[:, 0]])
-    j = np.concatenate([t[:, 1], t[:, 2], t[:, 0], t[:, 0], t[:, 1], t[:, 2]])
+    e = np.asarray(edges, np.int64).reshape(-1, 2)
+    i = np.concatenate([e[:, 0], e[:, 1]])
+    j = np.concatenate([e[:, 1], e[:, 0]])
     a = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
     a.data[:] = 1.0                                   # unweighted adjacency (duplicates merged)
     deg = np.asarray(a.sum(1)).ravel()
     return sp.diags(deg) - a
+
+
+def _laplacian(n: int, triangles: np.ndarray):
+    t = np.asarray(triangles, np.int64)
+    return edge_laplacian(n, np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]]))
 
 
 def mesh_fill_colors(skin_vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray,
