@@ -219,6 +219,44 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb, is_hair):
         assert spread < 0.3, spread                        # measured 0.0
 
 
+@pytest.mark.parametrize("scalp,want", [
+    # a photo cropped at the hairline: half the seen scalp is forehead, half dark hair
+    ("half_forehead_half_dark", (0.08, 0.06, 0.06)),
+    ("red", (0.46, 0.21, 0.14)),                       # red hair, darker than the skin
+    ("grey", (0.43, 0.40, 0.38)),                      # grey hair (obama.jpg's)
+    ("bald_highlight", None),                          # bald: skin and a bright, greyer highlight
+    ("bald_tanned", None),                             # bald: a little yellower, as bright
+    ("bald_edge", None),                               # bald: a few dark silhouette vertices
+])
+def test_hair_colour_judges_each_seen_scalp_vertex(scalp, want):
+    """The scalp's hair colour from the vertices the photo saw, each judged against the face's
+    skin tone: hair when enough of them read as hair, their median; bald scalps, with their
+    highlights, tan and dark silhouette edge, stay skin (None)."""
+    from gen3dface.backend.texture.bake import hair_colour
+
+    rng = np.random.default_rng(3)
+    skin = np.array([0.60, 0.43, 0.30])
+    face = skin + rng.normal(0, 0.02, (400, 3))       # the face: the skin tone's estimate
+    n = 100
+    rows = np.arange(400, 400 + n)
+    parts = {"half_forehead_half_dark": [(skin, 55), ((0.08, 0.06, 0.06), 45)],
+             "red": [((0.46, 0.21, 0.14), n)],
+             "grey": [((0.43, 0.40, 0.38), n)],
+             "bald_highlight": [(skin, 60), ((0.85, 0.72, 0.64), 40)],
+             "bald_tanned": [((0.57, 0.38, 0.23), n)],
+             "bald_edge": [(skin, 85), ((0.10, 0.10, 0.10), 15)]}[scalp]
+    sc = np.concatenate([np.tile(np.asarray(c, float), (k, 1)) for c, k in parts])
+    sc = sc + rng.normal(0, 0.01, sc.shape)
+    colours = np.clip(np.concatenate([face, sc]), 0, 1).astype(np.float32)
+    conf = np.ones(len(colours), np.float32)
+    got = hair_colour(colours, conf, rows)
+    if want is None:
+        assert got is None, got
+    else:
+        assert got is not None
+        assert np.abs(got - np.asarray(want)).max() < 0.03, (got, want)
+
+
 @pytest.mark.parametrize("tone_match,expect_clean", [(True, True), (False, False)])
 def test_mirrored_fill_meets_the_seen_tone(small_ict, tone_match, expect_clean):
     """A head lit from one side (its skin darkens steadily from -x to +x), photographed from

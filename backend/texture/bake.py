@@ -152,27 +152,47 @@ def scalp_vertices(model: HeadModel, skin_vertices: np.ndarray) -> np.ndarray | 
     return np.asarray(skin_vertices)[scalp]
 
 
-def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndarray):
+def _hair_like(c: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(n,) bool: which colours (n, 3) read as hair beside this skin tone (3,): much darker
+    (under 0.6 of its luminance); much greyer and not brighter (saturation 0.18 below: grey
+    hair; a bald scalp's highlight is greyer too, but brighter than the face: alfw2); or
+    yellower and darker (blue chromaticity 0.025 below, luminance under 0.85: light brown
+    and blond; a bald scalp is as blue as the skin or greyer). White hair brighter than the
+    face reads as skin: a bald-looking head is the safer mistake."""
+    weights = np.array([0.299, 0.587, 0.114])
+    c = np.atleast_2d(np.asarray(c, np.float64))
+    lum, lum_s = c @ weights, float(skin @ weights)
+    sat = (c.max(1) - c.min(1)) / np.maximum(c.max(1), 1e-6)
+    sat_s = float((skin.max() - skin.min()) / max(skin.max(), 1e-6))
+    blue = c[:, 2] / np.maximum(c.sum(1), 1e-6)
+    blue_s = float(skin[2] / max(skin.sum(), 1e-6))
+    return ((lum < 0.6 * lum_s) | ((sat < sat_s - 0.18) & (lum < lum_s))
+            | ((blue < blue_s - 0.025) & (lum < 0.85 * lum_s)))
+
+
+def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndarray,
+                min_share: float = 0.3):
     """The hair colour (3,) seen on the scalp, or None when the seen scalp looks like skin
     (bald or shaved heads) or too little of it was seen. `colours`/`confidence` per skin
-    vertex, `scalp_rows` the scalp's rows in them."""
+    vertex, `scalp_rows` the scalp's rows in them.
+
+    Each seen scalp vertex is judged on its own against the face's skin tone (`_hair_like`):
+    a photo cropped at the hairline sees half forehead and half hair (id04657), and the
+    median of both is skin. The scalp has hair when at least `min_share` of what was seen of
+    it reads as hair and the median of those vertices does too (a bald scalp's few odd
+    vertices, at its silhouette or in a highlight, are no colour of their own: alfw2)."""
     from .fill import robust_skin_tone
 
     seen = scalp_rows[confidence[scalp_rows] > 0.7]
     if len(seen) < 30:
         return None
-    hair = np.median(colours[seen], axis=0)
-    skin = robust_skin_tone(colours, confidence)
-    lum = lambda c: float(np.asarray(c) @ np.array([0.299, 0.587, 0.114]))   # noqa: E731
-    if lum(hair) < 0.7 * lum(skin) or np.abs(hair - skin).max() > 0.18:
-        return hair
-    # light brown and blond hair is about as bright as skin but yellower: less blue in its
-    # chromaticity (shared photos: the astronaut 0.032 and id04657 0.036 below the skin's);
-    # a bald scalp is as blue as the skin or greyer (alfw2 0.026, biden 0.010 above it)
-    blue = lambda c: float(c[2]) / max(float(np.sum(c)), 1e-6)      # noqa: E731
-    if blue(skin) - blue(hair) > 0.025 and lum(hair) < 0.9 * lum(skin):
-        return hair
-    return None
+    c = np.asarray(colours[seen], np.float64)
+    skin = np.asarray(robust_skin_tone(colours, confidence), np.float64)
+    is_hair = _hair_like(c, skin)
+    if is_hair.sum() < 20 or is_hair.mean() < min_share:
+        return None
+    hair = np.median(c[is_hair], axis=0)
+    return hair.astype(colours.dtype) if _hair_like(hair, skin)[0] else None
 
 
 def edge_safe(view: View, margin_px: int) -> View:
