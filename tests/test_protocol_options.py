@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_defaults_and_normalisation():
     assert validate({}) == DEFAULTS == {"generator": "auto", "seed": 0, "quality": "standard",
                                         "texture_size": 1024, "output_kind": "rigged",
-                                        "neutral": False, "delit_texture": False}
+                                        "neutral": False, "delit_texture": False,
+                                        "neck_skin": False}
     assert validate(None) == DEFAULTS
     got = validate({"texture_size": 2048.0, "seed": 2 ** 32 - 1, "quality": None,
                     "some_newer_option": 1})
@@ -33,7 +34,8 @@ def test_defaults_and_normalisation():
     ("seed", -1, "[0, 2^32)"), ("seed", 2 ** 32, "[0, 2^32)"), ("seed", 1.0, "integer"),
     ("seed", True, "integer"), ("generator", "magic", "auto, offline, gen3dface"),
     ("quality", "ultra", "draft"), ("output_kind", "mesh", "rigged"),
-    ("neutral", 1, "true or false"), ("delit_texture", "yes", "true or false")])
+    ("neutral", 1, "true or false"), ("delit_texture", "yes", "true or false"),
+    ("neck_skin", "no", "true or false")])
 def test_bad_values_name_their_option(key, value, words):
     with pytest.raises(OptionError) as e:
         validate({key: value})
@@ -105,9 +107,10 @@ def test_the_addon_settings_and_batch_use_the_vocabulary():
 
     assert settings.TEXTURE_SIZES == vocabulary.TEXTURE_SIZES
     assert GenerateOptions().to_dict() == {k: v for k, v in DEFAULTS.items()
-                                           if k not in ("neutral", "delit_texture")}
+                                           if k not in ("neutral", "delit_texture", "neck_skin")}
     assert GenerateOptions(seed=2 ** 31 + 7).to_dict()["seed"] == 2 ** 31 + 7   # as the backend
     assert GenerateOptions(delit_texture=True).to_dict()["delit_texture"] is True
+    assert GenerateOptions(neck_skin=True).to_dict()["neck_skin"] is True
     for bad in (256, 4096):     # the sizes the panel offered and the backend refused
         with pytest.raises(SettingsError, match="texture_size"):
             GenerateOptions(texture_size=bad)

@@ -48,6 +48,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
+    p.add_argument("--neck-skin", action="store_true",
+                   help="paint the neck and shoulders below the jaw with skin where the photo "
+                        "shows clothes (default: as the photo shows them)")
     p.set_defaults(func=handle)
 
 
@@ -101,7 +104,8 @@ def handle(args) -> int:
                                         "quality": args.quality, "texture_size": args.texture_size,
                                         "output_kind": args.output_kind,
                                         "neutral": bool(args.neutral),
-                                        "delit_texture": bool(args.delit_texture)})
+                                        "delit_texture": bool(args.delit_texture),
+                                        "neck_skin": bool(args.neck_skin)})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
         return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)

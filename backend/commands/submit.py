@@ -59,6 +59,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
+    p.add_argument("--neck-skin", action="store_true",
+                   help="paint the neck and shoulders below the jaw with skin where the photo "
+                        "shows clothes (default: as the photo shows them)")
     p.set_defaults(func=handle)
 
 
@@ -124,7 +127,8 @@ def _job_options(args) -> dict:
                               ("quality", args.quality), ("texture_size", args.texture_size),
                               ("output_kind", args.output_kind),
                               ("neutral", True if args.neutral else None),
-                              ("delit_texture", True if args.delit_texture else None))
+                              ("delit_texture", True if args.delit_texture else None),
+                              ("neck_skin", True if args.neck_skin else None))
             if v is not None}
 
 

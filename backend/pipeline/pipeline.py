@@ -47,6 +47,7 @@ class JobOptions:
     output_kind: str = _D["output_kind"]      # "rigged" | "surface" | "both"
     neutral: bool = _D["neutral"]             # GLB weights all 0 (rest pose); the sidecar keeps the fit
     delit_texture: bool = _D["delit_texture"]     # de-light the skin (default: the photo's lighting kept)
+    neck_skin: bool = _D["neck_skin"]         # skin, not clothes, below the jaw (default: the photo's)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "JobOptions":

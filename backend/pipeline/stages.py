@@ -251,6 +251,10 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
 
     with _stage(timings, "face", sink, cancel, "finding the face"):
         analysis = pipe.analyze_face(rgb, cancel)
+        if options.neck_skin:
+            from ..face.analysis import with_neck_skin
+
+            analysis = with_neck_skin(analysis, rgb, face_test=pipe.config.skin_mask == "full")
         warnings += list(analysis.warnings)
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 

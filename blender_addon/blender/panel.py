@@ -62,7 +62,7 @@ class GEN3DFACE_PT_main(bpy.types.Panel):
         col = box.column()
         col.use_property_split = True
         for name in ("generator", "seed", "quality", "texture_size", "output_kind", "neutral",
-                     "delit_texture", "result_name"):
+                     "delit_texture", "neck_skin", "result_name"):
             col.prop(props, name)
 
         row = layout.row(align=True)

@@ -125,6 +125,10 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
                                 description="Divide the photo's lighting out of the skin "
                                             "texture (an albedo, to light in Blender) instead "
                                             "of keeping the photo look")
+    neck_skin: BoolProperty(name="Skin neck", default=False,
+                            description="Paint the neck and shoulders below the jaw with skin "
+                                        "where the photo shows clothes (collar, tie, scarf) "
+                                        "instead of as the photo shows them")
     result_name: StringProperty(name="Name", default="Gen3DFace",
                                 description="Name of the new collection and objects")
     show_previews: BoolProperty(name="Previews", default=True)
@@ -134,7 +138,8 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
                                              _chosen(self, "quality"),
                                              _chosen(self, "texture_size"),
                                              _chosen(self, "output_kind"), bool(self.neutral),
-                                             bool(self.delit_texture))
+                                             bool(self.delit_texture),
+                                             bool(self.neck_skin))
 
     def ring_settings(self, unit_scale: float = 1.0) -> core_settings.RingSettings:
         return core_settings.RingSettings(n_cameras=self.ring_cameras,

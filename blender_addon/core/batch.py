@@ -195,6 +195,9 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin textures, albedos for relighting (default: the "
                         "photos' lighting kept)")
+    p.add_argument("--neck-skin", action="store_true",
+                   help="paint the necks and shoulders below the jaw with skin where the photos "
+                        "show clothes (default: as the photos show them)")
     p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,
                    help=f"each head's ring rig: N cameras around it, sent with the job, the "
                    f"head centred on it (default {DEFAULT_RING_CAMERAS}; 0: no rig, the "
@@ -257,7 +260,7 @@ def settings_from_args(argv: Sequence[str], prog: str = "gen3dface") -> BatchSet
     try:
         conn = ConnectionSettings(a.address, a.key_file, a.connect_timeout, a.job_timeout)
         opts = GenerateOptions(a.generator, a.seed, a.quality, a.texture_size, a.output_kind,
-                               bool(a.neutral), bool(a.delit_texture))
+                               bool(a.neutral), bool(a.delit_texture), bool(a.neck_skin))
         ring = RingSettings(n_cameras=a.cameras) if a.cameras > 0 else None
     except ValueError as e:
         raise UsageError(str(e)) from None

@@ -70,6 +70,7 @@ class GenerateOptions:
     output_kind: str = OPTION_DEFAULTS["output_kind"]
     neutral: bool = OPTION_DEFAULTS["neutral"]   # rest pose: shape-key values 0 (the fit stays in the sidecar)
     delit_texture: bool = OPTION_DEFAULTS["delit_texture"]
+    neck_skin: bool = OPTION_DEFAULTS["neck_skin"]   # skin, not clothes, below the jaw
 
     def __post_init__(self):
         try:
@@ -79,7 +80,7 @@ class GenerateOptions:
 
     def to_dict(self) -> dict:
         d = vocabulary.validate(asdict(self))
-        for flag in ("neutral", "delit_texture"):
+        for flag in ("neutral", "delit_texture", "neck_skin"):
             if not d[flag]:
                 del d[flag]         # older backends know no such option; false is their default
         return d
