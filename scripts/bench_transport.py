@@ -144,13 +144,14 @@ class Ours:
     """The harness server with one kept result per size, and the timed cases."""
 
     def __init__(self, tmp: Path, name: str, fetch_sizes: list[int], stream_size: int,
-                 curve_dir: Path | None, client_kw: dict):
+                 curve_dir: Path | None, client_kw: dict, server_args: list[str] | None = None):
         key_file = tmp / f"key-{name}"
         self.key = generate_key_file(key_file)
         self.kw = dict(key=self.key, **client_kw)
         self.image = encode_png(np.zeros((32, 32, 3), np.uint8))
         self.hp = HarnessProcess(key_file=key_file, state_dir=tmp / f"state-{name}", events=1,
-                                 step_s=0.0, result_mb=1, curve_dir=curve_dir).start()
+                                 step_s=0.0, result_mb=1, curve_dir=curve_dir,
+                                 extra=server_args).start()
         self.jobs = {}
         with Client(self.hp.endpoint, **self.kw) as client:
             for n in fetch_sizes:              # make the kept results; warms everything up
@@ -204,6 +205,8 @@ def main() -> int:
     p.add_argument("--fetch-mb", type=float, default=6.1, help="a second, smaller fetched size")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--no-curve", action="store_true")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="passed to the harness server, e.g. --server-arg=--result-parts-min-kb=1024")
     args = p.parse_args()
     big = int(args.mb * (1 << 20)) // 256 * 256
     small = int(args.fetch_mb * (1 << 20)) // 256 * 256
@@ -223,7 +226,7 @@ def main() -> int:
         raw = {"plain": RawPeer(sizes)}
         if not args.no_curve:
             raw["curve"] = RawPeer(sizes, curve=True)
-        ours = {name: Ours(tmp, name, sizes, big, d, kw) for name, d, kw in setups}
+        ours = {name: Ours(tmp, name, sizes, big, d, kw, args.server_arg) for name, d, kw in setups}
         try:
             for _ in range(args.rounds):
                 for mode, peer in raw.items():

@@ -125,6 +125,9 @@ def test_neck_skin_option_paints_the_neck_with_skin(tmp_path, faces_dir, data_di
     assert photo["options"]["neck_skin"] is False and skin_run["options"]["neck_skin"] is True
     assert skin_run["texture"]["skin_mask"]["neck_skin"] is True
     assert d_photo > 0.3 and d_skin < 0.08
+    # his grey hair was read off the seen scalp (texture.hair_rgb): darker than his skin, grey
+    hair = np.asarray(photo["texture"]["hair_rgb"])
+    assert hair.mean() < skin.mean() - 0.1 and hair.max() - hair.min() < 0.1, hair
 
 
 def test_delit_texture_option_de_lights_the_skin_and_says_so(tmp_path, faces_dir, data_dir):

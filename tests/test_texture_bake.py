@@ -210,6 +210,10 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb, is_hair):
     got = res.texture[rows[back], cols[back]].astype(np.float64).mean(0) / 255.0
     want = np.asarray(hair_rgb if is_hair else skin)
     assert np.abs(got - want).max() < 0.12, (got, want)
+    # the bake reports what it read (the sidecar's texture.hair_rgb)
+    assert (res.hair_rgb is not None) == is_hair, res.hair_rgb
+    if is_hair:
+        assert np.abs(np.asarray(res.hair_rgb) - hair_rgb).max() < 0.05, res.hair_rgb
     # hair shows streaks (hair.py), a bald head's skin stays smooth
     spread = res.texture[rows[back], cols[back]].astype(np.float64).mean(1).std()
     print("back of the head: grey-level spread", spread)

@@ -459,6 +459,8 @@ def job_sidecar(gen_name: str, fitted: _Fitted, analysis, rig, options, identity
                     "baked_tile_size": int(tex.baker.config.size),
                     "seen_fraction": round(baked.seen_fraction, 4),
                     "skin_rgb": [round(c, 4) for c in baked.skin_rgb],
+                    "hair_rgb": ([round(c, 4) for c in baked.hair_rgb]
+                                 if baked.hair_rgb is not None else None),
                     "delit": bool(options.delit_texture),
                     "delight": baked.lighting.info() if baked.lighting is not None else None,
                     "bake_s": {k: round(float(v), 4) for k, v in baked.timings_s.items()},

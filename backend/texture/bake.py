@@ -117,6 +117,8 @@ class BakeResult:
     skin_rgb: tuple[float, float, float]
     timings_s: dict = field(default_factory=dict)
     lighting: Any = None              # delight.Lighting divided out of the samples, or None
+    hair_rgb: tuple[float, float, float] | None = None   # the seen scalp's hair colour that
+                                      # the unseen scalp took; None: read as bald (skin)
 
 
 def mirror_vertex_map(vertices: np.ndarray, candidates: np.ndarray | None = None,
@@ -456,7 +458,8 @@ class TextureBaker:
         return BakeResult(
             texture=texture, confidence=conf_img, layout=self.layout,
             seen_fraction=float((seen_w > 0).mean()) if len(direct.weight) else 0.0,
-            skin_rgb=tuple(float(c) for c in skin), timings_s=times, lighting=direct.light)
+            skin_rgb=tuple(float(c) for c in skin), timings_s=times, lighting=direct.light,
+            hair_rgb=None if hair is None else tuple(float(c) for c in hair))
 
     # --- the bake's steps -------------------------------------------------------------------
 
