@@ -57,6 +57,26 @@ def test_shadowed_skin_keeps_hue_and_rejects_clothes_and_hair():
     assert got.tolist() == [True, False, False, False, False]
 
 
+def test_shadowed_skin_beside_cheeks_lit_near_white():
+    """Patches lit near white (an overexposed cheek and forehead: image02246's) are barely
+    saturated, so the shaded side's ordinary skin is many times more saturated than they are;
+    it is still shade, while grey, blue and near-black stay out."""
+    rng = np.random.default_rng(1)
+    lit = np.array([250.0, 236.0, 228.0])               # saturation ~2.5 (rg percent from grey)
+    patch = np.clip(lit + rng.normal(0, 2, (40, 40, 3)), 0, 255).astype(np.uint8)
+    cfg = SkinMaskConfig()
+    model = fit_skin_model(colour_features(patch), np.ones((40, 40), np.uint8), cfg)
+    rows = np.array([[[178, 120, 96]],      # the shaded side: same hue, saturation ~14
+                     [[70, 70, 74]],        # grey
+                     [[40, 60, 120]],       # blue
+                     [[28, 18, 14]]],       # near-black hair
+                    np.uint8)
+    got = shadowed_skin(colour_features(rows)[:, 0], model, cfg)
+    assert got.tolist() == [True, False, False, False], got
+    strict = SkinMaskConfig(shadow_saturation_abs=0.0)  # the relative bound alone refuses it
+    assert not shadowed_skin(colour_features(rows[:1])[:, 0], model, strict)[0]
+
+
 # -- synthetic head with a patch over one cheek ------------------------------------------------
 
 @pytest.fixture(scope="module")

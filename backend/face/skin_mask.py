@@ -109,7 +109,11 @@ class SkinMaskConfig:
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
     shadow_depth: float = 2.0
     shadow_hue_deg: float = 8.0
-    shadow_saturation: tuple = (0.5, 2.5)
+    shadow_saturation: tuple = (0.5, 3.5)
+    shadow_saturation_abs: float = 22.0  # ... or up to this saturation (rg percent from grey),
+                                       # whichever is higher: patches lit near white (an
+                                       # overexposed cheek, image02246: 2.7) make the relative
+                                       # bound reject the shaded side's ordinary skin (18)
     # thin dark strands (hair across the face) blend with the skin under them, so their colour
     # is only a little off skin: a pixel this much darker (log2 brightness) than its
     # neighbourhood's closing (a morphological black-hat no wider than `strand_width` of the
@@ -287,7 +291,8 @@ def shadowed_skin(col: np.ndarray, model: SkinColourModel, cfg: SkinMaskConfig) 
     lo, hi = cfg.shadow_saturation
     db = col[:, 0] - model.brightness
     return ((dh <= max(cfg.shadow_hue_deg, 3.0 * model.hue_sigma))
-            & (sat >= lo * model.saturation) & (sat <= hi * model.saturation)
+            & (sat >= lo * model.saturation)
+            & (sat <= max(hi * model.saturation, cfg.shadow_saturation_abs))
             & (db >= -cfg.shadow_depth) & (db <= 0.5))
 
 
