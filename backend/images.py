@@ -75,6 +75,10 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             im = Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
             im.load()
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I"):          # 16-bit greyscale PNG (I;16, or I): Pillow's
+                # convert() would clip its 0-65535 values at 255, a white photo (NO_FACE)
+                grey = np.asarray(im, dtype=np.float64) / 257.0
+                im = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
