@@ -78,6 +78,36 @@ def test_two_people_picks_one_and_warns(analyzer, faces_dir):
     assert x0 < c[0] < x1 and y0 < c[1] < y1
 
 
+def test_face_cut_off_by_the_photo_edge_warns(analyzer, faces_dir):
+    """A crop through the face (obama.jpg cut down the middle of his face) still gives a
+    head, and the warning says how much of the face and which edge; the whole photo does not
+    warn."""
+    rgb = _read(faces_dir / "obama.jpg")
+    assert not analyzer.analyze(rgb).warnings
+    h, w = rgb.shape[:2]
+    cut = np.ascontiguousarray(rgb[: h // 2, w // 2:])
+    fa = analyzer.analyze(cut)
+    assert len(fa.warnings) == 1, fa.warnings
+    assert "outside the photo" in fa.warnings[0] and "left" in fa.warnings[0], fa.warnings
+
+
+def test_face_cut_off_share_and_edges():
+    from gen3dface.backend.face.analysis import face_cut_off
+
+    t = np.linspace(100, 300, 468, endpoint=False)
+    lm = np.stack([t, t[::-1]], 1)                 # the mesh's 468 points, evenly over 100-300
+    lm = np.concatenate([lm, np.full((10, 2), 200.0)])   # + 10 iris points (not counted)
+    assert face_cut_off(lm, 400, 400) is None
+    shifted = lm - [150, 0]                        # a quarter of the face left of x = 0
+    msg = face_cut_off(shifted, 400, 400)
+    assert msg is not None and msg.startswith("25%") and "left" in msg and "top" not in msg
+    both = lm - [150, 150]
+    assert "left and top" in face_cut_off(both, 400, 400)
+    barely = lm.copy()
+    barely[:5, 0] = -1                             # 1 % outside: not worth a warning
+    assert face_cut_off(barely, 400, 400) is None
+
+
 def test_astronaut(analyzer):
     skimage_data = pytest.importorskip("skimage.data")
     fa = analyzer.analyze(skimage_data.astronaut())

@@ -110,6 +110,24 @@ def with_neck_skin(analysis: FaceAnalysis, rgb: np.ndarray, face_test: bool = Fa
     return replace(analysis, skin=m.usable, skin_info=info)
 
 
+def face_cut_off(landmarks: np.ndarray, width: int, height: int,
+                 min_share: float = 0.03) -> str | None:
+    """A warning when at least `min_share` of the face's 468 mesh landmarks fall outside the
+    photo (the face is cut off by its edges), naming the edges; None otherwise. The fit still
+    runs: what the photo does not show is mirrored or filled like any unseen skin."""
+    lm = np.asarray(landmarks, np.float64)[:468, :2]
+    x, y = lm[:, 0], lm[:, 1]
+    outside = (x < 0) | (x >= width) | (y < 0) | (y >= height)
+    share = float(outside.mean())
+    if share < min_share:
+        return None
+    edges = [name for name, m in (("left", x < 0), ("right", x >= width), ("top", y < 0),
+                                  ("bottom", y >= height)) if m.mean() >= min_share / 2]
+    return (f"{share:.0%} of the face lies outside the photo (cut off at its "
+            f"{' and '.join(edges) or 'edges'}); that part of the head is guessed from the "
+            "rest. Use a photo that shows the whole face for a better likeness.")
+
+
 def _check_rgb(rgb) -> np.ndarray:
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
@@ -303,6 +321,9 @@ class FaceAnalyzer:
         refined = self._mesh_on_crop(rgb, (lo + hi) / 2, 1.6 * float(max(hi - lo)))
         if refined is not None and np.median(np.hypot(*(refined[0] - lm).T)) < 0.1 * across:
             lm, z = refined
+        cut = face_cut_off(lm, w, h)
+        if cut is not None:
+            warnings.append(cut)
         quad = canonical_square(lm)
         affine = square_to_affine(quad, cfg.crop_size)
         crop = cv2.warpAffine(rgb, to_opencv_affine(affine), (cfg.crop_size, cfg.crop_size),
