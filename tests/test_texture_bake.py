@@ -156,7 +156,9 @@ def test_no_tone_break_between_projected_and_filled(small_ict, fill_data_weight,
     the truth, beyond what resampling adds inside the seen skin. The control: a fill that
     ignores the seen colours (relaxes straight to the median tone) breaks at the border."""
     m = small_ict
-    baker = TextureBaker(m, TextureConfig(size=256, mirror_fill=False,
+    # occlusion=False: this photo (an unlit render of the texture) has no occlusion in its
+    # crevices to take out (tests/test_texture_occlusion.py covers that)
+    baker = TextureBaker(m, TextureConfig(size=256, mirror_fill=False, occlusion=False,
                                           fill_data_weight=fill_data_weight))
     lay = baker.layout
     v = m.vertices.astype(np.float64)

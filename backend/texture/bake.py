@@ -102,6 +102,11 @@ class TextureConfig:
     mirror_tone_chroma: float = 0.03  # chromaticity difference at which a border vertex and
                                       # its twin count as different stuff (hair beside skin)
     mirror_tone_max: float = 0.2      # the largest offset taken from one border vertex
+    occlusion: bool = True            # take the head's own ambient occlusion out of the
+                                      # photo's colours (occlusion.py): a renderer adds it
+                                      # again, so crevices are not darkened twice
+    occlusion_rays: int = 16          # hemisphere directions per skin vertex
+    occlusion_floor: float = 0.45     # visibility below which no more is divided out
 
     def __post_init__(self):
         if self.size not in (256, 512, 1024, 2048, 4096):
@@ -434,6 +439,10 @@ class TextureBaker:
         check()
         scene = _Scene(verts, normals, views, occ, check)
         times["setup"] = time.perf_counter() - t0
+        if cfg.occlusion:
+            t_occ = time.perf_counter()
+            scene.gain = self.skin_occlusion_gain(scene)
+            times["occlusion"] = time.perf_counter() - t_occ
         check()
 
         t0 = time.perf_counter()
@@ -474,7 +483,8 @@ class TextureBaker:
         nrm_c = np.zeros((len(cand), 3), np.float32) if delight else None
 
         def store_direct(idx, c, ww, nrm):
-            col[idx], w[idx] = c, ww
+            col[idx], w[idx] = scene.without_occlusion(c, self._texel_vertices(idx), idx,
+                                                       self.texel_bary), ww
             if nrm_c is not None:
                 nrm_c[np.searchsorted(cand, idx)] = nrm
 
@@ -496,6 +506,7 @@ class TextureBaker:
         sv = self.skin_vertices
         vcol, vw = sample_views(scene.views, scene.verts[sv], scene.normals[sv], scene.occ,
                                 self.config, scene.check)
+        vcol = scene.without_occlusion(vcol, sv)
         if light is not None:
             vcol = light.albedo(vcol, scene.normals[sv])
         return _VertexSamples(vcol, vw)
@@ -521,7 +532,10 @@ class TextureBaker:
         check()
 
         def store_mirrored(idx, mc, ww, nrm):
-            # de-lit at the twin's normal, where the photo saw it: no mirrored shadow
+            # the twin's occlusion out, and de-lit at the twin's normal, where the photo saw
+            # it: no mirrored shadow
+            mc = scene.without_occlusion(mc, self.mirror[self._texel_vertices(idx)], idx,
+                                         self.texel_bary)
             if light is not None:
                 mc = light.albedo(mc, nrm)
             mcol[slot[idx]], mw[slot[idx]] = mc, ww * cfg.mirror_weight
@@ -534,6 +548,7 @@ class TextureBaker:
         vcol, vw = per_vertex.colour, per_vertex.weight
         mv = self.mirror[sv]            # every vertex's twin: the offset needs the border too
         mvc, mvw = sample_views(scene.views, verts[mv], normals[mv], scene.occ, cfg, check)
+        mvc = scene.without_occlusion(mvc, mv)
         if light is not None:
             mvc = light.albedo(mvc, normals[mv])
         if cfg.mirror_tone_match:
@@ -668,6 +683,31 @@ class TextureBaker:
         tex[r_, c_] = shade_hair(o, self.hair_pattern, (1.0 - seen_w[st]) * hairness,
                                  HairPatternConfig().amount)
 
+    def _texel_vertices(self, texels: np.ndarray) -> np.ndarray:
+        """(m, 3) the model vertices of each texel's skin triangle."""
+        return self.layout.tri_vertices[self.texel_tri[texels]]
+
+    def skin_occlusion_gain(self, scene: "_Scene") -> np.ndarray:
+        """(N,) float32 >= 1 per model vertex (1 off the skin): 1 / the skin vertex's
+        visibility (occlusion.py, against the skin and eyeballs), smoothed over one ring of
+        neighbours, floored at `occlusion_floor`."""
+        from .occlusion import OcclusionConfig, vertex_visibility
+
+        cfg = self.config
+        sv = self.skin_vertices
+        vis = vertex_visibility(scene.verts[sv], scene.normals[sv], scene.occ.blocked,
+                                OcclusionConfig(rays=cfg.occlusion_rays), scene.check)
+        e = self.skin_edges
+        acc = vis.astype(np.float64).copy()
+        deg = np.ones(len(sv))
+        np.add.at(acc, e[:, 0], vis[e[:, 1]])
+        np.add.at(acc, e[:, 1], vis[e[:, 0]])
+        np.add.at(deg, e[:, 0], 1.0)
+        np.add.at(deg, e[:, 1], 1.0)
+        gain = np.ones(len(scene.verts), np.float32)
+        gain[sv] = 1.0 / np.clip(acc / deg, cfg.occlusion_floor, 1.0)
+        return gain
+
     def _finish(self, tex: np.ndarray, check) -> np.ndarray:
         """Pad the UV islands and quantise: the (h, w, 3) uint8 texture."""
         h, wid = self.raster.shape
@@ -688,6 +728,22 @@ class _Scene:
     views: Sequence[View]
     occ: _Occluder
     check: Callable[[], None]
+    gain: np.ndarray | None = None    # (N,) per vertex: 1 / visibility (TextureConfig.occlusion)
+
+    def without_occlusion(self, colours: np.ndarray, vertices: np.ndarray,
+                          texels: np.ndarray | None = None, bary: np.ndarray | None = None
+                          ) -> np.ndarray:
+        """Samples (m, 3) sRGB with the head's own occlusion at them divided out (linear
+        light, hue kept: a colour that would pass white is scaled to fit). `vertices` are the
+        sample's vertex (m,) or its triangle's (m, 3), weighted by `bary[texels]`."""
+        if self.gain is None or not len(colours):
+            return colours
+        g = self.gain[vertices]
+        if g.ndim == 2:
+            g = (g * bary[texels]).sum(1)
+        from .occlusion import brighten
+
+        return brighten(colours, g)
 
 
 @dataclass

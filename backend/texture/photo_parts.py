@@ -51,6 +51,10 @@ class PartTextureConfig:
     angle_power: float = 1.0          # parts are small and curved: trust oblique views more
     full_confidence: float = 0.25     # weight at which the photo replaces the base colour
     ray_offset: float = 2e-4          # metres off the surface for the visibility ray
+    occlusion: bool = True            # take the head's ambient occlusion out of the photo's
+                                      # colours (occlusion.py; as TextureConfig.occlusion)
+    occlusion_rays: int = 16
+    occlusion_floor: float = 0.45
 
 
 @dataclass
@@ -155,6 +159,23 @@ def part_resolution(face_px: float | None, cfg: "PartTextureConfig") -> int:
     return min(size, cfg.max_size)
 
 
+def _without_occlusion(photo, seen, posed, normals, tv, t, b, occluder, cfg, check):
+    """The photo's colours of a part's seen texels with the head's ambient occlusion at
+    them divided out (linear light; per vertex, interpolated): an eyeball's corners under
+    the lids are as dark in the photo as they will be again in a render."""
+    from .occlusion import OcclusionConfig, brighten, vertex_visibility
+
+    used = np.unique(tv[t[seen]])
+    vis = np.ones(len(posed), np.float32)
+    vis[used] = vertex_visibility(posed[used], normals[used], occluder.blocked,
+                                  OcclusionConfig(rays=cfg.occlusion_rays), check)
+    gain = 1.0 / np.clip(vis, cfg.occlusion_floor, 1.0)
+    g = (gain[tv[t[seen]]] * b[seen]).sum(1)
+    out = np.array(photo, np.float32, copy=True)
+    out[seen] = brighten(out[seen], g)
+    return out
+
+
 def bake_photo_parts(model: HeadModel, rest_vertices: np.ndarray, posed_vertices: np.ndarray,
                      view: View, colours: PartColours,
                      config: PartTextureConfig | None = None,
@@ -187,6 +208,9 @@ def bake_photo_parts(model: HeadModel, rest_vertices: np.ndarray, posed_vertices
                                 check)
         base = _base_colour_fn(model, rest, g, colours)((rest[tv[t]] * b[..., None]).sum(1))
         conf = _smooth_confidence(w, cfg.full_confidence)[:, None]
+        if cfg.occlusion and (w > 0).any():
+            photo = _without_occlusion(photo, w > 0, posed, normals, tv, t, b, occluder, cfg,
+                                       check)
         img = np.zeros((size, size, 3), np.float32)
         img[cov] = base + conf * (photo - base)
         img = nearest_fill_outside(img, cov, check=check)
