@@ -396,11 +396,14 @@ class TextureBaker:
         return cfg.fill_prior_weight + (cfg.leak_prior_weight - cfg.fill_prior_weight) * \
             t * t * (3.0 - 2.0 * t)
 
-    def _estimate_light(self, verts, normals, views, occ, cand, col, w, nrm_c, check):
+    def _estimate_light(self, scene: "_Scene", cand, col, w, nrm_c):
         """The photo's lighting (delight.Lighting or None) from the direct samples of the
-        photo view: the view of the largest weight (the photo; generated views weigh less)."""
+        photo view (the head's own occlusion already out of them): the view of the largest
+        weight (the photo; generated views weigh less)."""
         from .delight import estimate_lighting
 
+        verts, normals, views, occ, check = (scene.verts, scene.normals, scene.views,
+                                             scene.occ, scene.check)
         if len(views) == 1:
             return estimate_lighting(col[cand], nrm_c, w[cand])
         photo = max(range(len(views)), key=lambda i: float(views[i].weight))
@@ -409,6 +412,7 @@ class TextureBaker:
             if len(seen) else seen
         pts, nrm = self._surface(verts, normals, None, seen)
         c, ww = sample_views([views[photo]], pts, nrm, occ, self.config, check)
+        c = scene.without_occlusion(c, self._texel_vertices(seen), seen, self.texel_bary)
         return estimate_lighting(c, nrm, ww)
 
     def bake(self, vertices: np.ndarray, views: Sequence[View],
@@ -495,8 +499,7 @@ class TextureBaker:
         light, t_light = None, time.perf_counter()
         if delight:
             scene.check()
-            light = self._estimate_light(scene.verts, scene.normals, scene.views, scene.occ,
-                                         cand, col, w, nrm_c, scene.check)
+            light = self._estimate_light(scene, cand, col, w, nrm_c)
             if light is not None:
                 col[cand] = light.albedo(col[cand], nrm_c)
         return _DirectLayer(col, w, conf, light), time.perf_counter() - t_light
