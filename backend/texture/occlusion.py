@@ -24,8 +24,7 @@ import numpy as np
 
 @dataclass
 class OcclusionConfig:
-    enabled: bool = True
-    rays: int = 16                     # directions per vertex (stratified, cosine-weighted)
+    rays: int = 32                     # directions per vertex (stratified, cosine-weighted)
     offset: float = 3e-4               # metres: ray start off the surface
     seed: int = 0
 

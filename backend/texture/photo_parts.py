@@ -53,7 +53,7 @@ class PartTextureConfig:
     ray_offset: float = 2e-4          # metres off the surface for the visibility ray
     occlusion: bool = True            # take the head's ambient occlusion out of the photo's
                                       # colours (occlusion.py; as TextureConfig.occlusion)
-    occlusion_rays: int = 16
+    occlusion_rays: int = 32
     occlusion_floor: float = 0.45
 
 
