@@ -105,16 +105,25 @@ def _front_of_neck_colours(glb):
     return tex[py, px]
 
 
+def _run_with_and_without(tmp_path, photo, data_dir, flag: str, names=("off", "on")):
+    """`gen3dface run` (draft) on `photo` without and with `flag`: {name: (GLB path, sidecar)}."""
+    runs = {}
+    for name, extra in zip(names, ([], [flag])):
+        out = tmp_path / f"{name}.glb"
+        assert cli(["run", str(photo), "-o", str(out), "--quality", "draft",
+                    "--assets", str(data_dir)] + extra) == EXIT_OK
+        runs[name] = out, json.loads((tmp_path / f"{name}.sidecar.json").read_text())
+    return runs
+
+
 def test_neck_skin_option_paints_the_neck_with_skin(tmp_path, faces_dir, data_dir):
     """`--neck-skin` on a photo of a man in a suit and tie (obama.jpg): by default the front
     of the neck carries the shirt and tie as the photo shows them; with the option it is the
     face's skin tone, and the sidecar says so."""
     got = {}
-    for name, extra in (("photo", []), ("skin", ["--neck-skin"])):
-        out = tmp_path / f"{name}.glb"
-        assert cli(["run", str(faces_dir / "obama.jpg"), "-o", str(out), "--quality",
-                    "draft", "--assets", str(data_dir)] + extra) == EXIT_OK
-        side = json.loads((tmp_path / f"{name}.sidecar.json").read_text())
+    runs = _run_with_and_without(tmp_path, faces_dir / "obama.jpg", data_dir, "--neck-skin",
+                                 ("photo", "skin"))
+    for name, (out, side) in runs.items():
         skin = np.asarray(side["texture"]["skin_rgb"])
         neck = _front_of_neck_colours(out)
         got[name] = side, float(np.linalg.norm(neck - skin, axis=1).mean()), len(neck)
@@ -136,11 +145,8 @@ def test_delit_texture_option_de_lights_the_skin_and_says_so(tmp_path, faces_dir
     import trimesh
 
     runs = {}
-    for name, extra in (("lit", []), ("delit", ["--delit-texture"])):
-        out = tmp_path / f"{name}.glb"
-        assert cli(["run", str(faces_dir / "alfw2.png"), "-o", str(out), "--quality",
-                    "draft", "--assets", str(data_dir)] + extra) == EXIT_OK
-        side = json.loads((tmp_path / f"{name}.sidecar.json").read_text())
+    for name, (out, side) in _run_with_and_without(tmp_path, faces_dir / "alfw2.png", data_dir,
+                                                   "--delit-texture", ("lit", "delit")).items():
         tex = trimesh.load(out).geometry["Head"].visual.material.baseColorTexture
         runs[name] = side["texture"], np.asarray(tex.convert("RGB"), np.float64)
     (lit, t_lit), (delit, t_del) = runs["lit"], runs["delit"]

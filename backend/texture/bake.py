@@ -695,7 +695,7 @@ class TextureBaker:
         """(N,) float32 >= 1 per model vertex (1 off the skin): 1 / the skin vertex's
         visibility (occlusion.py, against the skin and eyeballs), smoothed over one ring of
         neighbours, floored at `occlusion_floor`."""
-        from .occlusion import OcclusionConfig, vertex_visibility
+        from .occlusion import OcclusionConfig, gain_from_visibility, vertex_visibility
 
         cfg = self.config
         sv = self.skin_vertices
@@ -709,7 +709,7 @@ class TextureBaker:
         np.add.at(deg, e[:, 0], 1.0)
         np.add.at(deg, e[:, 1], 1.0)
         gain = np.ones(len(scene.verts), np.float32)
-        gain[sv] = 1.0 / np.clip(acc / deg, cfg.occlusion_floor, 1.0)
+        gain[sv] = gain_from_visibility(acc / deg, cfg.occlusion_floor)
         return gain
 
     def _finish(self, tex: np.ndarray, check) -> np.ndarray:

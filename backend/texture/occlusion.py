@@ -74,6 +74,12 @@ def vertex_visibility(points: np.ndarray, normals: np.ndarray, blocked,
     return out
 
 
+def gain_from_visibility(visibility: np.ndarray, floor: float) -> np.ndarray:
+    """(m,) float32 >= 1: what a colour is brightened by (linear light) to take out this
+    occlusion; at most 1 / `floor` (deep holes are lit by bounced light as well)."""
+    return (1.0 / np.clip(np.asarray(visibility, np.float64), floor, 1.0)).astype(np.float32)
+
+
 def brighten(colours: np.ndarray, gain: np.ndarray) -> np.ndarray:
     """sRGB colours (m, 3) in [0, 1] times `gain` (m,) >= 1 in linear light, the hue kept: a
     colour that would pass white is scaled down until its largest channel is 1."""

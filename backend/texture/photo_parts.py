@@ -163,13 +163,13 @@ def _without_occlusion(photo, seen, posed, normals, tv, t, b, occluder, cfg, che
     """The photo's colours of a part's seen texels with the head's ambient occlusion at
     them divided out (linear light; per vertex, interpolated): an eyeball's corners under
     the lids are as dark in the photo as they will be again in a render."""
-    from .occlusion import OcclusionConfig, brighten, vertex_visibility
+    from .occlusion import OcclusionConfig, brighten, gain_from_visibility, vertex_visibility
 
     used = np.unique(tv[t[seen]])
     vis = np.ones(len(posed), np.float32)
     vis[used] = vertex_visibility(posed[used], normals[used], occluder.blocked,
                                   OcclusionConfig(rays=cfg.occlusion_rays), check)
-    gain = 1.0 / np.clip(vis, cfg.occlusion_floor, 1.0)
+    gain = gain_from_visibility(vis, cfg.occlusion_floor)
     g = (gain[tv[t[seen]]] * b[seen]).sum(1)
     out = np.array(photo, np.float32, copy=True)
     out[seen] = brighten(out[seen], g)
