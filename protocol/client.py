@@ -74,7 +74,7 @@ from .limits import (BAD_RESULT, CLIENT_CODES, RECEIVE_LIMIT, LimitError, RateLi
                      ReceiveLimits, check_preview, check_result)
 from .curve import ClientCurve
 from .result_buffers import _Parts, _Prefault, _SpareBuffers   # the last two: re-exported
-from .signing import ReplayGuard, Signer, load_key
+from .signing import SHA256, ReplayGuard, Signer, choose_digest, load_key, supported_digests
 from .transport import (DEFAULT_HEARTBEAT_S, LIVENESS_BEATS, Channel, handshake_failure,
                         handshake_monitor, make_dealer)
 
@@ -98,6 +98,10 @@ class ClientConfig:
     result_parts: bool = True                  # (1.3) ask for large results as result_part
                                                # messages: each piece is verified while the
                                                # next is in flight (SPEC 5.7)
+    digests: tuple | None = None               # (1.4) buffer digests offered in hello, best
+                                               # first; None: all this install computes
+                                               # (blake3 when installed, sha256); ("sha256",)
+                                               # behaves as a 1.3 client
 
 
 MAX_REFETCHES = 3        # an incomplete or out-of-order result_part stream is fetched again
@@ -145,6 +149,7 @@ class Client(BlockingMixin):
         self.config = dataclasses.replace(config) if config else ClientConfig()
         self.session = uuid.uuid4().hex
         self.capabilities: dict | None = None
+        self._send_digest = SHA256          # (1.4) for buffers we send: what the server takes
         self.jobs: dict[str, JobHandle] = {}                # idempotency key -> handle
         self._by_job_id: dict[str, JobHandle] = {}
         self._by_request: dict[str, JobHandle] = {}         # submit/fetch msg_id -> handle
@@ -184,8 +189,8 @@ class Client(BlockingMixin):
         self._last_seen = now
         self._next_ping = now + self.config.heartbeat_s
         self._outbox.clear()
-        self._send(M.hello(self.config.client_name, self.config.heartbeat_s, self.session,
-                           result_parts=self.config.result_parts))
+        self._send_digest = SHA256          # until this connection's capabilities say more
+        self._send(self._hello())
 
     def _close_socket(self) -> None:
         if self._chan is not None:
@@ -251,6 +256,15 @@ class Client(BlockingMixin):
         self.close()
 
     # ---- sending ---------------------------------------------------------------------------
+    def _offered_digests(self) -> tuple:
+        if self.config.digests is None:
+            return supported_digests()
+        return tuple(d for d in self.config.digests if d in supported_digests()) or (SHA256,)
+
+    def _hello(self) -> Message:
+        return M.hello(self.config.client_name, self.config.heartbeat_s, self.session,
+                       result_parts=self.config.result_parts, digests=self._offered_digests())
+
     def _send(self, msg: Message) -> None:
         if msg.session is None:
             msg.session = self.session
@@ -259,7 +273,10 @@ class Client(BlockingMixin):
 
     def _flush(self) -> None:
         while self._outbox and self._chan is not None:
-            if not self._chan.send(self._outbox[0]):
+            msg = self._outbox[0]
+            if msg.buffers:     # (1.4) the digest the server's capabilities accepted, else SHA-256
+                msg.digest, msg.digests = self._send_digest, None
+            if not self._chan.send(msg):
                 return          # send queue full: retried on the next poll()
             self._outbox.popleft()
 
@@ -486,8 +503,8 @@ class Client(BlockingMixin):
             self._events.append(Event("reconnected", None, {"restarted": True,
                                                             "capabilities": self.capabilities}))
             if self._chan is not None:
-                self._send(M.hello(self.config.client_name, self.config.heartbeat_s,
-                                   self.session, result_parts=self.config.result_parts))
+                self._send_digest = SHA256
+                self._send(self._hello())
             self._resubmit_all()
         self._server_instance = instance
 
@@ -505,6 +522,7 @@ class Client(BlockingMixin):
         t = msg.msg_type
         if t == "capabilities":
             self.capabilities = c
+            self._send_digest = choose_digest(c.get("digests"), self._offered_digests())
             self._update_server_limits(c.get("limits") or {})
         if t in ("capabilities", "pong", "ping"):
             self._check_instance(c.get("instance"))
@@ -612,7 +630,9 @@ class Client(BlockingMixin):
             return
         glb = msg.buffers[0]
         want = c.get("sha256")
-        if want:
+        if want and (msg.digest == SHA256 or not msg.digests):
+            # signed with another digest (1.4), the signature already covers every byte:
+            # the GLB is not hashed a second time for `sha256` (SPEC 5.7)
             got = (msg.digests[0] if msg.digests else hashlib.sha256(glb).digest()).hex()
             if got != want.lower():
                 self._fail(h, BAD_RESULT, "the result GLB failed its SHA-256 check "

@@ -6,7 +6,7 @@ Frame layout (SPEC.md, "Framing"):
     0  b"G3F1"                      magic + wire-format version; also the routing delimiter
     1  signature                    64 ASCII hex chars (HMAC-SHA256) or b"" (insecure mode)
     2  header  JSON object (UTF-8)  protocol, version, msg_id, msg_type, parent_id, session,
-                                     timestamp, nonce
+                                     timestamp, nonce; (1.4) digest, with buffers only
     3  content JSON object (UTF-8)  per msg_type (see messages.py / SPEC.md)
     4… binary buffers               raw bytes (photos, previews, GLB): never base64/pickle
 
@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .errors import AuthError, ProtocolError
-from .signing import MAGIC, ReplayGuard, Signer, buffer_digest, new_nonce
+from .signing import (MAGIC, SHA256, ReplayGuard, Signer, buffer_digest, new_nonce,
+                      supported_digests)
 
 PROTOCOL_NAME = "gen3dface"
-PROTOCOL_VERSION = "1.3"          # major.minor: majors are incompatible, minors only add
+PROTOCOL_VERSION = "1.4"          # major.minor: majors are incompatible, minors only add
 PROTOCOL_MAJOR = 1
 N_FIXED_FRAMES = 4                # magic, signature, header, content
 MAX_ROUTING_FRAMES = 4
@@ -118,14 +119,19 @@ class Message:
     version: str = PROTOCOL_VERSION
     extra_header: dict = field(default_factory=dict)  # unknown header fields (tolerated)
     routing: list = field(default_factory=list)       # ROUTER identity frames
-    digests: list | None = None                       # SHA-256 of buffers, when known
+    digests: list | None = None                       # digests of the buffers, when known
     identity: str | None = None                       # receiver side: the sender's CURVE key
+    digest: str = SHA256                              # (1.4) the algorithm of `digests`
 
     def header_dict(self) -> dict:
         h = dict(self.extra_header)
         h.update({"protocol": PROTOCOL_NAME, "version": self.version, "msg_id": self.msg_id,
                   "msg_type": self.msg_type, "parent_id": self.parent_id,
                   "session": self.session, "timestamp": self.timestamp, "nonce": self.nonce})
+        if self.buffers and self.digest != SHA256:
+            h["digest"] = self.digest       # (1.4) absent means SHA-256, as before 1.4
+        else:
+            h.pop("digest", None)
         return h
 
     def reply(self, msg_type: str, content: dict | None = None, buffers: Sequence = (),
@@ -209,6 +215,17 @@ def _keep(buf, zero_copy: bool):
     return memoryview(buf).toreadonly() if zero_copy else bytes(buf)
 
 
+def _digest_field(header: dict) -> str:
+    """A header's (1.4) `digest`: absent = SHA-256; a name this side does not support is
+    BAD_REQUEST (a sender only uses one its peer offered, signing.choose_digest)."""
+    name = header.get("digest", SHA256)
+    if not isinstance(name, str) or name not in supported_digests():
+        raise ProtocolError("BAD_REQUEST", f"header: digest {brief(name)} is not supported "
+                            f"here; this side computes {', '.join(supported_digests())}",
+                            header)
+    return name
+
+
 def split_routing(frames: Sequence, router: bool) -> tuple[list, list]:
     """(routing id frames, protocol frames). On a ROUTER socket the ids are every frame before
     the first b"G3F1" frame (at most MAX_ROUTING_FRAMES; without one, the first frame is taken
@@ -244,7 +261,8 @@ class Codec:
     # ---- sending --------------------------------------------------------------------------
     def encode(self, msg: Message) -> list:
         """Frames for `msg` (routing ids first when msg.routing is set). Fresh timestamp and
-        nonce each call. Reuses msg.digests when given (e.g. a cached result's digest)."""
+        nonce each call. Reuses msg.digests when given (e.g. a cached result's digest; they
+        must be msg.digest's, SHA-256 unless the peer offered another, signing.choose_digest)."""
         if not isinstance(msg.content, dict):
             raise TypeError("message content must be a dict")
         msg.timestamp = self.clock()
@@ -256,7 +274,7 @@ class Codec:
             sig = b""
         else:
             if msg.digests is None or len(msg.digests) != len(buffers):
-                msg.digests = [buffer_digest(b) for b in buffers]
+                msg.digests = [buffer_digest(b, msg.digest) for b in buffers]
             sig = self.signer.sign(header, content, msg.digests)
         return [*msg.routing, MAGIC, sig, header, content, *buffers]
 
@@ -288,18 +306,20 @@ class Codec:
                                 f"{lim.max_content_bytes} bytes")
 
     def buffer_digests(self, frames: Sequence) -> list[bytes] | None:
-        """The SHA-256 of each binary frame of a (DEALER-side) message, as decode() would
-        compute them, or None when this side verifies nothing or the frames fail the size
-        checks (decode refuses those before hashing anything). Thread-safe: the client
+        """The digest of each binary frame of a (DEALER-side) message, as decode() would
+        compute them (by the header's `digest`), or None when this side verifies nothing or
+        the frames fail the size checks or name no digest it knows (decode refuses those
+        before hashing anything). Thread-safe: the client
         hashes large messages on worker threads (hashlib releases the GIL) and passes the
         result to decode(..., digests=) so the next message is hashed meanwhile."""
         if self.signer.insecure:
             return None
         try:
             self.check_sizes(frames)
+            algorithm = self._header_digest(_as_buffer(frames[2]))
         except ProtocolError:
             return None
-        return [buffer_digest(_as_buffer(b)) for b in frames[N_FIXED_FRAMES:]]
+        return [buffer_digest(_as_buffer(b), algorithm) for b in frames[N_FIXED_FRAMES:]]
 
     def decode(self, frames: Sequence, router: bool = False, sender: str = "",
                digests: Sequence[bytes] | None = None) -> Message:
@@ -337,10 +357,11 @@ class Codec:
                             f"empty; got {len(sig)} bytes", self._peek_header(header_b))
         digests = None
         if not self.signer.insecure:
+            algorithm = self._header_digest(header_b) if buffers else SHA256
             if known_digests is not None and len(known_digests) == len(buffers):
                 digests = list(known_digests)
             else:
-                digests = [buffer_digest(b) for b in buffers]
+                digests = [buffer_digest(b, algorithm) for b in buffers]
             try:
                 self.signer.verify(bytes(sig), bytes(header_b), bytes(content_b), digests)
             except AuthError as e:
@@ -362,13 +383,29 @@ class Codec:
             e.header = header
             raise
         known = {"protocol", "version", "msg_id", "msg_type", "parent_id", "session",
-                 "timestamp", "nonce"}
+                 "timestamp", "nonce", "digest"}
         zero_copy = self.zero_copy or h["msg_type"] in self.zero_copy_types
         return Message(h["msg_type"], content, [_keep(b, zero_copy) for b in buffers],
                        h["msg_id"],
                        h["parent_id"], h["session"], h["timestamp"], h["nonce"], h["version"],
                        {k: v for k, v in header.items() if k not in known}, routing, digests,
-                       sender or None)
+                       sender or None, h["digest"])
+
+    @staticmethod
+    def _header_digest(header_b) -> str:
+        """The buffer digest a header names (1.4 `digest`), read before the signature is
+        checked because the signature covers the buffers through it; the header itself is
+        signed, so a changed name fails the check. SHA-256 when absent or when the header
+        cannot be read (the check then fails, or decoding refuses the header after it);
+        BAD_REQUEST for a name this side does not support."""
+        raw = bytes(header_b)
+        if b'"digest"' not in raw:
+            return SHA256
+        try:
+            header = loads_object(raw, "header")
+        except ProtocolError:
+            return SHA256
+        return _digest_field(header)
 
     @staticmethod
     def _peek_header(header_b) -> dict | None:
@@ -420,4 +457,4 @@ class Codec:
             raise bad("nonce must be a string of 16-128 characters")
         return {"version": version, "msg_id": msg_id, "msg_type": msg_type,
                 "parent_id": parent_id, "session": session, "timestamp": ts,
-                "nonce": nonce}
+                "nonce": nonce, "digest": _digest_field(header)}

@@ -115,6 +115,20 @@ class _Checker:
             self.fail(name, f"must have at most {max_keys} keys")
         return v
 
+    def names(self, name, required=False, max_items=8, max_len=32, default=()):
+        """A list of short strings (e.g. digest names, 1.4): unknown names are kept (the
+        receiver ignores what it does not know), wrong types refused."""
+        v = self.get(name, required)
+        if v is None:
+            self.out[name] = list(default)
+            return self.out[name]
+        if not isinstance(v, list) or len(v) > max_items:
+            self.fail(name, f"must be a list of at most {max_items} strings")
+        for x in v:
+            if not isinstance(x, str) or not 1 <= len(x) <= max_len:
+                self.fail(name, f"each item must be a string of 1-{max_len} characters")
+        return v
+
     def buffers(self, n: int):
         if len(self.msg.buffers) != n:
             self.fail("buffers", f"a {self.msg.msg_type} message carries exactly {n} binary "
@@ -133,6 +147,7 @@ def _hello(k):
     k.string("client", False, default="")
     k.number("heartbeat_s", False, 0.05, 60.0, default=None)
     k.boolean("result_parts", False, default=False)
+    k.names("digests")
     k.buffers(0)
 
 
@@ -147,6 +162,7 @@ def _capabilities(k):
     k.number("keep_results_s", False, 0.0, 1e9, default=None)
     k.boolean("insecure", False, default=False)
     k.string("on_client_lost", False, max_len=32, default=None)
+    k.names("digests", default=("sha256",))
 
 
 def _submit(k):
@@ -313,10 +329,12 @@ def validate(msg: Message, direction: str | None = None) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def hello(client: str = "", heartbeat_s: float | None = None, session: str | None = None,
-          result_parts: bool = False) -> Message:
+          result_parts: bool = False, digests: Sequence[str] = ()) -> Message:
     c: dict[str, Any] = {"client": client}
     if result_parts:
         c["result_parts"] = True
+    if digests:
+        c["digests"] = list(digests)      # (1.4) the buffer digests it verifies, best first
     if heartbeat_s is not None:
         c["heartbeat_s"] = float(heartbeat_s)
     return Message("hello", c, session=session)

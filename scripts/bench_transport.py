@@ -19,7 +19,9 @@ Every process is separate: raw servers, the harness server, and this client proc
                        verified GLB in hand (a round trip, like raw pyzmq's).
                        Protocol 1.3 clients ask for result_part messages (SPEC 5.7); the
                        "1.2 client" rows are the same Client with result_parts=False (one
-                       frame, hashed after it arrived): the old path, in the same run.
+                       frame, hashed after it arrived) and SHA-256: the old path, in the
+                       same run. 1.4 clients offer BLAKE3 buffer digests (SPEC 4); the
+                       "1.3 client" row is the same Client offering only SHA-256.
                        zero_copy reuses the buffer of a result the caller has let go (this
                        script drops each GLB); the "kept" rows do not, as for a caller that
                        keeps every GLB (fresh pages each time).
@@ -79,11 +81,14 @@ RAW_SERVER = textwrap.dedent("""
 """)
 
 CHUNK = 2 << 20
-# Client variants: (zero_copy, result_parts). "kept": zero_copy without reusing the buffer
-# of a result the caller has let go (a caller that keeps every GLB: fresh pages each time)
-VARIANTS = {"zero_copy": (True, True), "zero_copy, kept": (True, True),
-            "zero_copy, 1.2 client": (True, False), "bytes": (False, True),
-            "bytes, 1.2 client": (False, False)}
+# Client variants: (zero_copy, result_parts, digests offered). "kept": zero_copy without
+# reusing the buffer of a result the caller has let go (a caller that keeps every GLB: fresh
+# pages each time); "1.3 client": offers only SHA-256 (protocol 1.4 lets a client offer
+# BLAKE3, section 4), so every buffer is signed and checked with SHA-256 as before 1.4
+VARIANTS = {"zero_copy": (True, True, None), "zero_copy, kept": (True, True, None),
+            "zero_copy, 1.3 client (SHA-256)": (True, True, ("sha256",)),
+            "zero_copy, 1.2 client": (True, False, ("sha256",)), "bytes": (False, True, None),
+            "bytes, 1.2 client": (False, False, ("sha256",))}
 
 
 class RawPeer:
@@ -149,9 +154,11 @@ class Ours:
         self.key = generate_key_file(key_file)
         self.kw = dict(key=self.key, **client_kw)
         self.image = encode_png(np.zeros((32, 32, 3), np.uint8))
+        # every streamed case keeps another result: with the default 4 GiB cap, 15 rounds
+        # evicted the kept results the fetch cases read (NOT_FOUND)
         self.hp = HarnessProcess(key_file=key_file, state_dir=tmp / f"state-{name}", events=1,
                                  step_s=0.0, result_mb=1, curve_dir=curve_dir,
-                                 extra=server_args).start()
+                                 extra=["--keep-results-mb", str(1 << 20), *(server_args or [])]).start()
         self.jobs = {}
         with Client(self.hp.endpoint, **self.kw) as client:
             for n in fetch_sizes:              # make the kept results; warms everything up
@@ -162,9 +169,9 @@ class Ours:
 
     def client(self, variant: str) -> Client:
         if variant not in self.clients:
-            zero_copy, parts = VARIANTS[variant]
-            c = TimedClient(self.hp.endpoint, config=ClientConfig(zero_copy=zero_copy,
-                                                                  result_parts=parts), **self.kw)
+            zero_copy, parts, digests = VARIANTS[variant]
+            c = TimedClient(self.hp.endpoint, config=ClientConfig(
+                zero_copy=zero_copy, result_parts=parts, digests=digests), **self.kw)
             if variant == "zero_copy, kept":
                 c._spare = None                  # as if the caller kept every GLB it got
             c.wait_connected(30)
@@ -263,7 +270,7 @@ def main() -> int:
         print(f"  raw pyzmq{' + CURVE' if mode == 'curve' else ''}, {big / (1 << 20):.1f} MB as "
               f"{CHUNK >> 20} MiB messages: {med[k] * 1000:7.1f} ms {mbs(big, med[k]):6.0f} MB/s")
     print()
-    print(f"{'case':56s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
+    print(f"{'case':66s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
     for mode in ours:
         for variant in VARIANTS:
             tag = f"{mode} {variant}"
@@ -274,10 +281,11 @@ def main() -> int:
                 vs = med[f"raw plain {n}"] / med[k]
                 vc = f"{med[f'raw curve {n}'] / med[k]:11.2f}x" if mode == "curve" else ""
                 name = f"{label}, {'CURVE' if mode == 'curve' else 'plain'}, {variant}"
-                print(f"{name:56s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
+                print(f"{name:66s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
                       f"{vs:6.2f}x {vc}")
     print("aims (issue 19): streamed 64 MB >= 0.80x raw, fetch_result >= 0.60x raw; the 1.2 "
-          "client rows are the same Client without result_parts")
+          "client rows are the same Client without result_parts and with SHA-256, the 1.3 "
+          "client row the same Client with SHA-256")
     if "curve" in raw:
         for n in sizes:
             print(f"raw pyzmq + CURVE / raw pyzmq, {n / (1 << 20):.1f} MB: "

@@ -32,6 +32,7 @@ from gen3dface.protocol import messages
 from gen3dface.protocol.client import MAX_REFETCHES, Client, ClientConfig
 from gen3dface.protocol.envelope import Message
 from gen3dface.protocol.errors import ProtocolError
+from gen3dface.protocol.signing import supported_digests
 
 KEY = b"0123456789abcdef0123456789abcdef-parts"
 MAGIC = b"G3F1"
@@ -175,20 +176,27 @@ def test_a_1_2_client_still_gets_the_whole_result_in_one_buffer(server):
 def test_the_server_hashes_the_pieces_once_per_result_not_per_fetch(server, monkeypatch):
     calls = []
     real = jobs_mod.part_digests
-    monkeypatch.setattr(jobs_mod, "part_digests", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(jobs_mod, "part_digests",
+                        lambda glb, n, algorithm="sha256": calls.append(algorithm) or
+                        real(glb, n, algorithm))
     image = photo(3)
+    # once per digest this install computes (sha256, and blake3 for 1.4 clients), at store
+    every = sorted(supported_digests())
     with Client(server.endpoint, key=KEY) as client:
         r = client.run_job(image, deadline_s=30)
-        assert r.glb == expected_result(image, SIZE) and len(calls) == 1
+        assert r.glb == expected_result(image, SIZE) and sorted(calls) == every
         job = server.server.store.get(r.job_id)
         assert job.result_part_bytes == PART and len(job.result_part_sha256) == 6
+        for name in every:
+            if name != "sha256":
+                assert len(job.result_digests[name]["parts"]) == 6
         for _ in range(3):
             h = client.fetch_result(r.job_id)
             while not h.done:
                 client.poll(0.05)
             assert bytes(h.glb) == r.glb
             client.forget(h)
-    assert len(calls) == 1
+    assert sorted(calls) == every
 
 
 @pytest.mark.parametrize("zero_copy", [False, True])

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from gen3dface.backend.images import encode_png
 from gen3dface.backend.service.harness import RawClient, ServerThread, SyntheticWorkload
 from gen3dface.protocol import messages as M
-from gen3dface.protocol.signing import MAGIC, Signer
+from gen3dface.protocol.signing import MAGIC, Signer, buffer_digest
 
 ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 KEY = b"fuzz-key-0123456789abcdef0123456789"
@@ -70,7 +70,7 @@ NASTY = st.sampled_from([
 
 TYPES = [t for t in M.ALL_TYPES if t not in ("bye", "pong")]   # those two get no reply
 FIELDS = {
-    "hello": ["client", "heartbeat_s"], "submit": ["idempotency_key", "image", "options", "rig"],
+    "hello": ["client", "heartbeat_s", "digests"], "submit": ["idempotency_key", "image", "options", "rig"],
     "cancel": ["job_id"], "status": ["job_id"], "fetch_result": ["job_id"],
     "ping": ["heartbeat_s", "instance"], "capabilities": ["server", "limits", "heartbeat_s"],
     "accepted": ["job_id", "state"], "progress": ["job_id", "stage", "fraction"],
@@ -81,9 +81,9 @@ GOOD = {"client": "fuzz", "heartbeat_s": 1.0, "idempotency_key": None, "job_id":
         "image": {"media_type": "image/png", "name": "p.png"}, "options": {}, "rig": None,
         "instance": "i", "server": "s", "limits": {}, "state": "queued", "stage": "face",
         "fraction": 0.5, "name": "n", "sidecar": {}, "sha256": "0" * 64, "code": "NO_FACE",
-        "message": "m"}
+        "message": "m", "digests": ["blake3", "sha256"]}
 HEADER = ("protocol", "version", "msg_id", "msg_type", "parent_id", "session", "timestamp",
-          "nonce")
+          "nonce", "digest")
 
 
 def choose(data, good, label):
@@ -103,7 +103,8 @@ def build(data, signing: str):
     good_header = {"protocol": "gen3dface", "version": "1.1", "msg_id": msg_id,
                    "msg_type": msg_type, "parent_id": None,
                    "session": data.draw(st.sampled_from([None, "fuzz-session"])),
-                   "timestamp": time.time(), "nonce": os.urandom(16).hex()}
+                   "timestamp": time.time(), "nonce": os.urandom(16).hex(),
+                   "digest": data.draw(st.sampled_from(["sha256", "blake3"]))}
     header: dict = {}
     for name in HEADER:
         v = choose(data, good_header[name], name)
@@ -128,7 +129,9 @@ def build(data, signing: str):
         sig = b""
     else:
         key = KEY if signing == "signed" else b"another-key-0123456789abcdef012345"
-        sig = Signer(key).sign(h, c, [__import__("hashlib").sha256(b).digest() for b in buffers])
+        # the buffers' digest as the (1.4) header names it; SHA-256 for anything else
+        name = header.get("digest") if header.get("digest") in ("sha256", "blake3") else "sha256"
+        sig = Signer(key).sign(h, c, [buffer_digest(b, name) for b in buffers])
     # a fuzzed msg_type of "bye"/"pong" gets no reply when the rest is valid: not this test
     assume(not (isinstance(header.get("msg_type"), str) and header["msg_type"] in ("bye", "pong")))
     mid = header.get('msg_id')

@@ -39,7 +39,7 @@ from ..contracts import PipelineError
 from . import checks, wire
 from .config import ServiceConfig
 from .jobqueue import JobQueue, QueueFull
-from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore, part_digests
+from .jobs import INTERRUPTED_MESSAGES, Job, JobState, JobStore, result_digests
 from .worker import Outbox, Worker
 from .workload import WorkloadFactory
 
@@ -92,6 +92,7 @@ class ClientInfo:
     last_seen: float
     timeout_s: float
     result_parts: bool = False        # (1.3) its hello asked for results as result_part messages
+    digest: str = wire.SHA256         # (1.4) the buffer digest for what we send it (its hello)
 
 
 class Server:
@@ -256,11 +257,13 @@ class Server:
 
     # ---- sending -----------------------------------------------------------------------
     def _send(self, routing: Route | None, msg_type: str, content: dict, buffers=(),
-              parent_id: str | None = None, digests=None) -> bool:
+              parent_id: str | None = None, digests=None, digest: str = wire.SHA256) -> bool:
+        """One message to `routing`; `digests` (of `digest`, the algorithm the client offered,
+        1.4) when the buffers' digests are already known."""
         if not routing:
             return False
         msg = wire.Message(msg_type, content, list(buffers), parent_id=parent_id,
-                           routing=list(routing), digests=digests)
+                           routing=list(routing), digests=digests, digest=digest)
         try:
             frames = self.codec.encode(msg)
         except (TypeError, ValueError) as e:    # e.g. a NaN in a sidecar: not JSON
@@ -283,6 +286,10 @@ class Server:
             else:                               # EAGAIN: its send queue is full; results stay kept
                 log.warning("could not send %s to a client: %s", msg_type, e)
             return False
+
+    def _digest_for(self, client) -> str:
+        info = self.clients.get(client) if client is not None else None
+        return info.digest if info is not None and not self.config.insecure else wire.SHA256
 
     def _error(self, routing, code: str, message: str, parent_id=None, job_id=None, **extra) -> None:
         """An `error` to `routing`. parent_id and job_id are only echoed when they are valid
@@ -362,6 +369,7 @@ class Server:
         info.last_seen = now
         if msg.msg_type == "hello":
             info.result_parts = msg.content.get("result_parts") is True
+            info.digest = wire.choose_digest(msg.content.get("digests"))
         if isinstance(hb, (int, float)) and hb > 0:
             info.timeout_s = 3.0 * float(hb)
         return key
@@ -379,7 +387,7 @@ class Server:
                       "running": len(self.worker.running_jobs())},
             "keep_results_s": self.config.keep_results_s, "insecure": self.config.insecure,
             "on_client_lost": self.config.on_client_lost, "instance": self.instance,
-            "curve": self.curve is not None,
+            "curve": self.curve is not None, "digests": list(wire.supported_digests()),
             "admin": self.curve is not None and self.curve.allow.is_admin(msg.identity),
             **({"cluster": self.worker.cluster_info()} if hasattr(self.worker, "cluster_info") else {})},
             parent_id=msg.msg_id)
@@ -469,31 +477,33 @@ class Server:
         """The `result` of a job. To a client whose hello asked for result_parts (1.3) a GLB
         of at least result_parts_min_bytes (and over one part) goes as `result` (no buffer;
         parts, size) + one `result_part` per piece, each signed on its own (SPEC 5.7): the
-        client verifies a piece while the next is in flight. The digests are the ones kept
-        with the result: never re-hashed."""
+        client verifies a piece while the next is in flight. The digests (SHA-256, or the one
+        the client's hello offered, 1.4) are the ones kept with the result: never re-hashed."""
         content = {"job_id": job.job_id, "sidecar": sidecar, "sha256": job.result_sha256,
                    "media_type": "model/gltf-binary"}
         info = self.clients.get(client) if client is not None else None
+        digest = self._digest_for(client)
         part = self.config.result_part_bytes
         min_bytes = self.config.result_parts_min_bytes
         if min_bytes is None:         # CURVE encrypts 2 MiB messages ~4x faster than one big one
             min_bytes = 0 if self.curve is not None else PLAIN_PARTS_MIN_BYTES
         if (info is not None and info.result_parts and job.result_sha256
                 and len(glb) > part and len(glb) >= min_bytes):
-            return self._send_parts(routing, job, glb, content, parent_id, part)
-        digests = [bytes.fromhex(job.result_sha256)] if job.result_sha256 else None
+            return self._send_parts(routing, job, glb, content, parent_id, part, digest)
+        digests = None
+        if job.result_sha256:
+            digests, changed = result_digests(job, glb, digest, None)
+            if changed:
+                self.store.save(job)
         return self._send(routing, "result", content, [glb], parent_id=parent_id,
-                          digests=digests)
+                          digests=digests, digest=digest)
 
-    def _send_parts(self, routing, job: Job, glb, content: dict, parent_id, part: int) -> bool:
+    def _send_parts(self, routing, job: Job, glb, content: dict, parent_id, part: int,
+                    digest: str) -> bool:
         size = len(glb)
-        if job.result_part_bytes != part or not job.result_part_sha256 \
-                or len(job.result_part_sha256) != -(-size // part):
-            # kept by an older server or another part size: hash once, then keep them
-            job.result_part_bytes = part
-            job.result_part_sha256 = part_digests(glb, part)
+        digests, changed = result_digests(job, glb, digest, part)
+        if changed:
             self.store.save(job)
-        digests = job.result_part_sha256
         n = len(digests)
         if not self._send(routing, "result", {**content, "parts": n, "size": size},
                           parent_id=parent_id):
@@ -504,7 +514,7 @@ class Server:
             if not self._send(routing, "result_part", {
                     "job_id": job.job_id, "sha256": job.result_sha256, "index": i, "parts": n,
                     "offset": off, "size": size}, [mv[off:off + part]], parent_id=parent_id,
-                    digests=[bytes.fromhex(d)]):
+                    digests=[d], digest=digest):
                 return False           # the client re-fetches an incomplete result (SPEC 5.7)
         return True
 
@@ -601,7 +611,8 @@ class Server:
                                         "message": event[4]}, parent_id=parent)
         elif kind == "preview":
             self._send(to, "preview", {"job_id": job.job_id, "name": event[2], "media_type": "image/png",
-                                       "stage": job.stage or None}, [event[3]], parent_id=parent)
+                                       "stage": job.stage or None}, [event[3]], parent_id=parent,
+                       digest=self._digest_for(client))
         elif kind == "result":
             self._send_result(to, job, event[2], event[3], parent_id=parent, client=client)
         elif kind == "cancelled":

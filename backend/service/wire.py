@@ -11,12 +11,14 @@ from ...protocol import messages
 from ...protocol.envelope import (PROTOCOL_VERSION, Codec, Limits, Message, reply_parent,
                                   split_routing, valid_id)
 from ...protocol.errors import ProtocolError
-from ...protocol.signing import ReplayGuard, Signer, load_key
+from ...protocol.signing import (SHA256, ReplayGuard, Signer, buffer_digest, choose_digest,
+                                 load_key, supported_digests)
 from ...protocol.transport import ZAP_DOMAIN, make_router
 
 __all__ = ["Codec", "Limits", "Message", "ProtocolError", "PROTOCOL_VERSION", "messages",
            "make_codec", "make_router_socket", "load_key", "reply_parent", "split_routing",
-           "valid_id", "ZAP_DOMAIN"]
+           "valid_id", "ZAP_DOMAIN", "SHA256", "buffer_digest", "choose_digest",
+           "supported_digests"]
 
 
 def make_codec(key: bytes | None, limits: Limits | None = None,
