@@ -9,6 +9,8 @@ the occluders in image04085 (hand under the chin), alfw1 (phone and fingers) and
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -319,3 +321,43 @@ def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
     shirt = keep & (rgb.max(2) < 50) & (regs["below_jaw"] > 0)
     assert shirt.sum() > 2000 and (m[shirt] > 0.5).mean() > 0.9     # the T-shirt stays in
     print(f"hands mode: face and neck foreground kept {(m[keep] > 0.5).mean():.3f}")
+
+
+def test_hair_hanging_beside_the_face_is_not_skin_and_the_bare_sides_are(scene):
+    """The default (hands) mode's side test: strands of dark hair painted down the side of the
+    face, from the eye line to the jaw (image02673's long hair), are out of the mask; the same
+    band of the clean photo (cheek sides, ears, in the head's foreground) stays in."""
+    rgb, lm = scene["rgb"], scene["lm"]
+    # the foreground without its edge pixels (half background; the bake erodes it too)
+    fg = cv2.erode((scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    cfg = SkinMaskConfig(face_test=False, neck=False)           # the pipeline's default
+    beside = (face_regions(rgb.shape[:2], lm, cfg)["beside"] > 0) & fg
+    assert beside.sum() > 1500
+    clean = usable_skin(rgb, lm, [], cfg).usable
+    kept = float((clean[beside] > 0.5).mean())
+    hair = np.zeros(rgb.shape[:2], np.uint8)
+    ys, xs = np.nonzero(beside)
+    mid = (lm[1, 0] + lm[152, 0]) / 2
+    for side in (xs < mid, xs > mid):                             # 3 strands down each side
+        for x in np.quantile(xs[side], [0.2, 0.5, 0.8]):
+            cv2.line(hair, (int(x), int(ys.min())), (int(x), int(ys.max())), 1, 5)
+    hair = (hair > 0) & beside
+    # judged away from the band's ends, where the zone stops and the edge is feathered
+    inner = hair & (cv2.erode(beside.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    assert hair.sum() > 400
+    dark = rgb.copy()
+    dark[hair] = (38, 27, 22)
+    m = usable_skin(dark, lm, [], cfg).usable
+    off = float((m[inner] < 0.5).mean())
+    without = usable_skin(dark, lm, [], replace(cfg, sides=False)).usable
+    print(f"beside the face: clean kept {kept:.3f}; hair strands excluded {off:.3f} "
+          f"(without the side test {(without[hair] < 0.5).mean():.3f})")
+    assert kept > 0.9 and off > 0.97
+    assert (without[hair] < 0.5).mean() < 0.05                   # what the test adds
+    # inside the face oval the default mode still takes nothing out
+    face = (face_regions(rgb.shape[:2], lm, cfg)["face"] > 0) & ~_grow_mask(hair, 12)
+    assert (m[face] > 0.5).mean() > 0.98
+
+
+def _grow_mask(mask, r):
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0

@@ -101,6 +101,14 @@ class SkinMaskConfig:
     face_test: bool = True             # apply the skin test inside the face oval (False:
                                        # only hands and, with `neck`, clothes below the jaw)
     neck: bool = True                  # apply the skin test below the jaw line
+    sides: bool = True                 # apply the skin test beside the face, from the eye line
+                                       # down to the jaw (the head's cheek sides and ears):
+                                       # hair hanging there in the photo is not paint for them
+    side_width: float = 0.45           # ... that band reaches this many face sizes outward
+    side_tolerance: float = 2.0        # ... and its skin test is this much looser (ears are
+                                       # redder than cheeks, the sides shaded), but a pixel
+    side_dark: float = 1.75            # this many log2 steps darker than the cheek patches is
+                                       # not skin there even in skin's hue (dark hair is)
     neck_depth: float = 1.2            # the region below the jaw extends this many face sizes
     neck_tolerance: float = 1.4        # below the jaw the skin test is this much looser (the
                                        # neck is in the jaw's shadow; clothes are far from skin)
@@ -209,8 +217,17 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     poly = np.vstack([jaw[0] - side * far, jaw, jaw[-1] + side * far,
                       jaw[-1] + side * far + down * far, jaw[0] - side * far + down * far])
     below = _poly(shape, poly) & (1 - face)
+    # beside the face: the oval pushed outward sideways (its widest points by side_width face
+    # sizes, the chin not at all), from the eye line down, minus the oval itself
+    oval = lm[FACE_OVAL]
+    lateral = (oval - oval.mean(0)) @ side
+    lateral = np.clip(lateral / max(np.abs(lateral).max(), 1e-9), -1.0, 1.0)
+    wide = _poly(shape, oval + lateral[:, None] * side[None] * (cfg.side_width * size))
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    below_eyes = ((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= 0
+    beside = (wide & (1 - face) & below_eyes).astype(np.uint8)
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
-            "size": size}
+            "beside": beside, "size": size}
 
 
 @dataclass
@@ -483,16 +500,24 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             np.zeros_like(reg["face"])
         if cfg.neck:
             zone |= reg["below_jaw"]
+        if cfg.sides:
+            zone |= reg["beside"]
         occ = (skin < 0.5) & zone.astype(bool)
-        if cfg.neck and cfg.neck_tolerance != 1.0:
-            neck = reg["below_jaw"].astype(bool)
-            loose = replace(cfg, skin_d0=cfg.skin_d0 * cfg.neck_tolerance,
-                            skin_d1=cfg.skin_d1 * cfg.neck_tolerance)
-            occ[neck] = skin_probability(col[neck][:, None], model, loose)[:, 0] < 0.5
+        # below the jaw and beside the face the test is looser (shade, ears); where the
+        # two regions meet, the neck's tolerance
+        for on, region, tol in ((cfg.sides, "beside", cfg.side_tolerance),
+                                (cfg.neck, "below_jaw", cfg.neck_tolerance)):
+            if on and tol != 1.0:
+                sel = reg[region].astype(bool)
+                loose = replace(cfg, skin_d0=cfg.skin_d0 * tol, skin_d1=cfg.skin_d1 * tol)
+                occ[sel] = skin_probability(col[sel][:, None], model, loose)[:, 0] < 0.5
         if cfg.shadow_depth > 0:
             ys, xs = np.nonzero(occ)
             shade = shadowed_skin(col[ys, xs], model, cfg)
             occ[ys[shade], xs[shade]] = False
+        if cfg.sides and cfg.side_dark > 0:
+            sel = reg["beside"].astype(bool)
+            occ[sel] |= col[sel][:, 0] < model.brightness - cfg.side_dark
         if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool)
         if cfg.mirror_check:
