@@ -17,8 +17,9 @@ import pytest
 
 from gen3dface.backend.face.landmarks import FACE_OVAL
 from gen3dface.backend.face.skin_mask import (LANDMARK_TWIN, SkinMaskConfig, colour_features,
+                                              config_for_mode,
                                               face_regions, fit_skin_model, shadowed_skin,
-                                              usable_skin)
+                                              shallow_in_face, usable_skin)
 from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 
 PHONE_GREY = (88, 92, 104)
@@ -222,21 +223,37 @@ REAL = {
 
 
 @pytest.fixture(scope="module")
-def analyzer():
+def analyzers():
+    """One FaceAnalyzer per skin-mask mode, made when first asked for."""
     from gen3dface.backend.face import FaceAnalyzer
+    from gen3dface.backend.face.analysis import FaceAnalysisConfig
 
-    with FaceAnalyzer() as a:
-        yield a
+    made = {}
+
+    def get(mode):
+        if mode not in made:
+            made[mode] = FaceAnalyzer(FaceAnalysisConfig(skin=config_for_mode(mode)))
+        return made[mode]
+
+    yield get
+    for a in made.values():
+        a.close()
 
 
+@pytest.mark.parametrize("mode", ["face", "full"])
 @pytest.mark.parametrize("name", list(REAL))
-def test_real_photo_masks_cover_the_occluders(analyzer, faces_dir, name):
+def test_real_photo_masks_cover_the_occluders(analyzers, faces_dir, name, mode):
+    """The pipeline's default mode ("face") and "full" (+ below the jaw) on the shared photos
+    with a hand, a phone and hair strands over the face."""
+    from gen3dface.backend.pipeline.pipeline import PipelineConfig
+
+    assert PipelineConfig().skin_mask == "face"
     path = faces_dir / name
     if not path.is_file():
         pytest.skip(f"{path} not found")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-    fa = analyzer.analyze(rgb)
+    fa = analyzers(mode).analyze(rgb)
     assert fa.skin is not None and fa.skin.shape == rgb.shape[:2]
     m = fa.view_mask
     case = REAL[name]
@@ -266,9 +283,13 @@ def test_real_photo_masks_cover_the_occluders(analyzer, faces_dir, name):
     if name == "image04085.jpg":
         assert len(fa.hands) == 1
         below = (regs["below_jaw"] > 0) & (fa.mask > 0.5)
-        # the black T-shirt below the jaw is not neck skin
+        # the black T-shirt below the jaw is not neck skin ("full"); the default leaves it
         shirt = below & (rgb.max(2) < 50)
-        assert shirt.sum() > 2000 and (m[shirt] < 0.5).mean() > 0.9
+        assert shirt.sum() > 2000
+        if mode == "full":
+            assert (m[shirt] < 0.5).mean() > 0.9
+        else:
+            assert (m[shirt & (regs["beside"] == 0)] > 0.5).mean() > 0.9
 
 
 def test_side_lit_face_stays_usable(scene):
@@ -297,9 +318,9 @@ def test_side_lit_face_stays_usable(scene):
 
 
 def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
-    """The pipeline's default, PipelineConfig(skin_mask="hands"): image04085's hand under the
-    chin is out of the view mask; inside the face oval and below the jaw nothing else is taken
-    out (the skin-colour tests are the "full" mode's)."""
+    """PipelineConfig(skin_mask="hands"): image04085's hand under the chin is out of the view
+    mask; inside the face oval and below the jaw nothing else is taken out (the skin-colour
+    tests there are the "face" and "full" modes')."""
     from gen3dface.backend.face import FaceAnalyzer
     from gen3dface.backend.face.analysis import FaceAnalysisConfig
     from gen3dface.backend.pipeline.pipeline import PipelineConfig
@@ -310,7 +331,7 @@ def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
     if not path.is_file():
         pytest.skip(f"{path} not found")
     rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
-    cfg = FaceAnalysisConfig(skin=SkinMaskConfig(face_test=False, neck=False))
+    cfg = FaceAnalysisConfig(skin=config_for_mode("hands"))
     with FaceAnalyzer(cfg) as a:
         fa = a.analyze(rgb)
     m = fa.view_mask
@@ -324,13 +345,13 @@ def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
 
 
 def test_hair_hanging_beside_the_face_is_not_skin_and_the_bare_sides_are(scene):
-    """The default (hands) mode's side test: strands of dark hair painted down the side of the
+    """The side test (every mode but "off"): strands of dark hair painted down the side of the
     face, from the eye line to the jaw (image02673's long hair), are out of the mask; the same
     band of the clean photo (cheek sides, ears, in the head's foreground) stays in."""
     rgb, lm = scene["rgb"], scene["lm"]
     # the foreground without its edge pixels (half background; the bake erodes it too)
     fg = cv2.erode((scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    cfg = SkinMaskConfig(face_test=False, neck=False)           # the pipeline's default
+    cfg = config_for_mode("hands")                                # hands and beside the face
     beside = (face_regions(rgb.shape[:2], lm, cfg)["beside"] > 0) & fg
     assert beside.sum() > 1500
     clean = usable_skin(rgb, lm, [], cfg).usable
@@ -354,10 +375,69 @@ def test_hair_hanging_beside_the_face_is_not_skin_and_the_bare_sides_are(scene):
           f"(without the side test {(without[hair] < 0.5).mean():.3f})")
     assert kept > 0.9 and off > 0.97
     assert (without[hair] < 0.5).mean() < 0.05                   # what the test adds
-    # inside the face oval the default mode still takes nothing out
+    # inside the face oval the "hands" mode still takes nothing out
     face = (face_regions(rgb.shape[:2], lm, cfg)["face"] > 0) & ~_grow_mask(hair, 12)
     assert (m[face] > 0.5).mean() > 0.98
 
 
 def _grow_mask(mask, r):
     return cv2.dilate(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)) > 0
+
+
+def test_shallow_blobs_at_the_oval_edge_are_dropped_and_deep_ones_kept():
+    """shallow_in_face: of a mask's blobs, the parts inside the face of those that never reach
+    `min_depth` in from its edge; a blob reaching deeper is left whole, and nothing outside
+    the face is returned."""
+    face = np.zeros((200, 200), np.uint8)
+    cv2.circle(face, (100, 100), 80, 1, -1)
+    mask = np.zeros_like(face)
+    cv2.rectangle(mask, (14, 90), (40, 110), 1, -1)        # straddles the edge, 20 px deep
+    cv2.line(mask, (100, 10), (100, 120), 1, 3)            # from the edge to the centre
+    out = shallow_in_face(mask, face, min_depth=30.0)
+    edge = np.zeros(face.shape, bool)
+    edge[90:111, 14:41] = True
+    assert out[edge & (face > 0)].all()
+    assert not out[edge & (face == 0)].any()               # outside the face: not returned
+    assert out.sum() == (edge & (face > 0)).sum()          # the deep line is untouched
+    assert not shallow_in_face(mask, face, min_depth=15.0).any()
+
+
+def test_face_test_keeps_the_hairline_and_forehead_but_takes_strands_across_the_cheek(scene):
+    """The skin test inside the face (skin_mask "full") without false occluders where hair
+    frames the face: a dark band along the oval's edge beside the temple (a fringe, the
+    hairline) and one across the forehead above the brows stay in the mask (the head is
+    painted with its hair there); the same dark colour as a strand across the cheek, from the
+    edge toward the nose, is taken out. `forehead_test=True, face_min_depth=0` (the first
+    version) took the hairline band out too."""
+    rgb, lm = scene["rgb"].copy(), scene["lm"]
+    cfg = SkinMaskConfig(neck=False)
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    face = regs["face"] > 0
+    size = float(np.ptp(lm[FACE_OVAL], axis=0).max())
+    depth = cv2.distanceTransform(face.astype(np.uint8), cv2.DIST_L2, 5)
+    below_brows = regs["below_brows"] > 0
+    free = face & (regs["features"] == 0)
+    left = np.arange(rgb.shape[1])[None, :] < (lm[1, 0] + lm[152, 0]) / 2   # one side only
+    above_eyes = np.arange(rgb.shape[0])[:, None] < (lm[33, 1] + lm[263, 1]) / 2
+    hairline = free & left & (depth < 0.07 * size) & below_brows & above_eyes  # the temple
+    forehead = free & left & ~below_brows & (depth > 0.02 * size)          # a side fringe
+    strand = np.zeros(rgb.shape[:2], np.uint8)
+    mid = (lm[1, 0] + lm[152, 0]) / 2
+    a = max(lm[234], lm[454], key=lambda p: p[0] - mid)    # the other cheek's edge ...
+    b = lm[1]                                              # ... toward the nose tip
+    cv2.line(strand, tuple(np.round(0.8 * a + 0.2 * b).astype(int)),
+             tuple(np.round(0.4 * a + 0.6 * b).astype(int)), 1, 5)
+    strand = (strand > 0) & free & (regs["around_eyes"] == 0) & ~left
+    assert hairline.sum() > 150 and forehead.sum() > 300 and strand.sum() > 80
+    for region in (hairline, forehead, strand):
+        rgb[region] = (30, 28, 27)                         # dark, greyish hair: not shade
+    m = usable_skin(rgb, lm, [], cfg).usable
+    old = usable_skin(rgb, lm, [], replace(cfg, forehead_test=True, face_min_depth=0.0)).usable
+    kept = [float((m[r] > 0.5).mean()) for r in (hairline, forehead)]
+    off = float((m[strand] < 0.5).mean())
+    print(f"face test: hairline band kept {kept[0]:.3f} (first version "
+          f"{(old[hairline] > 0.5).mean():.3f}), forehead band kept {kept[1]:.3f} "
+          f"({(old[forehead] > 0.5).mean():.3f}), cheek strand excluded {off:.3f}")
+    assert kept[0] > 0.9 and kept[1] > 0.95
+    assert off > 0.9
+    assert (old[hairline] > 0.5).mean() < 0.5 and (old[forehead] > 0.5).mean() < 0.5

@@ -100,6 +100,14 @@ class SkinMaskConfig:
     occluder_widen: float = 0.012      # occluders dilated by this share of the face size
     face_test: bool = True             # apply the skin test inside the face oval (False:
                                        # only hands and, with `neck`, clothes below the jaw)
+    forehead_test: bool = False        # the test inside the face covers the forehead above
+                                       # the brows too (False: from the brows down; above them
+                                       # hair framing the face is the hairline, paint for it)
+    face_min_depth: float = 0.10       # inside the face oval, a non-skin blob that never
+                                       # reaches this share of the face size in from the oval's
+                                       # edge is the hairline or the jaw's silhouette (hair
+                                       # framing the face, background at the edge), not an
+                                       # occluder across the face: it stays (0: off)
     neck: bool = True                  # apply the skin test below the jaw line
     sides: bool = True                 # apply the skin test beside the face, from the eye line
                                        # down to the jaw (the head's cheek sides and ears):
@@ -129,6 +137,9 @@ class SkinMaskConfig:
     strand_contrast: float = 0.25
     strand_width: float = 0.02
     strand_d: float = 2.0
+    strand_eye_margin: float = 0.02    # ... not within this share of the face size around the
+                                       # eyes (beyond `feature_widen`): creases, bags and crow's
+                                       # feet there are the face's own lines
     # left/right consistency: a non-skin pixel inside the face whose colour matches its mirror
     # twin's neighbourhood (the other side of the face, through the landmarks) is a symmetric
     # feature of this face (smile folds, a beard, make-up), not an occluder
@@ -197,6 +208,7 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
         e = lm[eye]
         c = e.mean(0)
         feat |= _hull(shape, np.vstack([c + cfg.eye_scale * (e - c), lm[brow]]))
+    around_eyes = _grow(feat, (cfg.feature_widen + cfg.strand_eye_margin) * size)
     feat |= _poly(shape, lm[LIPS_OUTER])
     feat |= _hull(shape, lm[NOSE_BASE])
     feat = _grow(feat, cfg.feature_widen * size)
@@ -226,8 +238,27 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     below_eyes = ((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= 0
     beside = (wide & (1 - face) & below_eyes).astype(np.uint8)
+    # from the brows' upper edge down (the forehead above is where hair frames the face)
+    brows = lm[list(RIGHT_BROW) + list(LEFT_BROW)]
+    top = float(((brows - eyes) @ down).min())
+    below_brows = (((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= top).astype(np.uint8)
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
-            "beside": beside, "size": size}
+            "beside": beside, "below_brows": below_brows, "around_eyes": around_eyes,
+            "size": size}
+
+
+# the pipeline's modes (PipelineConfig.skin_mask): what of the photo may paint the skin
+SKIN_MASK_MODES = ("off", "hands", "face", "full")
+
+
+def config_for_mode(mode: str) -> SkinMaskConfig:
+    """"off": nothing taken out; "hands": hands, and hair hanging beside the face; "face"
+    (the default): + the skin-colour test inside the face below the brows (strands, phones);
+    "full": + the test below the jaw (clothes)."""
+    if mode not in SKIN_MASK_MODES:
+        raise ValueError(f"skin_mask must be one of {SKIN_MASK_MODES}, not {mode!r}")
+    return SkinMaskConfig(enabled=mode != "off", face_test=mode in ("face", "full"),
+                          neck=mode == "full")
 
 
 @dataclass
@@ -470,6 +501,21 @@ def occluder_blobs(mask: np.ndarray, size: float, cfg: SkinMaskConfig) -> np.nda
     return keep[lab]
 
 
+def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.ndarray:
+    """The pixels of `mask` inside `face` that belong to blobs never reaching `min_depth` px in
+    from the face's edge (the blob's parts outside the face are not returned)."""
+    inside = mask.astype(bool) & face.astype(bool)
+    if not inside.any():
+        return inside
+    depth = cv2.distanceTransform(face.astype(np.uint8), cv2.DIST_L2, 5)
+    n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    deepest = np.zeros(n, np.float32)
+    np.maximum.at(deepest, lab[inside], depth[inside])
+    shallow = deepest < min_depth
+    shallow[0] = False
+    return shallow[lab] & inside
+
+
 def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
                 config: SkinMaskConfig | None = None) -> SkinMask:
     """The usable-skin mask of a photo (see the module doc). `hands`: a list of (21, 2)
@@ -498,6 +544,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
     if skin is not None:
         zone = reg["face"] & (1 - reg["features"]) if cfg.face_test else \
             np.zeros_like(reg["face"])
+        if not cfg.forehead_test:
+            zone &= reg["below_brows"]
         if cfg.neck:
             zone |= reg["below_jaw"]
         if cfg.sides:
@@ -519,13 +567,16 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             sel = reg["beside"].astype(bool)
             occ[sel] |= col[sel][:, 0] < model.brightness - cfg.side_dark
         if cfg.strand_contrast > 0 and cfg.face_test:
-            occ |= strands(col, model, reg, cfg) & zone.astype(bool)
+            occ |= strands(col, model, reg, cfg) & zone.astype(bool) & \
+                ~reg["around_eyes"].astype(bool)
         if cfg.mirror_check:
             ys, xs = np.nonzero(occ & reg["face"].astype(bool))
             sym = mirror_agrees(col, lm, ys, xs, model, size, cfg, reg["features"])
             occ[ys[sym], xs[sym]] = False
             n_mirrored = int(sym.sum())
         occ = occluder_blobs(occ, size, cfg)
+        if cfg.face_test and cfg.face_min_depth > 0:
+            occ &= ~shallow_in_face(occ, reg["face"], cfg.face_min_depth * size)
         occ = _grow(occ, cfg.occluder_widen * size).astype(bool)
         # the widening stays out of the features (an eye beside a strand keeps its colour)
         occ &= ~reg["features"].astype(bool)

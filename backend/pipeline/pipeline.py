@@ -62,9 +62,6 @@ class JobOptions:
         return asdict(self)
 
 
-SKIN_MASK_MODES = ("off", "hands", "full")
-
-
 @dataclass
 class PipelineConfig:
     assets_dir: Any = None           # folder laid out like shared/data (see backend/assets.py)
@@ -77,14 +74,17 @@ class PipelineConfig:
     # "surface_texture_size", "registration", "sdf" = SDFConfig fields or {"preset": "tiny"})
     reconstruction_settings: dict = field(default_factory=dict)
     # what of the photo may paint the skin (face/analysis.py, skin_mask.py): "hands" keeps
-    # hands off the face (likeness unchanged on the 18 shared photos, README); "full" adds
-    # the skin-colour test inside the face (hair strands, phones) and below the jaw (clothes),
-    # which cost likeness there; "off" bakes the whole foreground
-    skin_mask: str = "hands"
+    # hands off the face and hair hanging beside it off the cheeks' sides; "face" (the
+    # default) adds the skin-colour test inside the face below the brows (hair strands,
+    # phones; not the hairline), likeness unchanged on the 18 shared photos (README); "full"
+    # adds the test below the jaw (clothes; the `neck_skin` job option), which costs likeness
+    # there; "off" bakes the whole foreground
+    skin_mask: str = "face"
 
     def __post_init__(self):
-        if self.skin_mask not in SKIN_MASK_MODES:
-            raise ValueError(f"skin_mask must be one of {SKIN_MASK_MODES}, not {self.skin_mask!r}")
+        from ..face.skin_mask import config_for_mode
+
+        config_for_mode(self.skin_mask)              # a ValueError names the modes
 
 
 def _gpu_name(device: str) -> str | None:
@@ -130,12 +130,10 @@ class HeadPipeline:
     def _face_analyzer(self, cancel: CancelToken | None = None):
         from ..face.analysis import FaceAnalysisConfig, FaceAnalyzer
 
-        from ..face.skin_mask import SkinMaskConfig
+        from ..face.skin_mask import config_for_mode
 
         mode = self.config.skin_mask
-        cfg = FaceAnalysisConfig(skin_mask=mode != "off",
-                                 skin=SkinMaskConfig(face_test=mode == "full",
-                                                     neck=mode == "full"))
+        cfg = FaceAnalysisConfig(skin_mask=mode != "off", skin=config_for_mode(mode))
         return self._bg.cached("face_analyzer", lambda: FaceAnalyzer(cfg), cancel)
 
     def analyze_face(self, rgb, cancel: CancelToken | None = None):

@@ -254,7 +254,7 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
         if options.neck_skin:
             from ..face.analysis import with_neck_skin
 
-            analysis = with_neck_skin(analysis, rgb, face_test=pipe.config.skin_mask == "full")
+            analysis = with_neck_skin(analysis, rgb, face_test=pipe.config.skin_mask in ("face", "full"))
         warnings += list(analysis.warnings)
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 
