@@ -441,3 +441,41 @@ def test_face_test_keeps_the_hairline_and_forehead_but_takes_strands_across_the_
     assert kept[0] > 0.9 and kept[1] > 0.95
     assert off > 0.9
     assert (old[hairline] > 0.5).mean() < 0.5 and (old[forehead] > 0.5).mean() < 0.5
+
+
+def test_stubble_on_a_turned_face_stays_skin(analyzers, faces_dir):
+    """image03786 (a man looking up and aside, heavy stubble on the cheek nearer the camera,
+    whose mirror twin is turned away): the default mode keeps the stubbled cheek (a box
+    hand-drawn on it), which the first version of the test inside the face cut out (a hue
+    only 8 degrees from the cheek patches' counted as shade; the chin and jaw were tested)."""
+    path = faces_dir / "image03786.png"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    fa = analyzers("face").analyze(rgb)
+    x0, y0, x1, y1 = 70, 130, 110, 160
+    first = replace(config_for_mode("face"), shadow_hue_face_deg=8.0, chin_test=True)
+    old = usable_skin(rgb, fa.landmarks, fa.hands, first).usable
+    kept, kept_old = (float((m[y0:y1, x0:x1] > 0.5).mean()) for m in (fa.skin, old))
+    print(f"image03786 stubble kept {kept:.2f} (first version {kept_old:.2f})")
+    assert kept > 0.7 and kept_old < 0.3
+
+
+def test_chin_and_jaw_are_not_tested_unless_asked(scene):
+    """Below the mouth corners beards grow: a dark patch on one side of the chin stays in the
+    default mask (its mirror twin is clean skin, so the mirror test would not keep it); with
+    `chin_test=True` it is taken out."""
+    rgb, lm = scene["rgb"].copy(), scene["lm"]
+    cfg = config_for_mode("face")
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    size = float(np.ptp(lm[FACE_OVAL], axis=0).max())
+    depth = cv2.distanceTransform((regs["face"] > 0).astype(np.uint8), cv2.DIST_L2, 5)
+    left = np.arange(rgb.shape[1])[None, :] < (lm[1, 0] + lm[152, 0]) / 2
+    chin = (regs["face"] > 0) & (regs["features"] == 0) & (regs["above_mouth"] == 0) & left
+    chin &= depth > 0.04 * size
+    assert chin.sum() > 2 * 6e-3 * size * size      # larger than a mark of the face (a mole)
+    rgb[chin] = (30, 28, 27)
+    kept = float((usable_skin(rgb, lm, [], cfg).usable[chin] > 0.5).mean())
+    off = float((usable_skin(rgb, lm, [], replace(cfg, chin_test=True)).usable[chin] < 0.5).mean())
+    print(f"dark patch on the chin: kept {kept:.3f}; with chin_test excluded {off:.3f}")
+    assert kept > 0.95 and off > 0.9

@@ -103,6 +103,9 @@ class SkinMaskConfig:
     forehead_test: bool = False        # the test inside the face covers the forehead above
                                        # the brows too (False: from the brows down; above them
                                        # hair framing the face is the hairline, paint for it)
+    chin_test: bool = False            # ... and the face below the mouth corners (False:
+                                       # beards and stubble on the chin and jaw are the face's
+                                       # own, even on a turned face whose mirror twin is hidden)
     face_min_depth: float = 0.10       # inside the face oval, a non-skin blob that never
                                        # reaches this share of the face size in from the oval's
                                        # edge is the hairline or the jaw's silhouette (hair
@@ -125,6 +128,7 @@ class SkinMaskConfig:
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
     shadow_depth: float = 2.0
     shadow_hue_deg: float = 8.0
+    shadow_hue_face_deg: float = 15.0  # ... inside the face oval (stubble, a beard's shadow)
     shadow_saturation: tuple = (0.5, 3.5)
     shadow_saturation_abs: float = 22.0  # ... or up to this saturation (rg percent from grey),
                                        # whichever is higher: patches lit near white (an
@@ -242,8 +246,12 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     brows = lm[list(RIGHT_BROW) + list(LEFT_BROW)]
     top = float(((brows - eyes) @ down).min())
     below_brows = (((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= top).astype(np.uint8)
+    # above the mouth corners (below them, on the chin and the jaw, beards and stubble grow)
+    low = float((mouth - eyes) @ down)
+    above_mouth = (((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) < low).astype(np.uint8)
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
-            "beside": beside, "below_brows": below_brows, "around_eyes": around_eyes,
+            "beside": beside, "below_brows": below_brows, "above_mouth": above_mouth,
+            "around_eyes": around_eyes,
             "size": size}
 
 
@@ -546,6 +554,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             np.zeros_like(reg["face"])
         if not cfg.forehead_test:
             zone &= reg["below_brows"]
+        if not cfg.chin_test:
+            zone &= reg["above_mouth"]
         if cfg.neck:
             zone |= reg["below_jaw"]
         if cfg.sides:
@@ -562,6 +572,10 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         if cfg.shadow_depth > 0:
             ys, xs = np.nonzero(occ)
             shade = shadowed_skin(col[ys, xs], model, cfg)
+            inside = reg["face"][ys, xs] > 0             # stubble greys the hue a little
+            if cfg.shadow_hue_face_deg > cfg.shadow_hue_deg and inside.any():
+                wide = replace(cfg, shadow_hue_deg=cfg.shadow_hue_face_deg)
+                shade[inside] = shadowed_skin(col[ys[inside], xs[inside]], model, wide)
             occ[ys[shade], xs[shade]] = False
         if cfg.sides and cfg.side_dark > 0:
             sel = reg["beside"].astype(bool)
