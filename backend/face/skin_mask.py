@@ -200,7 +200,9 @@ def face_size(landmarks: np.ndarray) -> float:
 def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     """uint8 masks (0/1) of `shape`: "face" (inside the face oval), "features" (eyes, brows,
     lips, lower nose, widened), "patches" (cheeks and forehead), "below_jaw" (below the jaw
-    line, beside and under the chin, outside the face oval)."""
+    line, beside and under the chin, outside the face oval), "beside" (outside the oval
+    beside it, from the eye line down), "below_brows" and "above_mouth" (half-planes across
+    the face), "around_eyes" (the eyes' regions widened by `strand_eye_margin` more)."""
     lm = np.asarray(landmarks, np.float64)
     size = face_size(lm)
     face = _poly(shape, lm[FACE_OVAL])
@@ -240,19 +242,16 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     lateral = np.clip(lateral / max(np.abs(lateral).max(), 1e-9), -1.0, 1.0)
     wide = _poly(shape, oval + lateral[:, None] * side[None] * (cfg.side_width * size))
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
-    below_eyes = ((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= 0
-    beside = (wide & (1 - face) & below_eyes).astype(np.uint8)
+    along = (xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]     # px down from the eyes
+    beside = (wide & (1 - face) & (along >= 0)).astype(np.uint8)
     # from the brows' upper edge down (the forehead above is where hair frames the face)
-    brows = lm[list(RIGHT_BROW) + list(LEFT_BROW)]
-    top = float(((brows - eyes) @ down).min())
-    below_brows = (((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) >= top).astype(np.uint8)
+    top = float(((lm[list(RIGHT_BROW) + list(LEFT_BROW)] - eyes) @ down).min())
+    below_brows = (along >= top).astype(np.uint8)
     # above the mouth corners (below them, on the chin and the jaw, beards and stubble grow)
-    low = float((mouth - eyes) @ down)
-    above_mouth = (((xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]) < low).astype(np.uint8)
+    above_mouth = (along < float((mouth - eyes) @ down)).astype(np.uint8)
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
             "beside": beside, "below_brows": below_brows, "above_mouth": above_mouth,
-            "around_eyes": around_eyes,
-            "size": size}
+            "around_eyes": around_eyes, "size": size}
 
 
 # the pipeline's modes (PipelineConfig.skin_mask): what of the photo may paint the skin
