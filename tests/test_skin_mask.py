@@ -479,3 +479,33 @@ def test_chin_and_jaw_are_not_tested_unless_asked(scene):
     off = float((usable_skin(rgb, lm, [], replace(cfg, chin_test=True)).usable[chin] < 0.5).mean())
     print(f"dark patch on the chin: kept {kept:.3f}; with chin_test excluded {off:.3f}")
     assert kept > 0.95 and off > 0.9
+
+
+
+def test_cheeks_sides_take_the_side_test_in_every_mode(scene):
+    """Beside the face down to the jaw angles the side band's looser test holds in every mode:
+    "full" (the test below the jaw as well, `--neck-skin`) used the neck's stricter one where
+    the two regions meet. A colour off the cheeks by more than the neck allows and less than
+    the side does (a greyer cheek side: stubble, the light there) stays in the mask in "face"
+    and "full" (before, "full" took it out)."""
+    rgb, lm = scene["rgb"].copy(), scene["lm"]
+    regs = face_regions(rgb.shape[:2], lm, SkinMaskConfig())
+    fg = cv2.erode((scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    both = (regs["beside"] > 0) & (regs["below_jaw"] > 0) & fg
+    assert both.sum() > 300
+    model = fit_skin_model(colour_features(rgb), regs["patches"], SkinMaskConfig())
+    cfg = SkinMaskConfig()
+    mid = 0.5 * (cfg.skin_d0 + cfg.skin_d1)                 # where skin_probability is 0.5
+    base = np.median(rgb[regs["patches"] > 0], 0)
+    for k in np.linspace(0.0, 1.0, 101):                    # greyer until between the two
+        c = np.clip(base * (1 - k) + base.mean() * k, 0, 255).astype(np.uint8)
+        d = float(model.distance(colour_features(c[None, None]), cfg)[0, 0])
+        if mid * cfg.neck_tolerance * 1.1 < d < mid * cfg.side_tolerance * 0.9:
+            break
+    else:
+        pytest.fail("no colour between the neck's and the side's tolerance")
+    rgb[both] = c
+    kept = {mode: float((usable_skin(rgb, lm, [], config_for_mode(mode)).usable[both] > 0.5
+                         ).mean()) for mode in ("face", "full")}
+    print(f"cheek sides, colour {c.tolist()} at distance {d:.1f}: kept {kept}")
+    assert kept["face"] > 0.9 and kept["full"] > 0.9

@@ -561,9 +561,9 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             zone |= reg["beside"]
         occ = (skin < 0.5) & zone.astype(bool)
         # below the jaw and beside the face the test is looser (shade, ears); where the
-        # two regions meet, the neck's tolerance
-        for on, region, tol in ((cfg.sides, "beside", cfg.side_tolerance),
-                                (cfg.neck, "below_jaw", cfg.neck_tolerance)):
+        # two regions meet (the cheeks' sides down to the jaw angles), the side's
+        for on, region, tol in ((cfg.neck, "below_jaw", cfg.neck_tolerance),
+                                (cfg.sides, "beside", cfg.side_tolerance)):
             if on and tol != 1.0:
                 sel = reg[region].astype(bool)
                 loose = replace(cfg, skin_d0=cfg.skin_d0 * tol, skin_d1=cfg.skin_d1 * tol)
