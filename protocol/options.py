@@ -62,9 +62,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("delit_texture", "bool", False,
            doc="the skin texture de-lit, an albedo (backend/texture/delight.py); default "
                "false: as the photo lit it"),
-    Option("neck_skin", "bool", False,
+    Option("neck_skin", "bool", True,
            doc="the neck and shoulders below the jaw painted with skin where the photo shows "
-               "clothes (backend/face/skin_mask.py); default false: as the photo shows them"),
+               "clothes (backend/face/skin_mask.py); false: as the photo shows them"),
 )}
 
 DEFAULTS: dict[str, Any] = {name: o.default for name, o in OPTIONS.items()}

@@ -44,8 +44,11 @@ def test_settings_from_args_requires_an_output_and_reads_lists(tmp_path):
                                   "--insecure"])
     assert [p.name for p in s.photos] == ["b.png", "a.jpg"]
     assert s.options.to_dict() == {"generator": "auto", "seed": 7, "quality": "draft",
-                                   "texture_size": 1024, "output_kind": "rigged"}
+                                   "texture_size": 1024, "output_kind": "rigged",
+                                   "neck_skin": True}
     assert s.ring.n_cameras == 8
+    off = batch.settings_from_args([str(d), "--glb-dir", "x", "--no-neck-skin", "--insecure"])
+    assert off.options.to_dict()["neck_skin"] is False          # the photo's clothes, sent
     with pytest.raises(batch.UsageError):
         batch.settings_from_args([str(d), "--glb-dir", "x", "--job-timeout", "-1", "--insecure"])
     with pytest.raises(batch.UsageError):

@@ -16,7 +16,7 @@ def test_generate_options_match_the_pipeline_job_options_keys():
     d = GenerateOptions(generator="offline", seed=3, quality="high", texture_size=2048,
                         output_kind="both").to_dict()
     assert d == {"generator": "offline", "seed": 3, "quality": "high", "texture_size": 2048,
-                 "output_kind": "both"}
+                 "output_kind": "both", "neck_skin": True}    # neck_skin: always sent
     for bad in (dict(generator="magic"), dict(quality="ultra"), dict(texture_size=1000),
                 dict(output_kind="mesh"), dict(seed=-1)):
         with pytest.raises(SettingsError):

@@ -19,7 +19,7 @@ def test_defaults_and_normalisation():
     assert validate({}) == DEFAULTS == {"generator": "auto", "seed": 0, "quality": "standard",
                                         "texture_size": 1024, "output_kind": "rigged",
                                         "neutral": False, "delit_texture": False,
-                                        "neck_skin": False}
+                                        "neck_skin": True}
     assert validate(None) == DEFAULTS
     got = validate({"texture_size": 2048.0, "seed": 2 ** 32 - 1, "quality": None,
                     "some_newer_option": 1})
@@ -107,10 +107,11 @@ def test_the_addon_settings_and_batch_use_the_vocabulary():
 
     assert settings.TEXTURE_SIZES == vocabulary.TEXTURE_SIZES
     assert GenerateOptions().to_dict() == {k: v for k, v in DEFAULTS.items()
-                                           if k not in ("neutral", "delit_texture", "neck_skin")}
+                                           if k not in ("neutral", "delit_texture")}
     assert GenerateOptions(seed=2 ** 31 + 7).to_dict()["seed"] == 2 ** 31 + 7   # as the backend
     assert GenerateOptions(delit_texture=True).to_dict()["delit_texture"] is True
     assert GenerateOptions(neck_skin=True).to_dict()["neck_skin"] is True
+    assert GenerateOptions(neck_skin=False).to_dict()["neck_skin"] is False  # sent: not the default
     for bad in (256, 4096):     # the sizes the panel offered and the backend refused
         with pytest.raises(SettingsError, match="texture_size"):
             GenerateOptions(texture_size=bad)

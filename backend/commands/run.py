@@ -5,6 +5,7 @@ check), and the command then exits 5 (cancelled) with the --json summary written
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -48,9 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
-    p.add_argument("--neck-skin", action="store_true",
+    p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction, default=None,
                    help="paint the neck and shoulders below the jaw with skin where the photo "
-                        "shows clothes (default: as the photo shows them)")
+                        "shows clothes (the default); --no-neck-skin: as the photo shows them")
     p.set_defaults(func=handle)
 
 
@@ -105,7 +106,8 @@ def handle(args) -> int:
                                         "output_kind": args.output_kind,
                                         "neutral": bool(args.neutral),
                                         "delit_texture": bool(args.delit_texture),
-                                        "neck_skin": bool(args.neck_skin)})
+                                        **({} if args.neck_skin is None else
+                                           {"neck_skin": bool(args.neck_skin)})})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
         return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)

@@ -9,6 +9,7 @@ here so that the job handle survives a Ctrl-C: the job is then cancelled on the 
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -59,9 +60,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
-    p.add_argument("--neck-skin", action="store_true",
+    p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction, default=None,
                    help="paint the neck and shoulders below the jaw with skin where the photo "
-                        "shows clothes (default: as the photo shows them)")
+                        "shows clothes (the default); --no-neck-skin: as the photo shows them")
     p.set_defaults(func=handle)
 
 
@@ -128,7 +129,7 @@ def _job_options(args) -> dict:
                               ("output_kind", args.output_kind),
                               ("neutral", True if args.neutral else None),
                               ("delit_texture", True if args.delit_texture else None),
-                              ("neck_skin", True if args.neck_skin else None))
+                              ("neck_skin", args.neck_skin))
             if v is not None}
 
 

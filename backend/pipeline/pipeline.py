@@ -47,7 +47,7 @@ class JobOptions:
     output_kind: str = _D["output_kind"]      # "rigged" | "surface" | "both"
     neutral: bool = _D["neutral"]             # GLB weights all 0 (rest pose); the sidecar keeps the fit
     delit_texture: bool = _D["delit_texture"]     # de-light the skin (default: the photo's lighting kept)
-    neck_skin: bool = _D["neck_skin"]         # skin, not clothes, below the jaw (default: the photo's)
+    neck_skin: bool = _D["neck_skin"]         # skin, not clothes, below the jaw (the default)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "JobOptions":
@@ -77,8 +77,8 @@ class PipelineConfig:
     # hands off the face and hair hanging beside it off the cheeks' sides; "face" (the
     # default) adds the skin-colour test inside the face below the brows (hair strands,
     # phones; not the hairline), likeness unchanged on the 18 shared photos (README); "full"
-    # adds the test below the jaw (clothes; the `neck_skin` job option), which costs likeness
-    # there; "off" bakes the whole foreground
+    # adds the test below the jaw (clothes), which the `neck_skin` job option (on by default)
+    # adds to a job in any mode; "off" bakes the whole foreground
     skin_mask: str = "face"
 
     def __post_init__(self):

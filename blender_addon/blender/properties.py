@@ -125,10 +125,10 @@ class GEN3DFACE_PG_scene(bpy.types.PropertyGroup):
                                 description="Divide the photo's lighting out of the skin "
                                             "texture (an albedo, to light in Blender) instead "
                                             "of keeping the photo look")
-    neck_skin: BoolProperty(name="Skin neck", default=False,
+    neck_skin: BoolProperty(name="Skin neck", default=core_settings.OPTION_DEFAULTS["neck_skin"],
                             description="Paint the neck and shoulders below the jaw with skin "
-                                        "where the photo shows clothes (collar, tie, scarf) "
-                                        "instead of as the photo shows them")
+                                        "where the photo shows clothes (collar, tie, scarf); "
+                                        "off: as the photo shows them")
     result_name: StringProperty(name="Name", default="Gen3DFace",
                                 description="Name of the new collection and objects")
     show_previews: BoolProperty(name="Previews", default=True)

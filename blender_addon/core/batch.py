@@ -195,9 +195,10 @@ def build_parser(prog: str = "gen3dface") -> argparse.ArgumentParser:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin textures, albedos for relighting (default: the "
                         "photos' lighting kept)")
-    p.add_argument("--neck-skin", action="store_true",
+    p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction,
+                   default=OPTION_DEFAULTS["neck_skin"],
                    help="paint the necks and shoulders below the jaw with skin where the photos "
-                        "show clothes (default: as the photos show them)")
+                        "show clothes (the default); --no-neck-skin: as the photos show them")
     p.add_argument("--cameras", type=int, default=DEFAULT_RING_CAMERAS,
                    help=f"each head's ring rig: N cameras around it, sent with the job, the "
                    f"head centred on it (default {DEFAULT_RING_CAMERAS}; 0: no rig, the "

@@ -80,9 +80,11 @@ class GenerateOptions:
 
     def to_dict(self) -> dict:
         d = vocabulary.validate(asdict(self))
-        for flag in ("neutral", "delit_texture", "neck_skin"):
+        for flag in ("neutral", "delit_texture"):
             if not d[flag]:
                 del d[flag]         # older backends know no such option; false is their default
+        # neck_skin is always sent: true is the default now, false was before (and a backend
+        # older than the option ignores it, SPEC 5.3)
         return d
 
 
