@@ -98,6 +98,12 @@ def test_export_reconstruction_and_cli_use_the_vocabulary():
     assert {k: getattr(a, k) for k in ("generator", "seed", "quality", "texture_size",
                                        "output_kind")} == {k: DEFAULTS[k] for k in (
         "generator", "seed", "quality", "texture_size", "output_kind")}
+    # submit sends only what was given: neither flag leaves neck_skin to the backend's default
+    p = argparse.ArgumentParser()
+    submit.add_parser(p.add_subparsers())
+    sent = [submit._job_options(p.parse_args(["submit", "x.png", "-o", "x.glb", *flag]))
+            for flag in ([], ["--neck-skin"], ["--no-neck-skin"])]
+    assert sent == [{}, {"neck_skin": True}, {"neck_skin": False}]
 
 
 def test_the_addon_settings_and_batch_use_the_vocabulary():
