@@ -49,7 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
-    p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction,
+                   default=DEFAULTS["neck_skin"],
                    help="paint the neck and shoulders below the jaw with skin where the photo "
                         "shows clothes (the default); --no-neck-skin: as the photo shows them")
     p.set_defaults(func=handle)
@@ -106,8 +107,7 @@ def handle(args) -> int:
                                         "output_kind": args.output_kind,
                                         "neutral": bool(args.neutral),
                                         "delit_texture": bool(args.delit_texture),
-                                        **({} if args.neck_skin is None else
-                                           {"neck_skin": bool(args.neck_skin)})})
+                                        "neck_skin": bool(args.neck_skin)})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
         return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)

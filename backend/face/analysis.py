@@ -28,7 +28,7 @@ import contextlib
 import os
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -93,21 +93,6 @@ class FaceAnalysis:
     @property
     def height(self) -> int:
         return self.image_size[1]
-
-
-def with_neck_skin(analysis: FaceAnalysis, rgb: np.ndarray, face_test: bool = False
-                   ) -> FaceAnalysis:
-    """The analysis with its usable-skin mask remade with the skin test below the jaw on (the
-    job option `neck_skin`): clothes and hair hanging there no longer paint the neck and
-    shoulders, which the texture then fills with the skin (bake.py). The hands found by the
-    analysis stay off the skin; `face_test` keeps the test inside the face too (the server's
-    skin mask "full"). Pure numpy and OpenCV, ~0.1 s: no mediapipe graph runs again."""
-    from dataclasses import replace
-
-    cfg = SkinMaskConfig(face_test=face_test, neck=True)
-    m = usable_skin(_check_rgb(rgb), analysis.landmarks, analysis.hands, cfg)
-    info = dict(m.info, neck_skin=True)
-    return replace(analysis, skin=m.usable, skin_info=info)
 
 
 def face_cut_off(landmarks: np.ndarray, width: int, height: int,
@@ -261,24 +246,34 @@ class FaceAnalyzer:
         return [np.array([(p.x * w, p.y * h) for p in hl.landmark], np.float64)
                 for hl in res.multi_hand_landmarks or []]
 
-    def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray):
-        """(usable-skin mask HxW float32, hands, info) for the photo and its landmarks."""
+    def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray, neck_skin: bool = False):
+        """(usable-skin mask HxW float32 or None, hands, info) for the photo and its landmarks.
+        `neck_skin` (the job option): the skin test below the jaw on as well, so clothes and
+        hair hanging there no longer paint the neck and shoulders, which the texture then fills
+        with the skin (bake.py); with the mask off it is that test alone, no hands."""
         cfg = self.config.skin
-        hands = self.detect_hands(rgb) if cfg.enabled and cfg.hands else []
+        on = self.config.skin_mask and cfg.enabled
+        if not (on or neck_skin):
+            return None, [], {}
+        if on:
+            hands = self.detect_hands(rgb) if cfg.hands else []
+            cfg = replace(cfg, neck=True) if neck_skin else cfg
+        else:
+            hands, cfg = [], SkinMaskConfig(face_test=False, neck=True)
         m = usable_skin(rgb, landmarks, hands, cfg)
-        return m.usable, hands, m.info
+        return m.usable, hands, dict(m.info, neck_skin=True) if neck_skin else m.info
 
-    def analyze(self, rgb) -> FaceAnalysis:
+    def analyze(self, rgb, neck_skin: bool = False) -> FaceAnalysis:
         rgb = _check_rgb(rgb)
         with self._lock:
             quiet = self.config.quiet_native_logs and not self._started
             with (_native_stderr_silenced() if quiet else contextlib.nullcontext()):
                 try:
-                    return self._analyze(rgb)
+                    return self._analyze(rgb, neck_skin)
                 finally:
                     self._started = True
 
-    def _analyze(self, rgb: np.ndarray) -> FaceAnalysis:
+    def _analyze(self, rgb: np.ndarray, neck_skin: bool = False) -> FaceAnalysis:
         cfg = self.config
         h, w = rgb.shape[:2]
         boxes, _ = self.detect(rgb)
@@ -329,8 +324,7 @@ class FaceAnalyzer:
         crop = cv2.warpAffine(rgb, to_opencv_affine(affine), (cfg.crop_size, cfg.crop_size),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = self.segment(rgb) if cfg.segment else None
-        skin, hands, info = (self.skin_mask(rgb, lm) if cfg.skin_mask and cfg.skin.enabled
-                             else (None, [], {}))
+        skin, hands, info = self.skin_mask(rgb, lm, neck_skin)
         return FaceAnalysis(landmarks=lm, landmarks_z=z, face_box=np.asarray(box, np.float64),
                             n_faces=n_faces, crop=crop, crop_affine=affine, mask=mask,
                             image_size=(w, h), warnings=warnings, skin=skin, hands=hands,

@@ -336,16 +336,18 @@ def _hue_sat(r, g):
     return np.degrees(np.arctan2(dg, dr)), np.hypot(dr, dg)
 
 
-def shadowed_skin(col: np.ndarray, model: SkinColourModel, cfg: SkinMaskConfig) -> np.ndarray:
+def shadowed_skin(col: np.ndarray, model: SkinColourModel, cfg: SkinMaskConfig,
+                  hue_deg=None) -> np.ndarray:
     """(n,) bool for colour rows (n, 3): skin in shadow. Shade keeps the skin's hue, darkens it
     (up to `shadow_depth` log2 steps) and saturates it (light scattered inside the skin), which
     moves it off the lit patches' Gaussian; hair, clothes and phones differ in hue, are greyer
-    or darker still."""
+    or darker still. `hue_deg`: the hue tolerance, one or per row (default shadow_hue_deg)."""
     hue, sat = _hue_sat(col[:, 1], col[:, 2])
     dh = np.abs((hue - model.hue + 180.0) % 360.0 - 180.0)
     lo, hi = cfg.shadow_saturation
     db = col[:, 0] - model.brightness
-    return ((dh <= max(cfg.shadow_hue_deg, 3.0 * model.hue_sigma))
+    hue_deg = cfg.shadow_hue_deg if hue_deg is None else hue_deg
+    return ((dh <= np.maximum(hue_deg, 3.0 * model.hue_sigma))
             & (sat >= lo * model.saturation)
             & (sat <= max(hi * model.saturation, cfg.shadow_saturation_abs))
             & (db >= -cfg.shadow_depth) & (db <= 0.5))
@@ -570,11 +572,10 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
                 occ[sel] = skin_probability(col[sel][:, None], model, loose)[:, 0] < 0.5
         if cfg.shadow_depth > 0:
             ys, xs = np.nonzero(occ)
-            shade = shadowed_skin(col[ys, xs], model, cfg)
-            inside = reg["face"][ys, xs] > 0             # stubble greys the hue a little
-            if cfg.shadow_hue_face_deg > cfg.shadow_hue_deg and inside.any():
-                wide = replace(cfg, shadow_hue_deg=cfg.shadow_hue_face_deg)
-                shade[inside] = shadowed_skin(col[ys[inside], xs[inside]], model, wide)
+            # inside the face stubble greys the hue a little: a wider hue tolerance there
+            hue_deg = np.where(reg["face"][ys, xs] > 0,
+                               max(cfg.shadow_hue_face_deg, cfg.shadow_hue_deg), cfg.shadow_hue_deg)
+            shade = shadowed_skin(col[ys, xs], model, cfg, hue_deg)
             occ[ys[shade], xs[shade]] = False
         if cfg.sides and cfg.side_dark > 0:
             sel = reg["beside"].astype(bool)

@@ -136,11 +136,12 @@ class HeadPipeline:
         cfg = FaceAnalysisConfig(skin_mask=mode != "off", skin=config_for_mode(mode))
         return self._bg.cached("face_analyzer", lambda: FaceAnalyzer(cfg), cancel)
 
-    def analyze_face(self, rgb, cancel: CancelToken | None = None):
+    def analyze_face(self, rgb, cancel: CancelToken | None = None, neck_skin: bool = False):
         """mediapipe face analysis on the runner thread (its graphs are created there on the
-        first job, ~1 s); a cancel returns at once."""
+        first job, ~1 s); a cancel returns at once. `neck_skin`: the job option (the skin test
+        below the jaw in the usable-skin mask)."""
         analyzer = self._face_analyzer(cancel)
-        return self._bg.call(lambda: analyzer.analyze(rgb), cancel)
+        return self._bg.call(lambda: analyzer.analyze(rgb, neck_skin), cancel)
 
     def decode(self, image: bytes, cancel: CancelToken | None = None):
         from ..images import decode_image

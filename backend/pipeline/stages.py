@@ -43,7 +43,7 @@ class StageResources(Protocol):
 
     def decode(self, image: bytes, cancel: CancelToken): ...
 
-    def analyze_face(self, rgb, cancel: CancelToken): ...
+    def analyze_face(self, rgb, cancel: CancelToken, neck_skin: bool = False): ...
 
     def head_model(self, cancel: CancelToken): ...            # (HeadModel | None, FoundAsset | None)
 
@@ -250,11 +250,7 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
         rgb = pipe.decode(image, cancel)
 
     with _stage(timings, "face", sink, cancel, "finding the face"):
-        analysis = pipe.analyze_face(rgb, cancel)
-        if options.neck_skin:
-            from ..face.analysis import with_neck_skin
-
-            analysis = with_neck_skin(analysis, rgb, face_test=pipe.config.skin_mask in ("face", "full"))
+        analysis = pipe.analyze_face(rgb, cancel, neck_skin=options.neck_skin)
         warnings += list(analysis.warnings)
         sink.preview("landmarks", _preview_png(landmark_overlay(rgb, analysis.landmarks)))
 
