@@ -123,6 +123,10 @@ class SkinMaskConfig:
     neck_depth: float = 1.2            # the region below the jaw extends this many face sizes
     neck_tolerance: float = 1.4        # below the jaw the skin test is this much looser (the
                                        # neck is in the jaw's shadow; clothes are far from skin)
+    neck_dark: float = 2.0             # ... but this many log2 steps darker than the cheek
+                                       # patches is not skin there (hair over the shoulders;
+                                       # the deepest shade taken for skin, shadow_depth; 1.75
+                                       # takes the shade under the chin on 4 of 22 photos)
     feather: float = 0.008             # edge softening (Gaussian sigma, share of face size)
     # skin in shadow (a side-lit cheek, the neck under the jaw): same hue as the patches,
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
@@ -577,9 +581,13 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
                                max(cfg.shadow_hue_face_deg, cfg.shadow_hue_deg), cfg.shadow_hue_deg)
             shade = shadowed_skin(col[ys, xs], model, cfg, hue_deg)
             occ[ys[shade], xs[shade]] = False
-        if cfg.sides and cfg.side_dark > 0:
-            sel = reg["beside"].astype(bool)
-            occ[sel] |= col[sel][:, 0] < model.brightness - cfg.side_dark
+        # far darker than the cheeks in skin's hue is hair (or a dark collar), not skin in
+        # shade, beside the face and below the jaw
+        for on, region, dark in ((cfg.sides, "beside", cfg.side_dark),
+                                 (cfg.neck, "below_jaw", cfg.neck_dark)):
+            if on and dark > 0:
+                sel = reg[region].astype(bool)
+                occ[sel] |= col[sel][:, 0] < model.brightness - dark
         if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool) & \
                 ~reg["around_eyes"].astype(bool)
