@@ -25,6 +25,14 @@ from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
 PHONE_GREY = (88, 92, 104)
 
 
+def _shared_photo(faces_dir, name: str) -> np.ndarray:
+    """A shared photo as RGB uint8, or the test skipped when this machine lacks it."""
+    path = faces_dir / name
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
 def _project(points, w2c, k):
     pc = points @ w2c[:3, :3].T + w2c[:3, 3]
     return np.stack([k.fx * pc[:, 0] / pc[:, 2] + k.cx, k.fy * pc[:, 1] / pc[:, 2] + k.cy], 1)
@@ -248,11 +256,7 @@ def test_real_photo_masks_cover_the_occluders(analyzers, faces_dir, name, mode):
     from gen3dface.backend.pipeline.pipeline import PipelineConfig
 
     assert PipelineConfig().skin_mask == "face"
-    path = faces_dir / name
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb = _shared_photo(faces_dir, name)
     fa = analyzers(mode).analyze(rgb)
     assert fa.skin is not None and fa.skin.shape == rgb.shape[:2]
     m = fa.view_mask
@@ -327,10 +331,7 @@ def test_hands_mode_keeps_the_hand_off_and_the_rest_of_the_photo_on(faces_dir):
 
     with pytest.raises(ValueError, match="skin_mask"):
         PipelineConfig(skin_mask="yes")
-    path = faces_dir / "image04085.jpg"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    rgb = _shared_photo(faces_dir, "image04085.jpg")
     cfg = FaceAnalysisConfig(skin=config_for_mode("hands"))
     with FaceAnalyzer(cfg) as a:
         fa = a.analyze(rgb)
@@ -448,10 +449,7 @@ def test_stubble_on_a_turned_face_stays_skin(analyzers, faces_dir):
     whose mirror twin is turned away): the default mode keeps the stubbled cheek (a box
     hand-drawn on it), which the first version of the test inside the face cut out (a hue
     only 8 degrees from the cheek patches' counted as shade; the chin and jaw were tested)."""
-    path = faces_dir / "image03786.png"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    rgb = _shared_photo(faces_dir, "image03786.png")
     fa = analyzers("face").analyze(rgb)
     x0, y0, x1, y1 = 70, 130, 110, 160
     first = replace(config_for_mode("face"), shadow_hue_face_deg=8.0, chin_test=True)
@@ -517,10 +515,7 @@ def test_dark_hair_over_the_shoulders_is_not_neck_skin(analyzers, faces_dir):
     kept. Without the darkness limit below the jaw (`neck_dark=0`, before session 11) the
     brown-black hair passed the neck's loose skin test (skin's hue; brightness 2.5 sigmas
     wide, 1.4 times looser) on 63-68 % of both boxes and was painted onto the shoulders."""
-    path = faces_dir / "image00302.jpg"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    rgb = _shared_photo(faces_dir, "image00302.jpg")
     fa = analyzers("face").analyze(rgb, neck_skin=True)
     cfg = replace(config_for_mode("face"), neck=True)
     assert cfg.neck_dark == cfg.shadow_depth
@@ -539,10 +534,7 @@ def test_the_shade_under_the_chin_stays_neck_skin(analyzers, faces_dir, name):
     """The darkness limit below the jaw is the deepest shade taken for skin (shadow_depth):
     the shade under these chins (a looser limit, 1.75 log2 steps, took 3-7 % more of the
     region below the jaw here) stays as it was without the limit."""
-    path = faces_dir / name
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+    rgb = _shared_photo(faces_dir, name)
     fa = analyzers("face").analyze(rgb, neck_skin=True)
     cfg = replace(config_for_mode("face"), neck=True)
     below = face_regions(rgb.shape[:2], fa.landmarks, cfg)["below_jaw"] > 0

@@ -126,7 +126,7 @@ class SkinMaskConfig:
     neck_dark: float = 2.0             # ... but this many log2 steps darker than the cheek
                                        # patches is not skin there (hair over the shoulders;
                                        # the deepest shade taken for skin, shadow_depth; 1.75
-                                       # takes the shade under the chin on 4 of 22 photos)
+                                       # also takes the shade under three chins)
     feather: float = 0.008             # edge softening (Gaussian sigma, share of face size)
     # skin in shadow (a side-lit cheek, the neck under the jaw): same hue as the patches,
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
@@ -566,12 +566,14 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         if cfg.sides:
             zone |= reg["beside"]
         occ = (skin < 0.5) & zone.astype(bool)
-        # below the jaw and beside the face the test is looser (shade, ears); where the
-        # two regions meet (the cheeks' sides down to the jaw angles), the side's
-        for on, region, tol in ((cfg.neck, "below_jaw", cfg.neck_tolerance),
-                                (cfg.sides, "beside", cfg.side_tolerance)):
-            if on and tol != 1.0:
-                sel = reg[region].astype(bool)
+        # below the jaw and beside the face: (region, its skin test's looseness, darker than
+        # the cheeks by this is not skin there); in this order, so that where the two meet
+        # (the cheeks' sides down to the jaw angles) the side's test decides
+        outer = [(reg[name].astype(bool), tol, dark) for on, name, tol, dark in (
+            (cfg.neck, "below_jaw", cfg.neck_tolerance, cfg.neck_dark),
+            (cfg.sides, "beside", cfg.side_tolerance, cfg.side_dark)) if on]
+        for sel, tol, _ in outer:                    # looser there (shade, ears)
+            if tol != 1.0:
                 loose = replace(cfg, skin_d0=cfg.skin_d0 * tol, skin_d1=cfg.skin_d1 * tol)
                 occ[sel] = skin_probability(col[sel][:, None], model, loose)[:, 0] < 0.5
         if cfg.shadow_depth > 0:
@@ -583,10 +585,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             occ[ys[shade], xs[shade]] = False
         # far darker than the cheeks in skin's hue is hair (or a dark collar), not skin in
         # shade, beside the face and below the jaw
-        for on, region, dark in ((cfg.sides, "beside", cfg.side_dark),
-                                 (cfg.neck, "below_jaw", cfg.neck_dark)):
-            if on and dark > 0:
-                sel = reg[region].astype(bool)
+        for sel, _, dark in outer:
+            if dark > 0:
                 occ[sel] |= col[sel][:, 0] < model.brightness - dark
         if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool) & \
