@@ -49,6 +49,11 @@ def test_node_dying_mid_job_is_reported_and_the_job_retried_on_the_other_node(th
     backend = synthetic_backend(completions, steps=60, step_s=0.05)
     with ServerThread(backend, queue_size=4) as st:
         pool = st.server.worker
+        # the pool is serving once one actor is up; the others finish starting on their own
+        # dispatcher threads (on a loaded 2-core machine, seconds later)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(d.info is None for d in pool.dispatchers):
+            time.sleep(0.1)
         assert {d.info["node_id"] for d in pool.dispatchers} == {n.node_id for n in nodes}
         c = RawClient(st.endpoint, None)
         c.send(messages.submit(photo(31), "image/png", "node-dies"))
