@@ -95,7 +95,13 @@ def scene(ict_model):
     return make_scene(ict_model)
 
 
-def make_scene(ict_model):
+@pytest.fixture(scope="module")
+def bust_scene(ict_model):
+    """The same head from further away and lower: the neck and shoulders in the frame."""
+    return make_scene(ict_model, distance=0.9, target=(0.0, -0.06, 0.0))
+
+
+def make_scene(ict_model, distance=0.55, target=(0.0, 0.02, 0.03)):
     """A synthetic head seen 10 degrees from the front, its true landmarks (projected through
     the mediapipe -> ICT mapping) and camera."""
     from gen3dface.backend.fitting.correspondence import load_mapping
@@ -103,7 +109,7 @@ def make_scene(ict_model):
     from gen3dface.backend.render.synthetic import SyntheticHeadConfig, make_synthetic_head
 
     head = make_synthetic_head(ict_model, seed=2, config=SyntheticHeadConfig(max_jaw_open=0.0))
-    w2c = np.asarray(orbit_w2c_in_head(10, 0, 0.55, (0.0, 0.02, 0.03)))
+    w2c = np.asarray(orbit_w2c_in_head(10, 0, distance, target))
     k = intrinsics_from_fov(512, 512, 25)
     photo = render_views(head.meshes, [(w2c, k)],
                          RenderConfig(shading="unlit", background=(200, 200, 200, 255)))[0]
@@ -519,7 +525,10 @@ def test_dark_hair_over_the_shoulders_is_not_neck_skin(analyzers, faces_dir):
     fa = analyzers("face").analyze(rgb, neck_skin=True)
     cfg = replace(config_for_mode("face"), neck=True)
     assert cfg.neck_dark == cfg.shadow_depth
-    before = usable_skin(rgb, fa.landmarks, fa.hands, replace(cfg, neck_dark=0.0)).usable
+    # (the neck's column and grey limit off too: each takes out much of these boxes by
+    # itself, see test_only_the_neck_paints_the_neck)
+    before = usable_skin(rgb, fa.landmarks, fa.hands,
+                         replace(cfg, neck_dark=0.0, neck_width=0.0, neck_grey=0.0)).usable
     for x0, y0, x1, y1 in ((100, 350, 140, 420), (330, 330, 390, 400)):
         now, old = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, before))
         print(f"image00302 hair box {(x0, y0, x1, y1)} taken out {now:.2f} (before {old:.2f})")
@@ -544,3 +553,85 @@ def test_the_shade_under_the_chin_stays_neck_skin(analyzers, faces_dir, name):
     extra = float((loose[below] < 0.5).mean() - (none[below] < 0.5).mean())
     print(f"{name[:12]}: below the jaw unchanged {same:.4f}; at 1.75 {extra:+.3f} taken out")
     assert same > 0.995
+
+
+def test_only_the_neck_paints_the_neck(bust_scene):
+    """Below the jaw the photo may paint only the neck's column (as wide as the jaw angles
+    are apart, down to the neck's base): on the clean synthetic photo the skin below the jaw
+    beside and below the column (the head's shoulders, in its foreground) is taken out and
+    the column kept; without the column (`neck_width=0`) both are kept, so the column is
+    what takes them out. Beside the face (the side band, ears) nothing changes."""
+    rgb, lm = bust_scene["rgb"], bust_scene["lm"]
+    fg = cv2.erode((bust_scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    cfg = replace(config_for_mode("face"), neck=True)
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    below = (regs["below_jaw"] > 0) & fg
+    beyond = (regs["beyond_neck"] > 0) & fg
+    column = below & (_grow_mask(beyond, 4) == 0) & (regs["beside"] == 0)
+    assert beyond.sum() > 1500 and column.sum() > 1500
+    assert not (beyond & (regs["beside"] > 0)).any()
+    now = usable_skin(rgb, lm, [], cfg).usable
+    without = usable_skin(rgb, lm, [], replace(cfg, neck_width=0.0)).usable
+    beside = (regs["beside"] > 0) & fg
+    print(f"below the jaw: beyond the neck taken out {(now[beyond] < 0.5).mean():.3f} "
+          f"(without the column {(without[beyond] < 0.5).mean():.3f}), the column kept "
+          f"{(now[column] > 0.5).mean():.3f}")
+    assert (now[beyond] < 0.5).mean() > 0.99 and (now[column] > 0.5).mean() > 0.9
+    assert (without[beyond] > 0.5).mean() > 0.9
+    assert np.array_equal(now[beside] > 0.5, without[beside] > 0.5)
+
+
+def test_a_grey_collar_under_the_jaw_is_not_neck_skin(bust_scene):
+    """Pale skin (the photo desaturated to the patches' saturation of alfw1 and image00202,
+    about 4) lets a grey pass the neck's loose colour test: a collar of the skin's colour
+    greyed to under half its saturation (a white or grey shirt under a warm light) is taken
+    out below the jaw by the saturation floor (`neck_grey`); without the floor it paints the
+    neck. The clean neck stays."""
+    lm = bust_scene["lm"]
+    photo = bust_scene["rgb"].astype(np.float64)
+    rgb = np.clip(0.45 * photo + 0.55 * photo.mean(2, keepdims=True), 0, 255).astype(np.uint8)
+    fg = cv2.erode((bust_scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    cfg = replace(config_for_mode("face"), neck=True)
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    model = fit_skin_model(colour_features(rgb), regs["patches"], cfg)
+    column = (regs["below_jaw"] > 0) & (regs["beyond_neck"] == 0) & (regs["beside"] == 0) & fg
+    size = float(np.ptp(lm[FACE_OVAL], axis=0).max())
+    down = np.arange(rgb.shape[0])[:, None] - lm[152, 1]
+    collar = column & (down > 0.12 * size) & (down < 0.22 * size)
+    assert collar.sum() > 500
+    clean = usable_skin(rgb, lm, [], cfg).usable
+    base = np.median(rgb[regs["patches"] > 0], 0)
+    loose = 0.5 * (cfg.skin_d0 + cfg.skin_d1) * cfg.neck_tolerance
+    for k in np.linspace(0.0, 1.0, 101):                     # greyer until under the floor
+        c = np.clip(base * (1 - k) + base.mean() * k, 0, 255).astype(np.uint8)
+        f = colour_features(c[None, None])
+        sat = float(np.hypot(f[0, 0, 1] - 100 / 3, f[0, 0, 2] - 100 / 3))
+        if sat < 0.9 * cfg.neck_grey * model.saturation:
+            break
+    d = float(model.distance(f, cfg)[0, 0])
+    assert d < 0.9 * loose, "the greyed colour should pass the neck's loose colour test"
+    rgb[collar] = c
+    inner = collar & (cv2.erode(collar.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    now = usable_skin(rgb, lm, [], cfg).usable
+    without = usable_skin(rgb, lm, [], replace(cfg, neck_grey=0.0)).usable
+    rest = column & ~_grow_mask(collar, 12)
+    print(f"grey collar {c.tolist()} (saturation {sat:.1f} against the patches' "
+          f"{model.saturation:.1f}, colour distance {d:.1f}): taken out "
+          f"{(now[inner] < 0.5).mean():.3f}, without the floor {(without[inner] < 0.5).mean():.3f}; "
+          f"the rest of the neck kept {(now[rest] > 0.5).mean():.3f}")
+    assert (now[inner] < 0.5).mean() > 0.97 and (without[inner] > 0.5).mean() > 0.9
+    assert (clean[rest] > 0.5).mean() > 0.9 and (now[rest] > 0.5).mean() > 0.9
+
+
+def test_hair_beside_the_neck_is_not_neck_skin(analyzers, faces_dir):
+    """alfw1 (blonde hair hanging down beside her neck): the hair passes the neck's colour
+    test (blonde is near skin's hue), but it is beside the neck's column: a box drawn on it
+    is taken out, which before the column (session 12) was kept."""
+    rgb = _shared_photo(faces_dir, "alfw1.png")
+    fa = analyzers("face").analyze(rgb, neck_skin=True)
+    old = usable_skin(rgb, fa.landmarks, fa.hands,
+                      replace(config_for_mode("face"), neck=True, neck_width=0.0)).usable
+    x0, y0, x1, y1 = 5, 175, 30, 215
+    now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
+    print(f"alfw1 hair beside the neck taken out {now:.2f} (without the column {before:.2f})")
+    assert now > 0.95 and before < 0.5

@@ -8,7 +8,9 @@ face or is not skin where skin belongs:
   oval whose colour is not this photo's skin, as a robust colour model estimated on the cheeks
   and forehead finds it, except the eyes, brows, lips and lower nose, which legitimately are not
   skin-coloured;
-- clothing (and hair hanging down) below the jaw line: there, non-skin pixels are not neck skin.
+- clothing (and hair hanging down) below the jaw line: there, non-skin pixels are not neck skin,
+  nor near-grey ones (white collars), and only the neck's own column may paint the neck: beside
+  and below it (shoulders, the chest, hair over them) the texture's skin fill paints instead.
 Elsewhere (the scalp's hair, the ears, the background) the mask is 1, so the foreground mask
 passes unchanged: the baker reads the scalp's hair colour from there.
 
@@ -40,6 +42,7 @@ NOSE_BASE = np.array([1, 2, 97, 98, 326, 327, 64, 294, 48, 278, 240, 460, 75, 30
 RIGHT_CHEEK = np.array([50, 101, 118, 117, 123, 147, 187, 205, 36])
 LEFT_CHEEK = np.array([280, 330, 347, 346, 352, 376, 411, 425, 266])
 FOREHEAD = np.array([67, 109, 10, 338, 297, 299, 337, 151, 108, 69])
+CHIN = 152                             # the chin's lowest point on the face oval
 # the jaw line, from the subject's left jaw angle around the chin to the right one (a run of
 # FACE_OVAL)
 JAW = np.array([361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176, 149, 150, 136, 172, 58,
@@ -127,6 +130,17 @@ class SkinMaskConfig:
                                        # patches is not skin there (hair over the shoulders;
                                        # the deepest shade taken for skin, shadow_depth; 1.75
                                        # also takes the shade under three chins)
+    neck_grey: float = 0.5             # ... and a pixel less saturated than this share of
+                                       # the patches' saturation is not skin there either (a
+                                       # white collar, a grey shirt, the white background at
+                                       # the neck's edge; shade saturates skin, not greys it)
+    # below the jaw only the neck itself may paint the neck: a column under the jaw, this
+    # share of the distance between the jaw angles wide and reaching `neck_length` face
+    # sizes below the chin. Beside it and below it the photo shows shoulders, hair hanging
+    # down, collars and the chest, which the fitted head's shoulders do not match: the skin
+    # fill paints them (0: no column)
+    neck_width: float = 0.9
+    neck_length: float = 0.6
     feather: float = 0.008             # edge softening (Gaussian sigma, share of face size)
     # skin in shadow (a side-lit cheek, the neck under the jaw): same hue as the patches,
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
@@ -204,7 +218,8 @@ def face_size(landmarks: np.ndarray) -> float:
 def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     """uint8 masks (0/1) of `shape`: "face" (inside the face oval), "features" (eyes, brows,
     lips, lower nose, widened), "patches" (cheeks and forehead), "below_jaw" (below the jaw
-    line, beside and under the chin, outside the face oval), "beside" (outside the oval
+    line, beside and under the chin, outside the face oval), "beyond_neck" (the part of
+    below_jaw beside or below the neck's column, not beside the face), "beside" (outside the oval
     beside it, from the eye line down), "below_brows" and "above_mouth" (half-planes across
     the face), "around_eyes" (the eyes' regions widened by `strand_eye_margin` more)."""
     lm = np.asarray(landmarks, np.float64)
@@ -239,13 +254,20 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     poly = np.vstack([jaw[0] - side * far, jaw, jaw[-1] + side * far,
                       jaw[-1] + side * far + down * far, jaw[0] - side * far + down * far])
     below = _poly(shape, poly) & (1 - face)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    # the neck's column: centred between the jaw angles, down from the chin
+    mid = (jaw[0] + jaw[-1]) / 2
+    half = abs(float((jaw[-1] - jaw[0]) @ side)) / 2 * cfg.neck_width
+    lateral_px = (xx - mid[0]) * side[0] + (yy - mid[1]) * side[1]
+    below_chin = (xx - lm[CHIN][0]) * down[0] + (yy - lm[CHIN][1]) * down[1]
+    neck = ((np.abs(lateral_px) <= half) & (below_chin <= cfg.neck_length * size)
+            if cfg.neck_width > 0 else np.ones(shape, bool)).astype(np.uint8)
     # beside the face: the oval pushed outward sideways (its widest points by side_width face
     # sizes, the chin not at all), from the eye line down, minus the oval itself
     oval = lm[FACE_OVAL]
     lateral = (oval - oval.mean(0)) @ side
     lateral = np.clip(lateral / max(np.abs(lateral).max(), 1e-9), -1.0, 1.0)
     wide = _poly(shape, oval + lateral[:, None] * side[None] * (cfg.side_width * size))
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
     along = (xx - eyes[0]) * down[0] + (yy - eyes[1]) * down[1]     # px down from the eyes
     beside = (wide & (1 - face) & (along >= 0)).astype(np.uint8)
     # from the brows' upper edge down (the forehead above is where hair frames the face)
@@ -254,7 +276,8 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     # above the mouth corners (below them, on the chin and the jaw, beards and stubble grow)
     above_mouth = (along < float((mouth - eyes) @ down)).astype(np.uint8)
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
-            "beside": beside, "below_brows": below_brows, "above_mouth": above_mouth,
+            "beyond_neck": below & (1 - neck) & (1 - beside), "beside": beside,
+            "below_brows": below_brows, "above_mouth": above_mouth,
             "around_eyes": around_eyes, "size": size}
 
 
@@ -567,12 +590,13 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             zone |= reg["beside"]
         occ = (skin < 0.5) & zone.astype(bool)
         # below the jaw and beside the face: (region, its skin test's looseness, darker than
-        # the cheeks by this is not skin there); in this order, so that where the two meet
-        # (the cheeks' sides down to the jaw angles) the side's test decides
-        outer = [(reg[name].astype(bool), tol, dark) for on, name, tol, dark in (
-            (cfg.neck, "below_jaw", cfg.neck_tolerance, cfg.neck_dark),
-            (cfg.sides, "beside", cfg.side_tolerance, cfg.side_dark)) if on]
-        for sel, tol, _ in outer:                    # looser there (shade, ears)
+        # the cheeks by this is not skin there, less saturated than this share of theirs is
+        # not skin there); in this order, so that where the two meet (the cheeks' sides down
+        # to the jaw angles) the side's test decides
+        outer = [(reg[name].astype(bool), tol, dark, grey) for on, name, tol, dark, grey in (
+            (cfg.neck, "below_jaw", cfg.neck_tolerance, cfg.neck_dark, cfg.neck_grey),
+            (cfg.sides, "beside", cfg.side_tolerance, cfg.side_dark, 0.0)) if on]
+        for sel, tol, _, _ in outer:                 # looser there (shade, ears)
             if tol != 1.0:
                 loose = replace(cfg, skin_d0=cfg.skin_d0 * tol, skin_d1=cfg.skin_d1 * tol)
                 occ[sel] = skin_probability(col[sel][:, None], model, loose)[:, 0] < 0.5
@@ -584,10 +608,13 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             shade = shadowed_skin(col[ys, xs], model, cfg, hue_deg)
             occ[ys[shade], xs[shade]] = False
         # far darker than the cheeks in skin's hue is hair (or a dark collar), not skin in
-        # shade, beside the face and below the jaw
-        for sel, _, dark in outer:
+        # shade, beside the face and below the jaw; near grey below the jaw is cloth
+        for sel, _, dark, grey in outer:
             if dark > 0:
                 occ[sel] |= col[sel][:, 0] < model.brightness - dark
+            if grey > 0:                   # (where the side band meets it, the side decides)
+                sel = sel & ~reg["beside"].astype(bool) if cfg.sides else sel
+                occ[sel] |= _hue_sat(col[sel][:, 1], col[sel][:, 2])[1] < grey * model.saturation
         if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool) & \
                 ~reg["around_eyes"].astype(bool)
@@ -602,6 +629,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         occ = _grow(occ, cfg.occluder_widen * size).astype(bool)
         # the widening stays out of the features (an eye beside a strand keeps its colour)
         occ &= ~reg["features"].astype(bool)
+    if cfg.neck:                       # what below the jaw is not the neck (the column)
+        occ |= reg["beyond_neck"].astype(bool)
     bad = (occ | hand.astype(bool)).astype(np.float32)
     sigma = cfg.feather * size
     if sigma > 0.3:
