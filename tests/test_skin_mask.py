@@ -635,3 +635,18 @@ def test_hair_beside_the_neck_is_not_neck_skin(analyzers, faces_dir):
     now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
     print(f"alfw1 hair beside the neck taken out {now:.2f} (without the column {before:.2f})")
     assert now > 0.95 and before < 0.5
+
+
+def test_a_white_collar_beside_the_jaw_is_not_skin(analyzers, faces_dir):
+    """id08456 (a white shirt collar right beside his jaw, where the band beside the face
+    reaches below the jaw line): its warm white passes the side band's loose colour test, but
+    is under the side's lower saturation floor (`neck_side_grey`, 0.3 of the cheeks'): a box
+    drawn on the collar is taken out; without the floors most of it painted the jaw's side."""
+    rgb = _shared_photo(faces_dir, "id08456-SEvpX9LhEP4-000957_inputs_inputs.jpg")
+    fa = analyzers("face").analyze(rgb, neck_skin=True)
+    old = usable_skin(rgb, fa.landmarks, fa.hands, replace(
+        config_for_mode("face"), neck=True, neck_grey=0.0, neck_side_grey=0.0)).usable
+    x0, y0, x1, y1 = 24, 130, 32, 160
+    now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
+    print(f"id08456 collar beside the jaw taken out {now:.2f} (without the floors {before:.2f})")
+    assert now > 0.85 and before < 0.5

@@ -134,6 +134,9 @@ class SkinMaskConfig:
                                        # the patches' saturation is not skin there either (a
                                        # white collar, a grey shirt, the white background at
                                        # the neck's edge; shade saturates skin, not greys it)
+    neck_side_grey: float = 0.3        # ... where the band beside the face reaches below the
+                                       # jaw (a collar beside the jaw; stubble greys the jaw's
+                                       # side, so a lower floor there)
     # below the jaw only the neck itself may paint the neck: a column under the jaw, this
     # share of the distance between the jaw angles wide and reaching `neck_length` face
     # sizes below the chin. Beside it and below it the photo shows shoulders, hair hanging
@@ -590,13 +593,12 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             zone |= reg["beside"]
         occ = (skin < 0.5) & zone.astype(bool)
         # below the jaw and beside the face: (region, its skin test's looseness, darker than
-        # the cheeks by this is not skin there, less saturated than this share of theirs is
-        # not skin there); in this order, so that where the two meet (the cheeks' sides down
-        # to the jaw angles) the side's test decides
-        outer = [(reg[name].astype(bool), tol, dark, grey) for on, name, tol, dark, grey in (
-            (cfg.neck, "below_jaw", cfg.neck_tolerance, cfg.neck_dark, cfg.neck_grey),
-            (cfg.sides, "beside", cfg.side_tolerance, cfg.side_dark, 0.0)) if on]
-        for sel, tol, _, _ in outer:                 # looser there (shade, ears)
+        # the cheeks by this is not skin there); in this order, so that where the two meet
+        # (the cheeks' sides down to the jaw angles) the side's test decides
+        outer = [(reg[name].astype(bool), tol, dark) for on, name, tol, dark in (
+            (cfg.neck, "below_jaw", cfg.neck_tolerance, cfg.neck_dark),
+            (cfg.sides, "beside", cfg.side_tolerance, cfg.side_dark)) if on]
+        for sel, tol, _ in outer:                    # looser there (shade, ears)
             if tol != 1.0:
                 loose = replace(cfg, skin_d0=cfg.skin_d0 * tol, skin_d1=cfg.skin_d1 * tol)
                 occ[sel] = skin_probability(col[sel][:, None], model, loose)[:, 0] < 0.5
@@ -608,13 +610,20 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             shade = shadowed_skin(col[ys, xs], model, cfg, hue_deg)
             occ[ys[shade], xs[shade]] = False
         # far darker than the cheeks in skin's hue is hair (or a dark collar), not skin in
-        # shade, beside the face and below the jaw; near grey below the jaw is cloth
-        for sel, _, dark, grey in outer:
+        # shade, beside the face and below the jaw
+        for sel, _, dark in outer:
             if dark > 0:
                 occ[sel] |= col[sel][:, 0] < model.brightness - dark
-            if grey > 0:                   # (where the side band meets it, the side decides)
-                sel = sel & ~reg["beside"].astype(bool) if cfg.sides else sel
-                occ[sel] |= _hue_sat(col[sel][:, 1], col[sel][:, 2])[1] < grey * model.saturation
+        # near grey below the jaw is cloth or background (shade saturates skin, it does not
+        # grey it); where the side band reaches below the jaw, a lower floor (stubble greys
+        # the jaw's side)
+        if cfg.neck:
+            below = reg["below_jaw"].astype(bool)
+            band = reg["beside"].astype(bool) if cfg.sides else np.zeros_like(below)
+            for sel, share in ((below & ~band, cfg.neck_grey), (below & band, cfg.neck_side_grey)):
+                if share > 0:
+                    sat = _hue_sat(col[sel][:, 1], col[sel][:, 2])[1]
+                    occ[sel] |= sat < share * model.saturation
         if cfg.strand_contrast > 0 and cfg.face_test:
             occ |= strands(col, model, reg, cfg) & zone.astype(bool) & \
                 ~reg["around_eyes"].astype(bool)
