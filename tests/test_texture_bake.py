@@ -233,6 +233,10 @@ def test_unseen_scalp_takes_the_hair_colour(small_ict, hair_rgb, is_hair):
     ("bald_highlight", None),                          # bald: skin and a bright, greyer highlight
     ("bald_tanned", None),                             # bald: a little yellower, as bright
     ("bald_edge", None),                               # bald: a few dark silhouette vertices
+    # a photo cropped at the top of the head (IMG_0392): only 25 scalp vertices seen, all dark
+    # hair (before session 12 under 30 seen read as bald)
+    ("cropped_dark", (0.08, 0.06, 0.06)),
+    ("cropped_bald_edge", None),                       # 25 seen, 15 of them dark: too few
 ])
 def test_hair_colour_judges_each_seen_scalp_vertex(scalp, want):
     """The scalp's hair colour from the vertices the photo saw, each judged against the face's
@@ -250,8 +254,11 @@ def test_hair_colour_judges_each_seen_scalp_vertex(scalp, want):
              "grey": [((0.43, 0.40, 0.38), n)],
              "bald_highlight": [(skin, 60), ((0.85, 0.72, 0.64), 40)],
              "bald_tanned": [((0.57, 0.38, 0.23), n)],
-             "bald_edge": [(skin, 85), ((0.10, 0.10, 0.10), 15)]}[scalp]
+             "bald_edge": [(skin, 85), ((0.10, 0.10, 0.10), 15)],
+             "cropped_dark": [((0.08, 0.06, 0.06), 25)],
+             "cropped_bald_edge": [(skin, 10), ((0.10, 0.10, 0.10), 15)]}[scalp]
     sc = np.concatenate([np.tile(np.asarray(c, float), (k, 1)) for c, k in parts])
+    rows = np.arange(400, 400 + len(sc))
     sc = sc + rng.normal(0, 0.01, sc.shape)
     colours = np.clip(np.concatenate([face, sc]), 0, 1).astype(np.float32)
     conf = np.ones(len(colours), np.float32)

@@ -179,7 +179,7 @@ def _hair_like(c: np.ndarray, skin: np.ndarray) -> np.ndarray:
 
 
 def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndarray,
-                min_share: float = 0.3):
+                min_share: float = 0.3, min_hair: int = 20):
     """The hair colour (3,) seen on the scalp, or None when the seen scalp looks like skin
     (bald or shaved heads) or too little of it was seen. `colours`/`confidence` per skin
     vertex, `scalp_rows` the scalp's rows in them.
@@ -188,16 +188,18 @@ def hair_colour(colours: np.ndarray, confidence: np.ndarray, scalp_rows: np.ndar
     a photo cropped at the hairline sees half forehead and half hair (id04657), and the
     median of both is skin. The scalp has hair when at least `min_share` of what was seen of
     it reads as hair and the median of those vertices does too (a bald scalp's few odd
-    vertices, at its silhouette or in a highlight, are no colour of their own: alfw2)."""
+    vertices, at its silhouette or in a highlight, are no colour of their own: alfw2), and at
+    least `min_hair` of them read as hair: a photo cropped at the top of the head sees only a
+    strip of the scalp (IMG_0392: 25 vertices, all dark hair)."""
     from .fill import robust_skin_tone
 
     seen = scalp_rows[confidence[scalp_rows] > 0.7]
-    if len(seen) < 30:
+    if len(seen) < min_hair:
         return None
     c = np.asarray(colours[seen], np.float64)
     skin = np.asarray(robust_skin_tone(colours, confidence), np.float64)
     is_hair = _hair_like(c, skin)
-    if is_hair.sum() < 20 or is_hair.mean() < min_share:
+    if is_hair.sum() < min_hair or is_hair.mean() < min_share:
         return None
     hair = np.median(c[is_hair], axis=0)
     return hair.astype(colours.dtype) if _hair_like(hair, skin)[0] else None
