@@ -650,3 +650,29 @@ def test_a_white_collar_beside_the_jaw_is_not_skin(analyzers, faces_dir):
     now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
     print(f"id08456 collar beside the jaw taken out {now:.2f} (without the floors {before:.2f})")
     assert now > 0.85 and before < 0.5
+
+
+def test_a_hand_cut_by_the_photo_edge_is_found_and_taken_out(faces_dir):
+    """id06692 (fingers over her chin, the palm below the photo's bottom edge): mediapipe's
+    palm detector finds no hand in the photo itself (at any confidence, session 11), and finds
+    it once the photo is set in a black border (`hand_pad`); the fingers, boxes drawn on them,
+    are then out of the usable skin. With `hand_pad=0` (before session 12) no hand was found
+    and the fingers painted the chin."""
+    from gen3dface.backend.face import FaceAnalyzer
+    from gen3dface.backend.face.analysis import FaceAnalysisConfig
+
+    rgb = _shared_photo(faces_dir, "id06692-Hlahj5abifM-002721_inputs_inputs.jpg")
+    boxes = [(118, 172, 150, 200), (150, 180, 185, 205), (120, 200, 160, 224)]
+    got = {}
+    for pad in (0.75, 0.0):
+        fa = FaceAnalyzer(FaceAnalysisConfig(skin=config_for_mode("face"), hand_pad=pad))
+        try:
+            an = fa.analyze(rgb, neck_skin=True)
+        finally:
+            fa.close()
+        got[pad] = (len(an.hands), [float((an.skin[y0:y1, x0:x1] < 0.5).mean())
+                                    for x0, y0, x1, y1 in boxes])
+    print(f"id06692: hands found, fingers' boxes taken out: with the border {got[0.75]}, "
+          f"without {got[0.0]}")
+    assert got[0.75][0] == 1 and min(got[0.75][1]) > 0.95
+    assert got[0.0][0] == 0 and max(got[0.0][1]) < 0.5

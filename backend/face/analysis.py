@@ -37,8 +37,13 @@ from ..contracts import PipelineError
 from .alignment import (apply_affine, canonical_square, invert_affine, square_to_affine,
                         to_opencv_affine)
 from .landmarks import N_LANDMARKS
-from .selection import merge_boxes, pick_main_face
+from .selection import box_iou, merge_boxes, pick_main_face
 from .skin_mask import SkinMaskConfig, usable_skin
+
+
+def _box(points: np.ndarray) -> np.ndarray:
+    """(x0, y0, x1, y1) of (n, 2) points."""
+    return np.concatenate([points.min(0), points.max(0)])
 
 
 @dataclass
@@ -53,6 +58,10 @@ class FaceAnalysisConfig:
     skin_mask: bool = True             # compute the usable-skin mask (hands, occluders)
     skin: SkinMaskConfig = field(default_factory=SkinMaskConfig)
     hand_min_confidence: float = 0.5   # mediapipe hands' palm detection threshold
+    hand_pad: float = 0.75             # hands are also looked for in the photo set in a black
+                                       # border this share of its long side wide (0: not):
+                                       # a hand cut by the photo's edge (fingers at the chin,
+                                       # the palm below the frame) is found there
     # mediapipe's native code (TFLite, absl) writes INFO/WARNING lines straight to file
     # descriptor 2 while its graphs start and first run; no environment variable silences
     # them in 0.10.21. When True, fd 2 is pointed at /dev/null during an analyzer's FIRST
@@ -236,15 +245,30 @@ class FaceAnalyzer:
         return np.clip(m, 0.0, 1.0).astype(np.float32)
 
     def detect_hands(self, rgb: np.ndarray) -> list[np.ndarray]:
-        """Hand landmarks, (21, 2) float64 photo pixels per hand (at most two), from
-        mediapipe hands (palm detection + landmarks) on a downscaled copy."""
+        """Hand landmarks, (21, 2) float64 photo pixels per hand, from mediapipe hands (palm
+        detection + landmarks, at most two per pass) on a downscaled copy, and again on that
+        copy set in a black border (`hand_pad`): mediapipe's palm detector misses a hand whose
+        palm the photo's edge cuts off (id06692's fingers at her chin, the hand below the
+        frame) and finds it with room around the photo. A hand found in both passes counts
+        once (the first pass's)."""
         h, w = rgb.shape[:2]
         s = min(1.0, self.config.detect_max_side / max(h, w))
         small = rgb if s >= 1.0 else cv2.resize(rgb, (round(w * s), round(h * s)),
                                                 interpolation=cv2.INTER_AREA)
-        res = self._graph("hands").process(small)
-        return [np.array([(p.x * w, p.y * h) for p in hl.landmark], np.float64)
-                for hl in res.multi_hand_landmarks or []]
+        graph = self._graph("hands")
+        hands = [np.array([(p.x * w, p.y * h) for p in hl.landmark], np.float64)
+                 for hl in graph.process(small).multi_hand_landmarks or []]
+        pad = int(round(self.config.hand_pad * max(small.shape[:2])))
+        if pad > 0:
+            framed = cv2.copyMakeBorder(small, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                                        value=(0, 0, 0))
+            fh, fw = framed.shape[:2]
+            for hl in graph.process(framed).multi_hand_landmarks or []:
+                pts = np.array([((p.x * fw - pad) / s, (p.y * fh - pad) / s)
+                                for p in hl.landmark], np.float64)
+                if all(box_iou(_box(pts), _box(q)) < 0.3 for q in hands):
+                    hands.append(pts)
+        return hands
 
     def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray, neck_skin: bool = False):
         """(usable-skin mask HxW float32 or None, hands, info) for the photo and its landmarks.
