@@ -676,36 +676,3 @@ def test_a_hand_cut_by_the_photo_edge_is_found_and_taken_out(faces_dir):
           f"without {got[0.0]}")
     assert got[0.75][0] == 1 and min(got[0.75][1]) > 0.95
     assert got[0.0][0] == 0 and max(got[0.0][1]) < 0.5
-
-
-def test_bits_of_neck_left_between_occluders_are_not_kept(bust_scene):
-    """Below the jaw, a black top with small gaps of skin (as between a hand, its growth and
-    the clothes under image04085's chin) leaves bits of usable neck that would stand out as
-    streaks in the skin fill: pieces smaller than `neck_min_island` of the face size squared
-    are taken out; a large clean piece of the neck stays."""
-    rgb, lm = bust_scene["rgb"].copy(), bust_scene["lm"]
-    fg = cv2.erode((bust_scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-    cfg = replace(config_for_mode("face"), neck=True)
-    regs = face_regions(rgb.shape[:2], lm, cfg)
-    column = (regs["below_jaw"] > 0) & (regs["beyond_neck"] == 0) & (regs["beside"] == 0) & fg
-    size = float(np.ptp(lm[FACE_OVAL], axis=0).max())
-    ys, xs = np.nonzero(column)
-    mid = np.median(ys)
-    lower = column & (np.arange(rgb.shape[0])[:, None] > mid)
-    rgb[lower] = (20, 20, 22)                                 # a black top
-    gaps = np.zeros(rgb.shape[:2], bool)
-    step = int(0.12 * size)
-    for y in range(int(mid) + step // 2, int(ys.max()) - 14, step):
-        for x in range(int(xs.min()) + step // 2, int(xs.max()) - 14, step):
-            gaps[y:y + 15, x:x + 15] = True                   # 15 x 15 px of skin showing
-    gaps &= lower & (cv2.erode(lower.astype(np.uint8), np.ones((21, 21), np.uint8)) > 0)
-    rgb[gaps] = bust_scene["rgb"][gaps]
-    assert gaps.sum() > 600 and 225 < 0.01 * size * size
-    upper = column & ~_grow_mask(lower, 12)
-    now = usable_skin(rgb, lm, [], cfg).usable
-    without = usable_skin(rgb, lm, [], replace(cfg, neck_min_island=0.0)).usable
-    print(f"skin gaps in a black top: kept {(now[gaps] > 0.5).mean():.3f} "
-          f"(without the rule {(without[gaps] > 0.5).mean():.3f}); the neck above kept "
-          f"{(now[upper] > 0.5).mean():.3f}")
-    assert (now[gaps] > 0.5).mean() < 0.02 and (without[gaps] > 0.5).mean() > 0.2
-    assert (now[upper] > 0.5).mean() > 0.9

@@ -144,8 +144,6 @@ class SkinMaskConfig:
     # fill paints them (0: no column)
     neck_width: float = 0.9
     neck_length: float = 0.6
-    neck_min_island: float = 0.01      # usable pieces below the jaw smaller than this share
-                                       # of the face size squared are not kept (0: all are)
     feather: float = 0.008             # edge softening (Gaussian sigma, share of face size)
     # skin in shadow (a side-lit cheek, the neck under the jaw): same hue as the patches,
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
@@ -557,17 +555,6 @@ def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.
     return shallow[lab] & inside
 
 
-def neck_islands(usable: np.ndarray, below_jaw: np.ndarray, min_px: float) -> np.ndarray:
-    """The usable pixels below the jaw in pieces of usable skin smaller than `min_px` (bool
-    HxW): the bits of neck left between a hand, its growth and the clothes. Below the jaw the
-    skin fill paints what is not usable, so such a bit would only stand out as a streak in
-    it. A piece joined to the face's usable skin is as large as the face: it stays."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(usable.astype(np.uint8), connectivity=8)
-    small = stats[:, cv2.CC_STAT_AREA] < min_px
-    small[0] = False
-    return small[lab] & below_jaw
-
-
 def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
                 config: SkinMaskConfig | None = None) -> SkinMask:
     """The usable-skin mask of a photo (see the module doc). `hands`: a list of (21, 2)
@@ -653,10 +640,7 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         occ &= ~reg["features"].astype(bool)
     if cfg.neck:                       # what below the jaw is not the neck (the column)
         occ |= reg["beyond_neck"].astype(bool)
-    bad = occ | hand.astype(bool)
-    if cfg.neck and cfg.neck_min_island > 0:
-        bad |= neck_islands(~bad, reg["below_jaw"].astype(bool), cfg.neck_min_island * size ** 2)
-    bad = bad.astype(np.float32)
+    bad = (occ | hand.astype(bool)).astype(np.float32)
     sigma = cfg.feather * size
     if sigma > 0.3:
         bad = np.maximum(bad, cv2.GaussianBlur(bad, (0, 0), sigma))
