@@ -232,3 +232,52 @@ def test_blender_reimport(glb_path):
     assert 0.2 < height < 0.4 and height > w       # upright in Blender (Z up), metres
     assert objs["Head"]["mats"] == ["HeadSkin"]
     assert any(name.startswith("HeadSkin") and size[0] > 0 for name, size in res["images"])
+
+
+def _welded_head_triangles(doc, binary):
+    """The Head mesh's triangles (every primitive) with vertices at one position merged, and
+    the positions, UVs and targets per GLB vertex."""
+    head = _mesh(doc, "Head")
+    prim0 = head["primitives"][0]
+    pos = read_accessor(doc, binary, prim0["attributes"]["POSITION"]).astype(np.float64)
+    tris = np.concatenate([read_accessor(doc, binary, p["indices"]).reshape(-1, 3)
+                           for p in head["primitives"]])
+    _, weld = np.unique(np.round(pos / 1e-7).astype(np.int64), axis=0, return_inverse=True)
+    return pos, tris, weld.ravel()[tris]
+
+
+def test_the_bust_is_closed_by_a_cap_facing_out(glb_bytes, ict_model):
+    """Seen from behind and above, an open bust bottom shows the inside of the chest (and a
+    hole where back faces are culled): the GLB's skin is closed, every edge between two
+    triangles running opposite ways (one orientation, outward), the cap below the neck facing
+    down, one skin texel for all of it, following its rim in every morph target."""
+    doc, binary = read_glb(glb_bytes)
+    pos, tris, welded = _welded_head_triangles(doc, binary)
+    directed = np.concatenate([welded[:, [0, 1]], welded[:, [1, 2]], welded[:, [2, 0]]])
+    und, counts = np.unique(np.sort(directed, 1), axis=0, return_counts=True)
+    assert (counts == 2).all(), f"{(counts == 1).sum()} open edges"
+    assert len(np.unique(directed, axis=0)) == len(directed)      # each way once: oriented
+    # the cap: triangles on vertices after the template's own (the last k + 1 GLB vertices)
+    head = _mesh(doc, "Head")
+    prim = head["primitives"][0]
+    n = len(pos)
+    cap_tris = tris[(tris >= n - 55).all(1)]
+    assert len(cap_tris) == 54                    # ICT's cut: one loop of 54 edges
+    a, b, c = (pos[cap_tris[:, j]] for j in range(3))
+    nrm = np.cross(b - a, c - a).sum(0)
+    assert nrm[1] < -0.9 * np.linalg.norm(nrm)   # faces down, out of the bust
+    assert pos[n - 55:, 1].max() < ict_model.vertices[:, 1].min() + 0.07
+    uv = read_accessor(doc, binary, prim["attributes"]["TEXCOORD_0"])
+    assert np.ptp(uv[n - 55:], axis=0).max() == 0.0
+    # every cap vertex on the rim moves with the rim's own vertex, the centre with their mean
+    rim_twin = {}
+    for i in range(n - 55, n - 1):
+        same = np.flatnonzero(np.abs(pos[:n - 55] - pos[i]).max(1) < 1e-7)
+        assert len(same) >= 1         # (two where the UV seam at the back splits it)
+        rim_twin[i] = same[0]
+    for t, name in zip(prim["targets"], head["extras"]["targetNames"]):
+        d = read_accessor(doc, binary, t["POSITION"]).astype(np.float64)
+        for i, j in rim_twin.items():
+            np.testing.assert_allclose(d[i], d[j], atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(d[n - 1], d[list(rim_twin)].mean(0), atol=3e-5,   # epsilon
+                                   err_msg=name)

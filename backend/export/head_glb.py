@@ -5,7 +5,8 @@ left), metres. Blender's glTF importer turns it Z-up ((x, y, z) -> (x, -z, y)), 
 imports upright, facing Blender's -Y (the default front view).
 
 Layout of the file:
-  nodes/meshes "Head" (skin: face + back of head, material "HeadSkin" with the baked texture),
+  nodes/meshes "Head" (skin: face + back of head, material "HeadSkin" with the baked texture;
+  the bust's open bottom closed by a flat cap, bust_cap.py, on vertices after the template's),
   "EyeLeft"/"EyeRight" (the subject's left/right eyeball: sclera and iris primitives with
   generic painted textures), "Teeth" (teeth and gums/tongue primitives), and optionally
   "Eyelashes". Morph targets carry their names in mesh.extras.targetNames (Blender makes shape
@@ -32,6 +33,7 @@ from ..headmodel.model import HeadModel
 from ..geometry import vertex_normals
 from ..texture.eyes import eyeball
 from ..texture.layout import SkinLayout, skin_groups
+from .bust_cap import bust_cap, cap_normal, cap_vertices
 from .gltf import ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER, GltfBuilder
 
 HEAD_FRAME_DOC = ("head frame = glTF frame: +Y up, +Z out of the face, +X the subject's left; "
@@ -54,6 +56,9 @@ class ExportConfig:
     skin_roughness: float = 1.0
     eye_roughness: float = 1.0
     mouth_roughness: float = 1.0
+    # close the bust's open bottom (bust_cap.py): from behind and above, and in engines that
+    # cull back faces, an open bottom shows the inside of the chest or a hole
+    cap_bust: bool = True
     arkit: ArkitConfig = field(default_factory=ArkitConfig)   # the exported shape set
 
     def __post_init__(self):
@@ -141,7 +146,8 @@ _TOPOLOGY_CACHE: dict = {}
 def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> list[dict]:
     """Per part: vertices split where UVs differ (glTF needs one UV per vertex), their glTF
     UVs, triangles in the split numbering. Depends only on the model; cached."""
-    key = (id(model), layout.tile_offset, layout.n_tiles, config.include_eyelashes)
+    key = (id(model), layout.tile_offset, layout.n_tiles, config.include_eyelashes,
+           config.cap_bust)
     hit = _TOPOLOGY_CACHE.get(key)
     if hit is not None and hit[0] is model:
         return hit[1]
@@ -162,8 +168,14 @@ def _topology(model: HeadModel, layout: SkinLayout, config: ExportConfig) -> lis
         vid = tv.ravel()[first].astype(np.int64)
         vuv = uv.reshape(-1, 2)[first].copy()
         vuv[:, 1] = 1.0 - vuv[:, 1]
-        out.append({"part": part, "vid": vid, "vuv": vuv, "faces": inverse.reshape(-1, 3),
-                    "tv": tv, "tp": tp})
+        faces = inverse.reshape(-1, 3)
+        cap = cap_uv = None
+        if part.name == "Head" and config.cap_bust:
+            cap = bust_cap(tv, model.vertices)
+            if cap is not None:          # one skin texel for the whole cap: inside the
+                cap_uv = vuv[faces[cap.edge_triangle]].mean(0)   # triangle at the cut's back
+        out.append({"part": part, "vid": vid, "vuv": vuv, "faces": faces,
+                    "tv": tv, "tp": tp, "cap": cap, "cap_uv": cap_uv})
     if len(_TOPOLOGY_CACHE) > 4:
         _TOPOLOGY_CACHE.clear()
     _TOPOLOGY_CACHE[key] = (model, out)
@@ -213,13 +225,20 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
     mats: dict = {}
     nodes: list[int] = []
     for topo in _topology(model, asset.skin_layout, config):
-        part, vid, vuv, faces, tv, tp = (topo[k] for k in ("part", "vid", "vuv", "faces", "tv",
-                                                           "tp"))
+        part, vid, vuv, faces, tv, tp, cap = (topo[k] for k in ("part", "vid", "vuv", "faces",
+                                                                "tv", "tp", "cap"))
         check()
         pos = base[vid]
         nrm = vertex_normals(base, tv)[vid]
         bad = np.linalg.norm(nrm, axis=1) < 0.5
         nrm[bad] = (0.0, 0.0, 1.0)
+        if cap is not None:              # the bust's cap: appended vertices (bust_cap.py)
+            n_cap = len(cap.loop) + 1
+            cap_faces = cap.faces + len(pos)
+            pos = np.concatenate([pos, cap_vertices(cap, base)])
+            nrm = np.concatenate([nrm, np.tile(cap_normal(cap, base), (n_cap, 1))])
+            vuv = np.concatenate([vuv, np.tile(topo["cap_uv"], (n_cap, 1))])
+            cap_group = model.polygon_groups[tp[cap.edge_triangle]]
         idx_t = np.uint16 if len(pos) <= 65535 else np.uint32
         a_pos = b.accessor(pos.astype(np.float32), ARRAY_BUFFER, minmax=True)
         a_nrm = b.accessor(nrm.astype(np.float32), ARRAY_BUFFER)
@@ -231,7 +250,10 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
         for e, ename in enumerate(shapes.names):
             if e % 8 == 0:
                 check()
-            d = shapes.delta(e)[vid].astype(np.float64)
+            full = shapes.delta(e)
+            d = full[vid].astype(np.float64)
+            if cap is not None:          # the cap follows its rim (the centroid: the mean)
+                d = np.concatenate([d, cap_vertices(cap, full)])
             if eye is not None:
                 rot = eye_look_rotation(ename, part.name[3:], config.eye_look_deg)
                 if rot is not None:
@@ -256,7 +278,10 @@ def add_head(b: GltfBuilder, asset: HeadAsset, config: ExportConfig | None = Non
             if not sel.any():
                 continue
             check()
-            ind = b.accessor(faces[sel].ravel().astype(idx_t), ELEMENT_ARRAY_BUFFER)
+            tri = faces[sel]
+            if cap is not None and model.group_index(g) == cap_group:
+                tri = np.concatenate([tri, cap_faces])
+            ind = b.accessor(tri.ravel().astype(idx_t), ELEMENT_ARRAY_BUFFER)
             prim = {"attributes": {"POSITION": a_pos, "NORMAL": a_nrm, "TEXCOORD_0": a_uv},
                     "indices": ind, "material": _material_for(b, mname, asset, config, g, mats),
                     "mode": 4}
