@@ -31,8 +31,9 @@ def boundary_loops(tris: np.ndarray) -> list[np.ndarray]:
     tris = np.asarray(tris, np.int64)
     directed = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
     und = np.sort(directed, 1)
-    _, inv, counts = np.unique(und, axis=0, return_inverse=True, return_counts=True)
-    rim = directed[counts[inv.ravel()] == 1]
+    key = und[:, 0] * (int(tris.max(initial=0)) + 1) + und[:, 1]    # one integer per edge
+    _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    rim = directed[counts[inv] == 1]
     nxt: dict[int, int] = {}
     for a, b in rim:
         if a in nxt:                     # two rim edges leave one vertex: not a simple loop
