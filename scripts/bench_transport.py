@@ -244,7 +244,8 @@ def main() -> int:
                     for variant in VARIANTS:
                         tag = f"{mode} {variant}"
                         rec(f"stream {tag}", o.stream(variant))
-                        for n in sizes:
+                        for n in sizes:      # raw just before each fetch: a paired ratio
+                            rec(f"pair raw {tag} {n}", raw["plain"].once(n))
                             rec(f"fetch {tag} {n}", o.fetch(n, variant))
         finally:
             for o in ours.values():
@@ -270,7 +271,14 @@ def main() -> int:
         print(f"  raw pyzmq{' + CURVE' if mode == 'curve' else ''}, {big / (1 << 20):.1f} MB as "
               f"{CHUNK >> 20} MiB messages: {med[k] * 1000:7.1f} ms {mbs(big, med[k]):6.0f} MB/s")
     print()
-    print(f"{'case':66s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'vs raw+CURVE':>12s}")
+    def paired(tag, n):
+        """The median over rounds of raw / ours, raw measured just before each fetch: the
+        same conditions for both (the plain medians swing with what ran before them)."""
+        r, f = t.get(f"pair raw {tag} {n}"), t.get(f"fetch {tag} {n}")
+        return statistics.median(a / b for a, b in zip(r, f)) if r and f else None
+
+    print(f"{'case':66s} {'median':>9s} {'MB/s':>6s} {'vs raw':>7s} {'paired':>7s} "
+          f"{'vs raw+CURVE':>12s}")
     for mode in ours:
         for variant in VARIANTS:
             tag = f"{mode} {variant}"
@@ -281,8 +289,12 @@ def main() -> int:
                 vs = med[f"raw plain {n}"] / med[k]
                 vc = f"{med[f'raw curve {n}'] / med[k]:11.2f}x" if mode == "curve" else ""
                 name = f"{label}, {'CURVE' if mode == 'curve' else 'plain'}, {variant}"
+                pr = paired(tag, n) if k.startswith("fetch ") else None
+                pc = f"{pr:6.2f}x" if pr is not None else f"{'':7s}"
                 print(f"{name:66s} {med[k] * 1000:7.1f}ms {mbs(n, med[k]):6.0f} "
-                      f"{vs:6.2f}x {vc}")
+                      f"{vs:6.2f}x {pc} {vc}")
+    print("paired: the median of raw / ours over the rounds, a raw fetch of the same size "
+          "(plain) run just before each of ours")
     print("aims (issue 19): streamed 64 MB >= 0.80x raw, fetch_result >= 0.60x raw; the 1.2 "
           "client rows are the same Client without result_parts and with SHA-256, the 1.3 "
           "client row the same Client with SHA-256")
