@@ -1,5 +1,5 @@
 """Small geometry every stage shares (pure numpy; imports nothing of the project): vertex
-normals of a triangle mesh, the least-squares rigid / similarity transform between two point
+normals of a triangle mesh, its open boundary loops, the least-squares rigid / similarity transform between two point
 sets (Kabsch / Umeyama), and bilinear sampling of an image at pixel coordinates.
 
 Conventions: points (N, 3) float; triangles (F, 3) int, counter-clockwise seen from outside;
@@ -27,6 +27,30 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
                   for c in range(3)], axis=1) if len(t) else np.zeros_like(v)
     ln = np.linalg.norm(n, axis=1, keepdims=True)
     return np.divide(n, ln, out=np.zeros_like(n), where=ln > 0)
+
+
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Closed boundary loops (vertex ids in order) of a triangle mesh: its edges used by one
+    triangle, each walked the way its triangle runs it (a -> b for a triangle (a, b, c))."""
+    faces = np.asarray(faces, np.int64)
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(e, axis=1)
+    key = key[:, 0] * (int(faces.max(initial=0)) + 1) + key[:, 1]     # one integer per edge
+    _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    border = e[cnt[inv] == 1]                  # directed edges on the boundary
+    nxt = {int(a): int(b) for a, b in border}
+    loops, seen = [], set()
+    for start in list(nxt):
+        if start in seen:
+            continue
+        loop, cur = [], start
+        while cur not in seen and cur in nxt:
+            seen.add(cur)
+            loop.append(cur)
+            cur = nxt[cur]
+        if cur == start and len(loop) >= 3:
+            loops.append(np.array(loop, np.int64))
+    return loops
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray, scale: bool = True

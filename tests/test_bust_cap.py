@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen3dface.backend.export.bust_cap import boundary_loops, bust_cap, cap_normal, cap_vertices
+from gen3dface.backend.export.bust_cap import bust_cap, cap_normal, cap_vertices
+from gen3dface.backend.geometry import boundary_loops
 
 
 def _open_box():

@@ -235,8 +235,8 @@ def test_blender_reimport(glb_path):
 
 
 def _welded_head_triangles(doc, binary):
-    """The Head mesh's triangles (every primitive) with vertices at one position merged, and
-    the positions, UVs and targets per GLB vertex."""
+    """(positions per GLB vertex, the Head mesh's triangles of every primitive, the same
+    triangles with vertices at one position merged)."""
     head = _mesh(doc, "Head")
     prim0 = head["primitives"][0]
     pos = read_accessor(doc, binary, prim0["attributes"]["POSITION"]).astype(np.float64)
@@ -254,7 +254,7 @@ def test_the_bust_is_closed_by_a_cap_facing_out(glb_bytes, ict_model):
     doc, binary = read_glb(glb_bytes)
     pos, tris, welded = _welded_head_triangles(doc, binary)
     directed = np.concatenate([welded[:, [0, 1]], welded[:, [1, 2]], welded[:, [2, 0]]])
-    und, counts = np.unique(np.sort(directed, 1), axis=0, return_counts=True)
+    _, counts = np.unique(np.sort(directed, 1), axis=0, return_counts=True)
     assert (counts == 2).all(), f"{(counts == 1).sum()} open edges"
     assert len(np.unique(directed, axis=0)) == len(directed)      # each way once: oriented
     # the cap: triangles on vertices after the template's own (the last k + 1 GLB vertices)

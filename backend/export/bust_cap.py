@@ -16,43 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import boundary_loops
+
 
 @dataclass(frozen=True)
 class BustCap:
     loop: np.ndarray       # (k,) int: the open boundary's vertex ids, in the mesh's own order
     faces: np.ndarray      # (k, 3) int: cap triangles over [loop copies 0..k-1, centroid k]
     edge_triangle: int     # a row of the mesh's triangles that borders the loop at its back
-
-
-def boundary_loops(tris: np.ndarray) -> list[np.ndarray]:
-    """The mesh's open boundaries as ordered vertex loops: each edge used by one triangle,
-    walked in the direction the triangle runs it (a -> b for a triangle (a, b, c)). Edges that
-    do not close into a simple loop (a non-manifold rim) are left out."""
-    tris = np.asarray(tris, np.int64)
-    directed = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    und = np.sort(directed, 1)
-    key = und[:, 0] * (int(tris.max(initial=0)) + 1) + und[:, 1]    # one integer per edge
-    _, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
-    rim = directed[counts[inv] == 1]
-    nxt: dict[int, int] = {}
-    for a, b in rim:
-        if a in nxt:                     # two rim edges leave one vertex: not a simple loop
-            nxt[a] = -1
-        else:
-            nxt[int(a)] = int(b)
-    loops, done = [], set()
-    for start in list(nxt):
-        if start in done or nxt[start] < 0:
-            continue
-        loop, cur = [start], nxt[start]
-        while cur != start and cur in nxt and nxt[cur] >= 0 and cur not in done \
-                and len(loop) <= len(nxt):
-            loop.append(cur)
-            cur = nxt[cur]
-        done.update(loop)
-        if cur == start and len(loop) >= 3:
-            loops.append(np.asarray(loop, np.int64))
-    return loops
 
 
 def bust_cap(tris: np.ndarray, vertices: np.ndarray) -> BustCap | None:
@@ -68,7 +39,7 @@ def bust_cap(tris: np.ndarray, vertices: np.ndarray) -> BustCap | None:
     faces = np.stack([(i + 1) % k, i, np.full(k, k)], 1)
     back = int(np.argmin(v[loop, 2] + v[loop[(i + 1) % k], 2]))   # the edge furthest back
     a, b = loop[back], loop[(back + 1) % k]
-    t = np.asarray(tris, np.int64)
+    t = np.asarray(tris)
     edge_tri = int(np.flatnonzero(((t == a) | (t == b)).sum(1) == 2)[0])
     return BustCap(loop=loop, faces=faces, edge_triangle=edge_tri)
 

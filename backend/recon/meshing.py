@@ -14,6 +14,8 @@ import trimesh
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..geometry import boundary_loops  # noqa: F401  (recon's callers import it from here)
+
 
 @dataclass
 class MeshingConfig:
@@ -49,27 +51,6 @@ def largest_component(vertices: np.ndarray, faces: np.ndarray):
     remap = -np.ones(n, np.int64)
     remap[used] = np.arange(len(used))
     return np.asarray(vertices, np.float64)[used], remap[keep]
-
-
-def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
-    """Closed boundary loops (vertex ids in order) of a triangle mesh."""
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    key = np.sort(e, axis=1)
-    _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    border = e[cnt[inv.ravel()] == 1]          # directed edges on the boundary
-    nxt = {int(a): int(b) for a, b in border}
-    loops, seen = [], set()
-    for start in list(nxt):
-        if start in seen:
-            continue
-        loop, cur = [], start
-        while cur not in seen and cur in nxt:
-            seen.add(cur)
-            loop.append(cur)
-            cur = nxt[cur]
-        if cur == start and len(loop) >= 3:
-            loops.append(np.array(loop, np.int64))
-    return loops
 
 
 def loop_plane(points: np.ndarray, inside: np.ndarray):
