@@ -24,6 +24,14 @@ at the border of what was seen, and pulled toward the median skin tone far from 
 blend is smooth, so there are no holes, hard seams or tone breaks; the view's foreground mask
 is shrunk a little first, so no texel takes colour from a pixel beside the background.
 
+Hair on the unseen head (TextureConfig.hair_fill): when the seen scalp reads as hair, the
+scalp's outline (hairline.py: the crown, temples and a sideburn, the back of the skull down to
+a U-shaped nape line, the ears and a margin round them left bare) takes the seen hair's colour
+and streaks (hair.py). Behind the ears the edge is crisp and ragged per strand: the texels
+there blend two fills solved in one factorisation (a skin-toned scalp, hair over the outline's
+band) by the outline's density. In front, where the outline only guesses the photo's hairline,
+the fill's own soft blend stays.
+
 Nothing leaks onto what the views did not see: a texel gets a view's colour only where the
 ray from its point to the camera is free and its normal faces the camera (its mirror twin the
 same); the fill spreads seen colour only a few centimetres (TextureConfig.leak_distance, along
@@ -61,6 +69,9 @@ from .sampling import bilinear as _bilinear
 
 CHUNK_TEXELS = 1 << 16          # texels per step between cancel checks and progress reports
 ROWS_PER_STEP = 256             # atlas rows per step of whole-image passes
+HAIR_BAND_M = 0.02              # metres outside the scalp's outline where texels may get hair
+HAIR_CRISP_Z = 0.01             # template depths (m) behind which the hairline is crisp,
+HAIR_SOFT_Z = 0.03              # ... and in front of which the fill's soft blend stays
 
 
 def _no_check() -> None:
@@ -148,16 +159,32 @@ def _smooth_confidence(weight: np.ndarray, full: float) -> np.ndarray:
     return c * c * (3 - 2 * c)
 
 
-def scalp_vertices(model: HeadModel, skin_vertices: np.ndarray) -> np.ndarray | None:
-    """Skin vertices where hair grows on most heads (top, upper sides and back of the skull,
-    down to the nape), from the template's rest shape; None for models without ICT's back of
-    the head. Head frame: ICT's brows are at y ~ 0.06 m, the top of the head ~ 0.145 m."""
+def _skin_edges(skin_vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """(E, 2) the skin triangles' edges as rows into `skin_vertices` (sorted, unique)."""
+    t = np.searchsorted(skin_vertices, triangles)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    return np.unique(np.sort(e, 1), axis=0)
+
+
+def _scalp_outline(model: HeadModel, skin_vertices: np.ndarray, edges: np.ndarray):
+    """(scalp depth per skin vertex (S,) metres, the ears' template points (K, 3)) from the
+    template's rest shape (hairline.py), or None for models without ICT's back of the head."""
     if "M_BackHead" not in model.group_names:
         return None
-    v = np.asarray(model.vertices, np.float64)[skin_vertices]
-    x, y, z = v.T
-    scalp = (y > 0.112) | ((z < -0.01) & (y > -0.03)) | ((z < 0.045) & (y > 0.07))
-    return np.asarray(skin_vertices)[scalp]
+    from .hairline import ear_vertices, scalp_depth
+
+    rest = np.asarray(model.vertices, np.float64)[skin_vertices]
+    ears = rest[ear_vertices(rest, edges)]
+    return scalp_depth(rest, ears), ears
+
+
+def scalp_vertices(model: HeadModel, skin_vertices: np.ndarray) -> np.ndarray | None:
+    """Skin vertices where hair grows on most heads (top, upper sides and back of the skull,
+    down to a nape line, less the ears and a margin around them: hairline.py), from the
+    template's rest shape; None for models without ICT's back of the head."""
+    sv = np.asarray(skin_vertices)
+    outline = _scalp_outline(model, sv, _skin_edges(sv, SkinLayout.of(model).tri_vertices))
+    return None if outline is None else sv[outline[0] > 0]
 
 
 def _hair_like(c: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -304,9 +331,7 @@ class TextureBaker:
         self.texel_bary = self.raster.bary[cov]                    # (M, 3) float32
         self.skin_vertices = np.unique(self.layout.tri_vertices)
         # the skin's edges (rows into skin_vertices), for the fill's leak distance
-        t = np.searchsorted(self.skin_vertices, self.layout.tri_vertices)
-        e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
-        self.skin_edges = np.unique(np.sort(e, 1), axis=0)
+        self.skin_edges = _skin_edges(self.skin_vertices, self.layout.tri_vertices)
         # Occluders: skin plus eyeballs (so eyelid texels behind an eyeball are not painted).
         eye_mask = model.polygon_mask(*eye_groups(model))
         eye_tris = model.triangles(eye_mask)[0] if eye_mask.any() else np.zeros((0, 3), int)
@@ -314,18 +339,44 @@ class TextureBaker:
         self.mirror = (mirror_vertex_map(model.vertices, self.skin_vertices)
                        if self.config.mirror_fill else None)
         self.vertex_region_priors = model.extras.get("vertex_region_colors", {})
-        self.scalp = scalp_vertices(model, self.skin_vertices) if self.config.hair_fill else None
-        self.scalp_texels = self.hair_pattern = None
-        if self.scalp is not None and self.config.hair_strands and len(self.scalp):
-            from .hair import strand_pattern
-
-            tv = self.layout.tri_vertices[self.texel_tri]
-            self.scalp_texels = np.flatnonzero(np.isin(tv, self.scalp).all(1))
-            rest = np.asarray(model.vertices, np.float64)
-            crown = rest[self.scalp[np.argmax(rest[self.scalp, 1])]]
-            pts = _interpolate(rest, tv[self.scalp_texels], self.texel_bary[self.scalp_texels])
-            self.hair_pattern = strand_pattern(pts, crown)
+        self.scalp = self.hairline = None
+        if self.config.hair_fill:
+            self._init_hairline(model)
         import trimesh  # noqa: F401  (its ~0.5 s first import belongs here, not in a bake)
+
+    def _init_hairline(self, model: HeadModel) -> None:
+        """The scalp (hairline.py) on the template, once per baker: its skin vertices, and
+        for its texels and those within HAIR_BAND_M outside its outline behind the ears how
+        much hair covers them (a soft, strand-ragged edge) and the strand pattern there
+        (hair.py)."""
+        sv = self.skin_vertices
+        outline = _scalp_outline(model, sv, self.skin_edges)
+        if outline is None:
+            return
+        depth, ears = outline
+        self.scalp = sv[depth > 0]
+        if not len(self.scalp):
+            return
+        from .hair import strand_pattern
+        from .hairline import HairlineConfig, hair_density
+
+        rest = np.asarray(model.vertices, np.float64)
+        near = np.zeros(len(model.vertices), bool)      # the scalp, and its edge's band
+        near[sv[(depth > 0) | ((depth > -HAIR_BAND_M) & (rest[sv, 2] < HAIR_SOFT_Z))]] = True
+        tris = self.layout.tri_vertices
+        band_tris = near[tris].any(1)
+        texels = np.flatnonzero(band_tris[self.texel_tri])
+        pts = _interpolate(rest, tris[self.texel_tri[texels]], self.texel_bary[texels])
+        crown = rest[self.scalp[np.argmax(rest[self.scalp, 1])]]
+        pattern = strand_pattern(pts, crown) if self.config.hair_strands else None
+        slot = np.full(len(self.texel_tri), -1, np.int64)
+        slot[texels] = np.arange(len(texels))
+        # crisp behind the ears' front, where the outline is the anatomy's (nape, ears); in
+        # front (temples, crown) where it is only a guess at the photo's hairline, soft
+        t = np.clip((HAIR_SOFT_Z - pts[:, 2]) / (HAIR_SOFT_Z - HAIR_CRISP_Z), 0.0, 1.0)
+        self.hairline = _Hairline(np.unique(tris[band_tris]), texels, slot,
+                                  hair_density(pts, ears, pattern, HairlineConfig()), pattern,
+                                  (t * t * (3.0 - 2.0 * t)).astype(np.float32))
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
                  texels: np.ndarray):
@@ -462,10 +513,10 @@ class TextureBaker:
         t0 = time.perf_counter()
         check()
         report(0.75, "filling unseen texels")
-        fill, skin, hair = self._fill(verts, per_vertex)
+        fill, skin, hair, hair_layers = self._fill(verts, per_vertex)
         check()
-        tex, conf_img, seen_w = self._compose(direct, mirrored, fill, check)
-        if hair is not None and self.hair_pattern is not None:   # streaks where unseen
+        tex, conf_img, seen_w = self._compose(direct, mirrored, fill, hair_layers, check)
+        if hair_layers is not None and self.hairline.strands is not None:  # streaks, unseen
             self._streak_hair(tex, seen_w, hair, skin)
         report(0.9, "padding the UV islands")
         texture = self._finish(tex, check)
@@ -625,7 +676,10 @@ class TextureBaker:
     def _fill(self, verts: np.ndarray, per_vertex: "_VertexSamples"):
         """The smooth fill solved on the skin's vertices (fill.mesh_fill_colors), with the
         scalp's prior the seen hair colour when there is hair; returns (per-vertex fill
-        colours, the skin tone, the hair colour or None)."""
+        colours, the skin tone, the hair colour or None, the hairline's layers or None).
+        The layers (2, N, 3), solved in the same factorisation, are the fill with a skin-toned
+        scalp and the fill with hair all over the hairline's band: the texels near the
+        scalp's outline blend the two by its density (_compose)."""
         cfg, sv = self.config, self.skin_vertices
         vcol = per_vertex.colour
         vconf = np.clip(per_vertex.weight / cfg.full_confidence, 0.0, 1.0)
@@ -633,18 +687,25 @@ class TextureBaker:
         hair = None
         if self.scalp is not None:
             hair = hair_colour(vcol, vconf, np.searchsorted(sv, self.scalp))
-            if hair is not None:         # the unseen scalp takes the seen hair's colour
-                priors["scalp"] = (self.scalp, tuple(hair))
-        fill, skin = mesh_fill_colors(sv, self.layout.tri_vertices, vcol, vconf,
-                                      len(verts), cfg.fill_data_weight,
-                                      self._prior_weights(verts, vconf), priors)
-        return fill.astype(np.float32), skin, hair
+        args = (sv, self.layout.tri_vertices, vcol, vconf, len(verts), cfg.fill_data_weight,
+                self._prior_weights(verts, vconf))
+        if hair is None or self.hairline is None:
+            fill, skin = mesh_fill_colors(*args, priors)
+            return fill.astype(np.float32), skin, hair, None
+        priors["scalp"] = (self.scalp, None)
+        bare, skin, (fill, hair_fill) = mesh_fill_colors(*args, priors, variants=(
+            {"scalp": (self.scalp, tuple(hair))},                  # the fill: hair on the scalp
+            {"hair": (self.hairline.vertices, tuple(hair))}))     # hair all over the band
+        return (fill.astype(np.float32), skin, hair,
+                np.stack([bare, hair_fill]).astype(np.float32))
 
     def _compose(self, direct: "_DirectLayer", mirrored: "_MirrorLayer | None",
-                 fill: np.ndarray, check):
+                 fill: np.ndarray, hair_layers: np.ndarray | None, check):
         """The atlas (h, w, 3) float32 from the layers, top to bottom: direct (its
-        confidence), mirrored (its confidence), the mesh fill; also the direct confidence as
-        an image and seen_w, how much of each texel the two photo layers decide."""
+        confidence), mirrored (its confidence), the mesh fill (near the scalp's outline,
+        behind the ears, the hairline's layers blended by its density: a crisp, ragged edge);
+        also the direct confidence as an image and seen_w, how much of each texel the two
+        photo layers decide."""
         conf, col = direct.conf, direct.colour
         seen_w = conf.copy()
         if mirrored is not None:
@@ -660,6 +721,15 @@ class TextureBaker:
             sl = slice(s, s + step)
             tv = self.layout.tri_vertices[self.texel_tri[sl]]
             o = _interpolate(fill, tv, self.texel_bary[sl])
+            if hair_layers is not None:
+                line = self.hairline
+                k = line.slot[sl]
+                at = np.flatnonzero(k >= 0)
+                b = self.texel_bary[sl][at]
+                bare = _interpolate(hair_layers[0], tv[at], b)
+                crisp = bare + line.density[k[at], None] * (
+                    _interpolate(hair_layers[1], tv[at], b) - bare)
+                o[at] += line.crisp[k[at], None] * (crisp - o[at])
             top = conf[sl, None]
             if mirrored is not None:
                 k = mirrored.slot[sl]
@@ -675,18 +745,20 @@ class TextureBaker:
         return tex, conf_img, seen_w
 
     def _streak_hair(self, tex: np.ndarray, seen_w: np.ndarray, hair, skin) -> None:
-        """Streaks (hair.py) on the unseen scalp texels of `tex`, in place: as strong as the
-        texel is unseen and hair-coloured (fading out where the fill turns to skin at the
-        hairline and nape)."""
+        """Streaks (hair.py) on the hair texels of `tex`, in place: as strong as the texel is
+        unseen, covered by hair (the hairline's density) and hair-coloured (where seen skin
+        spread into the fill, no streaks)."""
         from .hair import HairPatternConfig, shade_hair
 
-        st = self.scalp_texels
+        line = self.hairline
+        st = line.texels
         rows, cols = self.texel_rc
         r_, c_ = rows[st], cols[st]
         o = tex[r_, c_]
         span = max(float(np.linalg.norm(np.asarray(skin) - hair)), 1e-3)
         hairness = np.clip(1.0 - np.linalg.norm(o - hair, axis=1) / span, 0.0, 1.0)
-        tex[r_, c_] = shade_hair(o, self.hair_pattern, (1.0 - seen_w[st]) * hairness,
+        cover = 1.0 + line.crisp * (line.density - 1.0)     # the density where it decides
+        tex[r_, c_] = shade_hair(o, line.strands, (1.0 - seen_w[st]) * hairness * cover,
                                  HairPatternConfig().amount)
 
     def _texel_vertices(self, texels: np.ndarray) -> np.ndarray:
@@ -723,6 +795,19 @@ class TextureBaker:
             check()
             texture[r:r + ROWS_PER_STEP] = np.clip(tex[r:r + ROWS_PER_STEP] * 255.0 + 0.5, 0, 255)
         return texture
+
+
+@dataclass
+class _Hairline:
+    """The scalp's outline on one baker's texels (TextureBaker._init_hairline)."""
+    vertices: np.ndarray              # skin vertices of the triangles near the scalp: the hair
+    #                                   fill's prior is the hair colour there
+    texels: np.ndarray                # (H,) the texels of those triangles
+    slot: np.ndarray                  # (M,) each texel's row in `texels`, -1 elsewhere
+    density: np.ndarray               # (H,) float32 in [0, 1]: hair cover (hairline.py)
+    strands: np.ndarray | None        # (H,) float32 in [-1, 1]: the strand pattern (hair.py)
+    crisp: np.ndarray                 # (H,) float32 in [0, 1]: 1 where the density decides,
+    #                                   0 where the fill's own soft blend does (the front)
 
 
 @dataclass

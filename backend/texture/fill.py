@@ -43,15 +43,21 @@ def _laplacian(n: int, triangles: np.ndarray):
 
 def mesh_fill_colors(skin_vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray,
                      confidence: np.ndarray, n_vertices: int, data_weight: float,
-                     prior_weight: float, region_priors: dict | None = None):
+                     prior_weight: float, region_priors: dict | None = None,
+                     variants: tuple = ()):
     """Solve a screened smoothness problem on the skin's vertex graph:
         minimise  sum_edges |x_i - x_j|^2 + sum_i a_i |x_i - obs_i|^2 + b_i |x_i - prior_i|^2
     with a_i = data_weight * confidence_i, b_i = prior_weight * (1 - confidence_i) (raised for
-    vertices of `region_priors`, e.g. the mouth socket, which get their own prior colour).
-    Seen vertices keep their colour; unseen ones blend from their seen neighbours into the
-    skin tone with distance. Returns (colours (n_vertices, 3), skin tone (3,))."""
+    vertices of `region_priors`, e.g. the mouth socket, which get their own prior colour; a
+    colour None is the skin tone). Seen vertices keep their colour; unseen ones blend from
+    their seen neighbours into the skin tone with distance. Returns (colours (n_vertices, 3),
+    skin tone (3,)).
+
+    `variants`: dicts {name: (vertices, rgb)}, each the same problem with the prior colour of
+    those vertices replaced (their weights unchanged), solved in the same factorisation; with
+    any, a third value is the list of their colours (n_vertices, 3)."""
     import scipy.sparse as sp
-    from scipy.sparse.linalg import spsolve
+    from scipy.sparse.linalg import splu
 
     sv = np.asarray(skin_vertices, np.int64)
     local = np.full(n_vertices, -1, np.int64)
@@ -62,18 +68,33 @@ def mesh_fill_colors(skin_vertices: np.ndarray, triangles: np.ndarray, colors: n
     skin = robust_skin_tone(colors, confidence)
     prior = np.tile(skin, (len(sv), 1))
     b = prior_weight * (1.0 - confidence)
-    for rng, rgb in (region_priors or {}).values():
+
+    def rows(rng):
         ids = local[np.arange(*rng)] if isinstance(rng, tuple) else local[np.asarray(rng)]
-        ids = ids[ids >= 0]
-        prior[ids] = rgb
+        return ids[ids >= 0]
+
+    for rng, rgb in (region_priors or {}).values():
+        ids = rows(rng)
+        prior[ids] = skin if rgb is None else rgb
         b[ids] = np.maximum(b[ids], 2.0 * (1.0 - confidence[ids]))
     a = data_weight * confidence
     system = (lap + sp.diags(a + b + 1e-6)).tocsc()
-    rhs = a[:, None] * colors + b[:, None] * prior + 1e-6 * skin
-    x = spsolve(system, rhs)
-    out = np.zeros((n_vertices, 3), np.float64)
-    out[sv] = np.clip(x, 0.0, 1.0)
-    return out, skin
+    priors = [prior]
+    for variant in variants:
+        p = prior.copy()
+        for rng, rgb in variant.values():
+            p[rows(rng)] = rgb
+        priors.append(p)
+    rhs = np.hstack([a[:, None] * colors + b[:, None] * p + 1e-6 * skin for p in priors])
+    x = splu(system).solve(rhs) if len(sv) else rhs
+    outs = []
+    for k in range(len(priors)):
+        out = np.zeros((n_vertices, 3), np.float64)
+        out[sv] = np.clip(x[:, 3 * k:3 * k + 3], 0.0, 1.0)
+        outs.append(out)
+    if variants:
+        return outs[0], skin, outs[1:]
+    return outs[0], skin
 
 
 def nearest_fill_outside(texture: np.ndarray, covered: np.ndarray, pad: int = 8,
