@@ -676,3 +676,36 @@ def test_a_hand_cut_by_the_photo_edge_is_found_and_taken_out(faces_dir):
           f"without {got[0.0]}")
     assert got[0.75][0] == 1 and min(got[0.75][1]) > 0.95
     assert got[0.0][0] == 0 and max(got[0.0][1]) < 0.5
+
+
+def test_skin_islands_are_the_small_regions():
+    from gen3dface.backend.face.skin_mask import skin_islands
+
+    m = np.zeros((60, 60), bool)
+    m[5:45, 5:25] = True                      # 800 px: the neck
+    m[50:54, 40:44] = True                    # 16 px: skin between two fingers
+    m[10:13, 50:58] = True                    # 24 px
+    got = skin_islands(m, 100)
+    assert got[50:54, 40:44].all() and got[10:13, 50:58].all()
+    assert not got[5:45, 5:25].any() and not got[~m].any()
+    hand = np.zeros_like(m)
+    hand[52:58, 38:46] = True                 # a finger (widened) reaching the first island
+    got = skin_islands(m, 100, hand)
+    assert got[50:54, 40:44].all() and not got[10:13, 50:58].any()
+
+
+def test_skin_islands_below_the_jaw_are_not_neck_skin(analyzers, faces_dir):
+    """image04085 (a hand under the chin, a black T-shirt): the bits of neck seen between and
+    below the fingers are islands cut off by the hand and the shirt, under 2 % of the face
+    size squared, next to the hand. Projected, they painted streaks and blotches on the neck;
+    now the fill paints it. Without the rule (`neck_island=0`) they were kept. (Bare neck
+    between hair strands, image00408's, stays: no hand beside it.)"""
+    rgb = _shared_photo(faces_dir, "image04085.jpg")
+    fa = analyzers("face").analyze(rgb, neck_skin=True)
+    cfg = replace(config_for_mode("face"), neck=True)
+    assert cfg.neck_island > 0
+    before = usable_skin(rgb, fa.landmarks, fa.hands, replace(cfg, neck_island=0.0)).usable
+    for x0, y0, x1, y1 in ((168, 434, 194, 446),):
+        now, old = (float((m[y0:y1, x0:x1] > 0.5).mean()) for m in (fa.skin, before))
+        print(f"image04085 neck island {(x0, y0, x1, y1)}: kept {now:.2f} (before {old:.2f})")
+        assert old > 0.5 and now < 0.05

@@ -9,6 +9,7 @@ face or is not skin where skin belongs:
   and forehead finds it, except the eyes, brows, lips and lower nose, which legitimately are not
   skin-coloured;
 - clothing (and hair hanging down) below the jaw line: there, non-skin pixels are not neck skin,
+  nor small islands of skin a hand cuts off (the neck between its fingers),
   nor near-grey ones (white collars), and only the neck's own column may paint the neck: beside
   and below it (shoulders, the chest, hair over them) the texture's skin fill paints instead.
 Elsewhere (the scalp's hair, the ears, the background) the mask is 1, so the foreground mask
@@ -144,6 +145,12 @@ class SkinMaskConfig:
     # fill paints them (0: no column)
     neck_width: float = 0.9
     neck_length: float = 0.6
+    # below the jaw, skin left only in islands smaller than this share of the face size
+    # squared next to a hand (within `hand_widen` of it: the neck between and below the
+    # fingers of a hand under the chin) is not projected: painted, it reads as streaks and
+    # blotches; the fill paints the neck there instead (0: off). Islands between hair strands
+    # stay: bare neck seen between them is the neck's own skin
+    neck_island: float = 0.02
     feather: float = 0.008             # edge softening (Gaussian sigma, share of face size)
     # skin in shadow (a side-lit cheek, the neck under the jaw): same hue as the patches,
     # saturation within these factors of theirs, up to shadow_depth log2 steps darker (0: off)
@@ -540,6 +547,20 @@ def occluder_blobs(mask: np.ndarray, size: float, cfg: SkinMaskConfig) -> np.nda
     return keep[lab]
 
 
+def skin_islands(usable: np.ndarray, max_area: float,
+                 touching: np.ndarray | None = None) -> np.ndarray:
+    """The pixels of `usable` (bool) in connected regions (8-connected) smaller than
+    `max_area` pixels; with `touching` (bool), only the regions that reach into it."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(usable.astype(np.uint8), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] < max_area
+    if touching is not None:
+        near = np.zeros(n, bool)
+        near[np.unique(lab[touching & usable])] = True
+        small &= near
+    small[0] = False
+    return small[lab]
+
+
 def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.ndarray:
     """The pixels of `mask` inside `face` that belong to blobs never reaching `min_depth` px in
     from the face's edge (the blob's parts outside the face are not returned)."""
@@ -640,7 +661,11 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         occ &= ~reg["features"].astype(bool)
     if cfg.neck:                       # what below the jaw is not the neck (the column)
         occ |= reg["beyond_neck"].astype(bool)
-    bad = (occ | hand.astype(bool)).astype(np.float32)
+    bad = occ | hand.astype(bool)
+    if cfg.neck and cfg.neck_island > 0 and hand.any():
+        bad |= skin_islands(~bad & reg["below_jaw"].astype(bool), cfg.neck_island * size * size,
+                            _grow(hand, cfg.hand_widen * size).astype(bool))
+    bad = bad.astype(np.float32)
     sigma = cfg.feather * size
     if sigma > 0.3:
         bad = np.maximum(bad, cv2.GaussianBlur(bad, (0, 0), sigma))
