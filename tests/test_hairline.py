@@ -187,3 +187,22 @@ def test_fill_variants_match_their_own_solves():
     assert np.allclose(hair, alone, atol=1e-9) and np.allclose(base, plain, atol=1e-9)
     assert hair[region].mean() < base[region].mean() - 0.2   # the variant's prior pulls there
     assert np.allclose(hair[:6], base[:6], atol=0.02)        # the seen end holds its colour
+
+
+def test_strand_ends_are_uneven_at_two_scales():
+    """The edge's jitter mixes the fine strands with coarser tufts (locks ending together): a
+    comb of equal teeth reads as cut. Along the nape the mixed ends vary less from one
+    millimetre to the next than the strands alone, against their own spread, and still span
+    [-1, 1]."""
+    from gen3dface.backend.texture.hairline import strand_ends
+
+    x = np.linspace(-0.04, 0.04, 401)                       # 0.2 mm apart, on the nape line
+    pts = np.stack([x, nape_line_y(x), np.full_like(x, -0.06)], 1)
+    fine = strand_pattern(pts, CROWN)
+    ends = strand_ends(pts, CROWN, fine)
+    assert np.abs(ends).max() == pytest.approx(1.0, abs=1e-6)
+
+    def roughness(v):           # mean step over 1 mm against the spread
+        return float(np.abs(v[5:] - v[:-5]).mean() / v.std())
+    print("roughness: strands", roughness(fine), "mixed", roughness(ends))
+    assert roughness(ends) < 0.8 * roughness(fine)

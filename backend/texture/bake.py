@@ -358,7 +358,7 @@ class TextureBaker:
         if not len(self.scalp):
             return
         from .hair import strand_pattern
-        from .hairline import HairlineConfig, hair_density
+        from .hairline import HairlineConfig, hair_density, strand_ends
 
         rest = np.asarray(model.vertices, np.float64)
         near = np.zeros(len(model.vertices), bool)      # the scalp, and its edge's band
@@ -374,8 +374,10 @@ class TextureBaker:
         # crisp behind the ears' front, where the outline is the anatomy's (nape, ears); in
         # front (temples, crown) where it is only a guess at the photo's hairline, soft
         t = np.clip((HAIR_SOFT_Z - pts[:, 2]) / (HAIR_SOFT_Z - HAIR_CRISP_Z), 0.0, 1.0)
+        line_cfg = HairlineConfig()
+        ends = None if pattern is None else strand_ends(pts, crown, pattern, line_cfg)
         self.hairline = _Hairline(np.unique(tris[band_tris]), texels, slot,
-                                  hair_density(pts, ears, pattern, HairlineConfig()), pattern,
+                                  hair_density(pts, ears, ends, line_cfg), pattern,
                                   (t * t * (3.0 - 2.0 * t)).astype(np.float32))
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,

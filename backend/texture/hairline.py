@@ -11,8 +11,9 @@ backs of the ears reads as dyed ears. This outline has:
  - a nape line that is a gentle U: lowest at the spine, rising towards the sides behind the
    ears (as in most people), not a level cut;
  - the ears and a margin of bare skin around them left out;
- - a soft edge `fringe` wide, made ragged by the strands that hair.py shades: each strand
-   ends a little above or below the line, so the edge reads as hair ending, not paint.
+ - a soft edge `fringe` wide, made ragged by the strands that hair.py shades and by tufts of
+   them: each strand ends a little above or below the line, so the edge reads as hair
+   ending, not paint.
 Template rest frame (ICT-FaceKit: +Y up, +Z forward, metres; the brows at y ~ 0.06, the top
 of the head at ~ 0.145, the ears at |x| ~ 0.075, y -0.025 ... 0.04). Pure numpy + scipy.
 """
@@ -37,6 +38,9 @@ class HairlineConfig:
     ear_margin: float = 0.004      # bare skin this far around the ears
     fringe: float = 0.008          # the soft edge's width
     ragged: float = 0.005          # how far a strand ends above or below the line
+    tuft_share: float = 0.5        # ... a share of it from tufts (locks of ~20 strands) that
+    tufts_around: float = 36.0     # end together: a comb of equal teeth reads as cut, not
+    #                                grown; tufts per turn round the crown's axis
     # the ears: dense template vertices (mean edge under ear_edge) in this box, |x| > ear_x
     ear_edge: float = 0.006
     ear_x: float = 0.06
@@ -136,6 +140,20 @@ def ear_distance(points: np.ndarray, ear_points: np.ndarray) -> np.ndarray:
             d[near] = np.sqrt(((r - t[..., None] * ab) ** 2).sum(-1).min(1))
         out[mine] = np.minimum(out[mine], d)
     return out
+
+
+def strand_ends(points: np.ndarray, crown: np.ndarray, strands: np.ndarray,
+                config: HairlineConfig | None = None) -> np.ndarray:
+    """(M,) in [-1, 1]: where each strand ends against the line, for hair_density: the
+    strands' own pattern (hair.py, fine) mixed with a coarser one of tufts (locks that end
+    together), so the edge is uneven at two scales."""
+    from .hair import HairPatternConfig, strand_pattern
+
+    cfg = config or HairlineConfig()
+    tufts = strand_pattern(points, crown, HairPatternConfig(
+        strands_around=cfg.tufts_around, cells_along=3.0, octaves=1, seed=11))
+    mixed = (1.0 - cfg.tuft_share) * np.asarray(strands, np.float64) + cfg.tuft_share * tufts
+    return (mixed / max(float(np.abs(mixed).max()), 1e-9)).astype(np.float32)
 
 
 def hair_density(points: np.ndarray, ear_points: np.ndarray | None,
