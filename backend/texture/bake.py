@@ -69,9 +69,6 @@ from .sampling import bilinear as _bilinear
 
 CHUNK_TEXELS = 1 << 16          # texels per step between cancel checks and progress reports
 ROWS_PER_STEP = 256             # atlas rows per step of whole-image passes
-HAIR_BAND_M = 0.02              # metres outside the scalp's outline where texels may get hair
-HAIR_CRISP_Z = 0.01             # template depths (m) behind which the hairline is crisp,
-HAIR_SOFT_Z = 0.03              # ... and in front of which the fill's soft blend stays
 
 
 def _no_check() -> None:
@@ -171,11 +168,9 @@ def _scalp_outline(model: HeadModel, skin_vertices: np.ndarray, edges: np.ndarra
     template's rest shape (hairline.py), or None for models without ICT's back of the head."""
     if "M_BackHead" not in model.group_names:
         return None
-    from .hairline import ear_vertices, scalp_depth
+    from .hairline import scalp_outline
 
-    rest = np.asarray(model.vertices, np.float64)[skin_vertices]
-    ears = rest[ear_vertices(rest, edges)]
-    return scalp_depth(rest, ears), ears
+    return scalp_outline(np.asarray(model.vertices, np.float64)[skin_vertices], edges)
 
 
 def scalp_vertices(model: HeadModel, skin_vertices: np.ndarray) -> np.ndarray | None:
@@ -346,9 +341,9 @@ class TextureBaker:
 
     def _init_hairline(self, model: HeadModel) -> None:
         """The scalp (hairline.py) on the template, once per baker: its skin vertices, and
-        for its texels and those within HAIR_BAND_M outside its outline behind the ears how
-        much hair covers them (a soft, strand-ragged edge) and the strand pattern there
-        (hair.py)."""
+        for its texels and those within HairlineConfig.band outside its outline behind the
+        ears how much hair covers them (a soft, strand-ragged edge), how crisp the edge is
+        there, and the strand pattern (hair.py)."""
         sv = self.skin_vertices
         outline = _scalp_outline(model, sv, self.skin_edges)
         if outline is None:
@@ -358,11 +353,13 @@ class TextureBaker:
         if not len(self.scalp):
             return
         from .hair import strand_pattern
-        from .hairline import HairlineConfig, hair_density, strand_ends
+        from .hairline import HairlineConfig, crispness, hair_density, strand_ends
 
+        line_cfg = HairlineConfig()
         rest = np.asarray(model.vertices, np.float64)
         near = np.zeros(len(model.vertices), bool)      # the scalp, and its edge's band
-        near[sv[(depth > 0) | ((depth > -HAIR_BAND_M) & (rest[sv, 2] < HAIR_SOFT_Z))]] = True
+        band = (depth > -line_cfg.band) & (rest[sv, 2] < line_cfg.soft_z)
+        near[sv[(depth > 0) | band]] = True
         tris = self.layout.tri_vertices
         band_tris = near[tris].any(1)
         texels = np.flatnonzero(band_tris[self.texel_tri])
@@ -371,14 +368,10 @@ class TextureBaker:
         pattern = strand_pattern(pts, crown) if self.config.hair_strands else None
         slot = np.full(len(self.texel_tri), -1, np.int64)
         slot[texels] = np.arange(len(texels))
-        # crisp behind the ears' front, where the outline is the anatomy's (nape, ears); in
-        # front (temples, crown) where it is only a guess at the photo's hairline, soft
-        t = np.clip((HAIR_SOFT_Z - pts[:, 2]) / (HAIR_SOFT_Z - HAIR_CRISP_Z), 0.0, 1.0)
-        line_cfg = HairlineConfig()
         ends = None if pattern is None else strand_ends(pts, crown, pattern, line_cfg)
         self.hairline = _Hairline(np.unique(tris[band_tris]), texels, slot,
                                   hair_density(pts, ears, ends, line_cfg), pattern,
-                                  (t * t * (3.0 - 2.0 * t)).astype(np.float32))
+                                  crispness(pts, line_cfg))
 
     def _surface(self, vertices: np.ndarray, normals: np.ndarray, vmap: np.ndarray | None,
                  texels: np.ndarray):

@@ -41,6 +41,10 @@ class HairlineConfig:
     tuft_share: float = 0.5        # ... a share of it from tufts (locks of ~20 strands) that
     tufts_around: float = 36.0     # end together: a comb of equal teeth reads as cut, not
     #                                grown; tufts per turn round the crown's axis
+    band: float = 0.02             # outside the outline, texels within this of it may get hair
+    crisp_z: float = 0.01          # behind this depth the edge is crisp (the nape, the ears:
+    soft_z: float = 0.03           # the anatomy's); in front of soft_z (temples, crown: only a
+    #                                guess at the photo's own hairline) the fill's soft blend
     # the ears: dense template vertices (mean edge under ear_edge) in this box, |x| > ear_x
     ear_edge: float = 0.006
     ear_x: float = 0.06
@@ -67,6 +71,23 @@ def ear_vertices(points: np.ndarray, edges: np.ndarray,
     x, y, z = p.T
     return ((np.abs(x) > cfg.ear_x) & (y > cfg.ear_y[0]) & (y < cfg.ear_y[1])
             & (z > cfg.ear_z[0]) & (z < cfg.ear_z[1]) & (mean_edge < cfg.ear_edge))
+
+
+def scalp_outline(points: np.ndarray, edges: np.ndarray,
+                  config: HairlineConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scalp_depth of each of the skin's template vertices `points` (S,), the ears' points
+    (K, 3)); `edges` (E, 2) index `points`."""
+    p = np.asarray(points, np.float64)
+    ears = p[ear_vertices(p, edges, config)]
+    return scalp_depth(p, ears, config), ears
+
+
+def crispness(points: np.ndarray, config: HairlineConfig | None = None) -> np.ndarray:
+    """(M,) float32 in [0, 1]: 1 behind crisp_z, 0 in front of soft_z, smooth between."""
+    cfg = config or HairlineConfig()
+    z = np.asarray(points, np.float64)[:, 2]
+    t = np.clip((cfg.soft_z - z) / (cfg.soft_z - cfg.crisp_z), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
 def nape_line_y(x: np.ndarray, config: HairlineConfig | None = None) -> np.ndarray:
@@ -106,8 +127,8 @@ EAR_EXACT_WITHIN = 0.012  # metres outside an ear's hull where ear_distance is e
 
 def ear_distance(points: np.ndarray, ear_points: np.ndarray) -> np.ndarray:
     """(M,) metres from each point to the nearer ear's outline seen from the side, negative
-    inside (inf further than EAR_EXACT_WITHIN from the ear's bounding box): each ear (the ear points on one side of x = 0) as the convex hull of its (height,
-    depth), so the bare skin round it is a smooth arc, not bumps beside the helix. Inside, and
+    inside (inf further than EAR_EXACT_WITHIN from the ear's bounding box): each ear (the ear
+    points on one side of x = 0) as the convex hull of its (height, depth), so the bare skin round it is a smooth arc, not bumps beside the helix. Inside, and
     beyond EAR_EXACT_WITHIN outside, it is the largest distance past the hull's edge lines
     (exact inside; short of the true distance beyond a corner, far out); nearer outside, the
     distance to the nearest edge, so a margin round the ear has round corners."""
