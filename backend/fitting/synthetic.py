@@ -32,13 +32,20 @@ class SyntheticCase:
 def make_case(fitter, rng: np.random.Generator, yaw_deg: float = 0.0, pitch_deg: float = 0.0,
               size: int = 512, fov_deg: float = 25.0, noise_px: float = 1.0, n_identity: int = 60,
               n_active_expressions: int = 4, max_expression: float = 0.6,
-              face_fraction: float = 0.55) -> SyntheticCase:
+              face_fraction: float = 0.55,
+              expression: dict[str, float] | None = None) -> SyntheticCase:
+    """`expression`: these blendshape weights by name instead of `n_active_expressions`
+    random ones."""
     model, m = fitter.model, fitter.mapping
     alpha = np.zeros(model.n_identity)
     alpha[:n_identity] = rng.standard_normal(n_identity)
     beta = np.zeros(model.n_expressions)
-    active = rng.choice(model.n_expressions, n_active_expressions, replace=False)
-    beta[active] = rng.uniform(0, max_expression, n_active_expressions)
+    if expression is None:
+        active = rng.choice(model.n_expressions, n_active_expressions, replace=False)
+        beta[active] = rng.uniform(0, max_expression, n_active_expressions)
+    else:
+        for name, weight in expression.items():
+            beta[list(model.expression_names).index(name)] = weight
     verts = model.posed(alpha, beta).astype(np.float64)
     k = intrinsics_from_fov(size, size, fov_deg)
     # Distance so the face (about 0.2 m tall) fills `face_fraction` of the image.
