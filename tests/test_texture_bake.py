@@ -336,3 +336,60 @@ def test_mirrored_fill_meets_the_seen_tone(small_ict, tone_match, expect_clean):
     else:                   # measured: step 2.94, 40.1 grey levels off (the twin's brighter light)
         assert at_border > in_seen + 2.0, (at_border, in_seen)
         assert level > 25.0, level
+
+
+def test_soften_rims_fades_in_from_the_unseen_texels():
+    from gen3dface.backend.texture.bake import soften_rims
+
+    shape = (1, 40)
+    rc = (np.zeros(40, int), np.arange(40))
+    conf = np.ones(40, np.float32)
+    sources = np.arange(40) < 10                       # texels 0-9 unseen
+    where = np.where(np.arange(40) < 30, 1.0, 0.0)     # 30-39 take none of the fade
+    out = soften_rims(conf, sources, where, rc, shape, radius_px=8.0)
+    assert np.all(out[:10] == 0.0)
+    assert 0.0 < out[10] < out[13] < out[16] < 1.0 and np.all(out[17:] == 1.0)   # 8 texels
+    assert np.all(np.diff(out[10:20]) >= 0)
+    assert soften_rims(conf, sources, where, rc, shape, 0.0) is conf
+
+
+def test_the_neck_has_no_hard_rim_where_the_jaw_hid_it(ict_model):
+    """A head seen from 15 degrees above: the jaw hides the top of the neck from the camera,
+    and the photo's confidence on the neck used to jump from 0 to 1 at that contour (a patch
+    with a hard rim in 3/4 views). Below the jaw it now fades in over `neck_rim`; above the
+    jaw the face's confidence is unchanged."""
+    from gen3dface.backend.render.mesh import TexturedMesh
+    from gen3dface.backend.render.raycast import RenderConfig, render_views
+    from gen3dface.backend.camera import View
+    from gen3dface.backend.texture.bake import TextureBaker, TextureConfig, _interpolate
+    from gen3dface.protocol.cameras import intrinsics_from_fov, orbit_w2c_in_head
+
+    m = ict_model
+    v = m.vertices.astype(np.float64)
+    w2c = np.asarray(orbit_w2c_in_head(0, 15, 0.7))
+    k = intrinsics_from_fov(320, 320, 28)
+    steps, confs = {}, {}
+    for rim in (0.0, TextureConfig().neck_rim):
+        baker = TextureBaker(m, TextureConfig(size=512, neck_rim=rim))
+        colours = np.tile([0.7, 0.55, 0.45], (len(v), 1))
+        view = render_views(TexturedMesh(v, baker.layout.tri_vertices, vertex_colors=colours),
+                            [(w2c, k)], RenderConfig(shading="unlit"))[0]
+        res = baker.bake(v, [View.posed(view.rgba[..., :3].copy(), w2c, k, view.mask)])
+        rest = _interpolate(v, baker.layout.tri_vertices[baker.texel_tri], baker.texel_bary)
+        rows, cols = baker.texel_rc
+        neck = np.zeros(res.confidence.shape, bool)
+        sel = (rest[:, 1] < -0.11) & (np.abs(rest[:, 0]) < 0.04) & (rest[:, 2] > 0)
+        neck[rows[sel], cols[sel]] = True
+        c = res.confidence
+        down = np.abs(np.diff(c, axis=0)) * (neck[1:] & neck[:-1])
+        across = np.abs(np.diff(c, axis=1)) * (neck[:, 1:] & neck[:, :-1])
+        steps[rim] = float(max(down.max(), across.max()))
+        face = rest[:, 1] > -0.08
+        confs[rim] = c[rows[face], cols[face]]
+        seen_neck = c[neck]
+        assert (seen_neck > 0.9).mean() > 0.2         # the neck's front is seen
+        assert (seen_neck < 0.05).mean() > 0.05       # ... below a band the jaw hides
+    print("largest step of the neck's confidence between neighbouring texels:", steps)
+    assert steps[0.0] > 0.6                          # a hard rim without the fade
+    assert steps[TextureConfig().neck_rim] < 0.35
+    np.testing.assert_array_equal(confs[0.0], confs[TextureConfig().neck_rim])

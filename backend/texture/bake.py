@@ -22,7 +22,10 @@ lit differently from its twin shows no step); and a smooth fill solved on the me
 (observed colours diffused over the vertex graph, so that its level meets the projected colour
 at the border of what was seen, and pulled toward the median skin tone far from it). Every
 blend is smooth, so there are no holes, hard seams or tone breaks; the view's foreground mask
-is shrunk a little first, so no texel takes colour from a pixel beside the background.
+is shrunk a little first, so no texel takes colour from a pixel beside the background. The ray
+test is yes or no, so below the jaw, where the jaw's occlusion contour and the photo's edge
+cut the neck, the photo's and the twin's confidence fade in from the texels they do not see
+(TextureConfig.neck_rim, soften_rims); the face above keeps its edges.
 
 Hair on the unseen head (TextureConfig.hair_fill): when the seen scalp reads as hair, the
 scalp's outline (hairline.py: the crown, temples and a sideburn, the back of the skull down to
@@ -90,6 +93,12 @@ class TextureConfig:
     ray_offset: float = 5e-4          # metres: ray start offset off the surface
     hair_fill: bool = True            # unseen scalp takes the colour of the seen hair (if any)
     hair_strands: bool = True         # ... with streaks running down from the crown (hair.py)
+    neck_rim: float = 0.012           # below the jaw (template height under neck_rim_y), the
+    neck_rim_y: float = -0.095        # photo's and the twin's confidence fade in over this
+                                      # share of the tile's size (texels) from the nearest
+                                      # texel they do not see: the jaw's occlusion contour
+                                      # and the photo's edge leave hard rims on the neck
+                                      # otherwise (0: off); the face above keeps its edges
     mask_margin_px: int = 2           # the foreground mask is shrunk by this many pixels: at a
                                       # silhouette, bilinear samples mix in the background
     leak_distance: float = 0.06       # metres along the skin: this far from what the views
@@ -154,6 +163,24 @@ def _smooth_confidence(weight: np.ndarray, full: float) -> np.ndarray:
     """Accumulated view weight -> confidence in [0, 1] (smoothstep of weight / full)."""
     c = np.clip(np.asarray(weight, np.float64) / full, 0.0, 1.0).astype(np.float32)
     return c * c * (3 - 2 * c)
+
+
+def soften_rims(conf: np.ndarray, sources: np.ndarray, where: np.ndarray, rc, shape,
+                radius_px: float) -> np.ndarray:
+    """`conf` (M,) per texel faded in from `sources` (M,) bool, the texels a layer does not
+    see: times smoothstep(distance / radius_px) in atlas texels, by `where` (M,) in [0, 1]
+    (how much of the fade a texel takes). `rc` (rows, cols) of the texels in the atlas of
+    `shape`; texels outside the UV islands are neither seen nor sources."""
+    import cv2
+
+    if radius_px <= 0 or not sources.any() or not (where > 0).any():
+        return conf
+    free = np.ones(shape, np.uint8)
+    free[rc[0][sources], rc[1][sources]] = 0
+    dist = cv2.distanceTransform(free, cv2.DIST_L2, 5)[rc]
+    t = np.clip(dist / radius_px, 0.0, 1.0)
+    fade = t * t * (3.0 - 2.0 * t)
+    return (conf * (1.0 - where * (1.0 - fade))).astype(conf.dtype)
 
 
 def _skin_edges(skin_vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -325,6 +352,7 @@ class TextureBaker:
         self.texel_tri = self.raster.tri[cov].astype(np.int64)
         self.texel_bary = self.raster.bary[cov]                    # (M, 3) float32
         self.skin_vertices = np.unique(self.layout.tri_vertices)
+        self._neck_share = None         # (M,) how much each texel is below the jaw (neck_rim)
         # the skin's edges (rows into skin_vertices), for the fill's leak distance
         self.skin_edges = _skin_edges(self.skin_vertices, self.layout.tri_vertices)
         # Occluders: skin plus eyeballs (so eyelid texels behind an eyeball are not painted).
@@ -544,7 +572,7 @@ class TextureBaker:
         self._sample_texels(scene.verts, scene.normals, scene.views, scene.occ, cand, None,
                             scene.check, lambda f: report(0.5 * f, "projecting the views"),
                             store_direct)
-        conf = _smooth_confidence(w, cfg.full_confidence)
+        conf = self._soften_neck_rims(_smooth_confidence(w, cfg.full_confidence), w <= 0)
         light, t_light = None, time.perf_counter()
         if delight:
             scene.check()
@@ -596,6 +624,12 @@ class TextureBaker:
                             lambda f: report(0.5 + 0.25 * f, "mirroring the unseen side"),
                             store_mirrored)
         mconf = _smooth_confidence(mw, cfg.full_confidence)
+        if cfg.neck_rim > 0:                    # the twin's rims too, where it is needed
+            full = np.zeros(n_tex, np.float32)
+            full[need] = mconf
+            unseen = np.zeros(n_tex, bool)
+            unseen[need] = mw <= 0
+            mconf = self._soften_neck_rims(full, unseen)[need]
         sv = self.skin_vertices
         vcol, vw = per_vertex.colour, per_vertex.weight
         mv = self.mirror[sv]            # every vertex's twin: the offset needs the border too
@@ -617,6 +651,21 @@ class TextureBaker:
                                 tot[:, None], out=vcol[vneed], where=tot[:, None] > 0)
         vw[vneed] = tot
         return _MirrorLayer(need, slot, mcol, mconf)
+
+    def _soften_neck_rims(self, conf: np.ndarray, unseen: np.ndarray) -> np.ndarray:
+        """`conf` (M,) with its rims below the jaw faded in (soften_rims, TextureConfig
+        .neck_rim); `unseen` (M,) the texels that layer does not see."""
+        cfg = self.config
+        if cfg.neck_rim <= 0:
+            return conf
+        if self._neck_share is None:       # once per baker: the template height per texel
+            rest_y = np.asarray(self.model.vertices, np.float64)[:, 1:2]
+            y = _interpolate(rest_y, self.layout.tri_vertices[self.texel_tri],
+                             self.texel_bary)[:, 0]
+            t = np.clip((cfg.neck_rim_y - y) / 0.01, 0.0, 1.0)
+            self._neck_share = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+        return soften_rims(conf, unseen, self._neck_share, self.texel_rc, self.raster.shape,
+                           cfg.neck_rim * cfg.size)
 
     def _mirror_offset(self, verts, vcol, vw, mvc, mvw) -> np.ndarray:
         """The gradient-domain blend of the mirrored layer, per skin vertex (S, 3): a smooth
