@@ -72,6 +72,8 @@ from .sampling import bilinear as _bilinear
 
 CHUNK_TEXELS = 1 << 16          # texels per step between cancel checks and progress reports
 ROWS_PER_STEP = 256             # atlas rows per step of whole-image passes
+NECK_RIM_RAMP_M = 0.01          # the neck's rim fade is phased in over this height below
+                                # TextureConfig.neck_rim_y (metres, template)
 
 
 def _no_check() -> None:
@@ -662,7 +664,7 @@ class TextureBaker:
             rest_y = np.asarray(self.model.vertices, np.float64)[:, 1:2]
             y = _interpolate(rest_y, self.layout.tri_vertices[self.texel_tri],
                              self.texel_bary)[:, 0]
-            t = np.clip((cfg.neck_rim_y - y) / 0.01, 0.0, 1.0)
+            t = np.clip((cfg.neck_rim_y - y) / NECK_RIM_RAMP_M, 0.0, 1.0)
             self._neck_share = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
         return soften_rims(conf, unseen, self._neck_share, self.texel_rc, self.raster.shape,
                            cfg.neck_rim * cfg.size)
