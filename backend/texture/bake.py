@@ -175,14 +175,24 @@ def soften_rims(conf: np.ndarray, sources: np.ndarray, where: np.ndarray, rc, sh
     `shape`; texels outside the UV islands are neither seen nor sources."""
     import cv2
 
-    if radius_px <= 0 or not sources.any() or not (where > 0).any():
+    fading = np.flatnonzero(where > 0)
+    if radius_px <= 0 or not sources.any() or not len(fading):
         return conf
-    free = np.ones(shape, np.uint8)
-    free[rc[0][sources], rc[1][sources]] = 0
-    dist = cv2.distanceTransform(free, cv2.DIST_L2, 5)[rc]
+    # only the window round the fading texels: a source further out than radius_px leaves
+    # them at full confidence either way
+    pad = int(np.ceil(radius_px)) + 1
+    r0, c0 = max(int(rc[0][fading].min()) - pad, 0), max(int(rc[1][fading].min()) - pad, 0)
+    r1 = min(int(rc[0][fading].max()) + pad + 1, shape[0])
+    c1 = min(int(rc[1][fading].max()) + pad + 1, shape[1])
+    free = np.ones((r1 - r0, c1 - c0), np.uint8)
+    src = sources & (rc[0] >= r0) & (rc[0] < r1) & (rc[1] >= c0) & (rc[1] < c1)
+    free[rc[0][src] - r0, rc[1][src] - c0] = 0
+    dist = cv2.distanceTransform(free, cv2.DIST_L2, 5)[rc[0][fading] - r0, rc[1][fading] - c0]
     t = np.clip(dist / radius_px, 0.0, 1.0)
+    out = conf.copy()
     fade = t * t * (3.0 - 2.0 * t)
-    return (conf * (1.0 - where * (1.0 - fade))).astype(conf.dtype)
+    out[fading] = (conf[fading] * (1.0 - where[fading] * (1.0 - fade))).astype(conf.dtype)
+    return out
 
 
 def _skin_edges(skin_vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:

@@ -128,8 +128,9 @@ EAR_EXACT_WITHIN = 0.012  # metres outside an ear's hull where ear_distance is e
 def ear_distance(points: np.ndarray, ear_points: np.ndarray) -> np.ndarray:
     """(M,) metres from each point to the nearer ear's outline seen from the side, negative
     inside (inf further than EAR_EXACT_WITHIN from the ear's bounding box): each ear (the ear
-    points on one side of x = 0) as the convex hull of its (height, depth), so the bare skin round it is a smooth arc, not bumps beside the helix. Inside, and
-    beyond EAR_EXACT_WITHIN outside, it is the largest distance past the hull's edge lines
+    points on one side of x = 0) as the convex hull of its (height, depth), so the bare skin
+    round it is a smooth arc, not bumps beside the helix. Inside, and beyond EAR_EXACT_WITHIN
+    outside, it is the largest distance past the hull's edge lines
     (exact inside; short of the true distance beyond a corner, far out); nearer outside, the
     distance to the nearest edge, so a margin round the ear has round corners."""
     from scipy.spatial import ConvexHull
