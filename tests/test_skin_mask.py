@@ -645,7 +645,8 @@ def test_a_white_collar_beside_the_jaw_is_not_skin(analyzers, faces_dir):
     rgb = _shared_photo(faces_dir, "id08456-SEvpX9LhEP4-000957_inputs_inputs.jpg")
     fa = analyzers("face").analyze(rgb, neck_skin=True)
     old = usable_skin(rgb, fa.landmarks, fa.hands, replace(
-        config_for_mode("face"), neck=True, neck_grey=0.0, neck_side_grey=0.0)).usable
+        config_for_mode("face"), neck=True, neck_grey=0.0, neck_side_grey=0.0, edge_grey=0.0,
+        edge_white=0.0)).usable
     x0, y0, x1, y1 = 24, 130, 32, 160
     now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
     print(f"id08456 collar beside the jaw taken out {now:.2f} (without the floors {before:.2f})")
@@ -709,3 +710,81 @@ def test_skin_islands_below_the_jaw_are_not_neck_skin(analyzers, faces_dir):
         now, old = (float((m[y0:y1, x0:x1] > 0.5).mean()) for m in (fa.skin, before))
         print(f"image04085 neck island {(x0, y0, x1, y1)}: kept {now:.2f} (before {old:.2f})")
         assert old > 0.5 and now < 0.05
+
+
+def _edge_band(scene, cfg):
+    """Foreground pixels at the face's edge from the eye line to the mouth, both sides: inside
+    the oval within 6 % of the face size of its outline (the eyes, brows, lips and nose left
+    out) and beside it, 3 % outward."""
+    rgb, lm = scene["rgb"], scene["lm"]
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    size = regs["size"]
+    fg = cv2.erode((scene["fg"] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    inside = cv2.distanceTransform(regs["face"], cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - regs["face"], cv2.DIST_L2, 5)
+    eyes_y = lm[[33, 263], 1].mean()
+    rows = np.arange(rgb.shape[0])[:, None]
+    band = (((inside > 0) & (inside < 0.06 * size)) | ((outside > 0) & (outside < 0.03 * size)))
+    band &= (rows > eyes_y + 0.02 * size) & (rows < lm[61, 1]) & fg
+    return band & (regs["pale_keep"] == 0), regs
+
+
+def test_white_hair_and_rim_light_at_the_face_edge_are_not_skin(scene):
+    """The pale-edge test (`edge_grey`, issue 18 section 1): biden.jpg's white hair beside his
+    temple and the rim light along his jaw painted white streaks down the cheek's side, seen at
+    every turned angle. On a synthetic face, a near-white band painted along the face's edge
+    (inside the oval, where the test inside the face leaves the silhouette alone, and beside
+    it) is taken out; a highlight of skin's own hue in the same band, as bright, stays, and so
+    does the clean edge. Without the test the white band paints the cheek."""
+    cfg = config_for_mode("face")
+    band, regs = _edge_band(scene, cfg)
+    assert band.sum() > 800
+    inner = band & (cv2.erode(band.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    clean = usable_skin(scene["rgb"], scene["lm"], [], cfg).usable
+    base = np.median(scene["rgb"][regs["patches"] > 0], 0)
+    white = scene["rgb"].copy()
+    white[band] = (236, 232, 226)
+    # a highlight: the skin's colour, brighter, halfway to grey (hue kept)
+    shine = scene["rgb"].copy()
+    lit = np.clip(base * 1.25, 0, 255)
+    shine[band] = np.clip(0.55 * lit + 0.45 * lit.mean(), 0, 255).astype(np.uint8)
+    got = {}
+    for name, rgb in (("white", white), ("shine", shine)):
+        got[name] = usable_skin(rgb, scene["lm"], [], cfg).usable
+    without = usable_skin(white, scene["lm"], [], replace(cfg, edge_grey=0.0)).usable
+    out = {k: float((m[inner] < 0.5).mean()) for k, m in got.items()}
+    # inside the oval the test inside the face leaves the silhouette's blobs alone
+    # (`face_min_depth`); beside it the side band's colour test already takes white out, and
+    # that, widened and feathered, reaches a little way in
+    in_oval = inner & (regs["face"] > 0)
+    before = float((without[in_oval] < 0.5).mean())
+    print(f"edge band {band.sum()} px: white taken out {out['white']:.3f} (inside the oval "
+          f"{(got['white'][in_oval] < 0.5).mean():.3f}, without the test {before:.3f}), "
+          f"skin-hued highlight taken out {out['shine']:.3f}, clean edge kept "
+          f"{(clean[band] > 0.5).mean():.3f}")
+    assert out["white"] > 0.95 and (got["white"][in_oval] < 0.5).mean() > 0.95
+    assert in_oval.sum() > 300 and before < 0.25
+    assert out["shine"] < 0.05
+    assert (clean[band] > 0.5).mean() > 0.97
+    # the eyes keep their whites: a white sclera is not the edge's
+    eye = regs["pale_keep"] > 0
+    assert (got["white"][eye & (regs["face"] > 0)] > 0.5).mean() > 0.95
+
+
+def test_bidens_white_temple_and_jaw_rim_are_not_skin(analyzers, faces_dir):
+    """biden.jpg: the white hair at his left temple and the rim light along his left jaw lie
+    inside mediapipe's face oval, at its edge, where the test inside the face leaves the
+    silhouette alone. Boxes drawn on them are out of the usable skin with the pale-edge test
+    and in it without; a box on his cheek beside them stays in."""
+    rgb = _shared_photo(faces_dir, "biden.jpg")
+    fa = analyzers("face").analyze(rgb, neck_skin=True)
+    old = usable_skin(rgb, fa.landmarks, fa.hands,
+                      replace(config_for_mode("face"), edge_grey=0.0)).usable
+    boxes = {"temple": (702, 318, 714, 334), "jaw rim": (660, 496, 666, 508)}
+    cheek = (600, 400, 640, 440)
+    for name, (x0, y0, x1, y1) in boxes.items():
+        now, before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (fa.skin, old))
+        print(f"biden {name}: taken out {now:.2f} (without the pale-edge test {before:.2f})")
+        assert now > 0.9 and before < 0.1
+    x0, y0, x1, y1 = cheek
+    assert (fa.skin[y0:y1, x0:x1] > 0.5).mean() > 0.99

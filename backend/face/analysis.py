@@ -270,11 +270,13 @@ class FaceAnalyzer:
                     hands.append(pts)
         return hands
 
-    def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray, neck_skin: bool = False):
+    def skin_mask(self, rgb: np.ndarray, landmarks: np.ndarray, neck_skin: bool = False,
+                  foreground: np.ndarray | None = None):
         """(usable-skin mask HxW float32 or None, hands, info) for the photo and its landmarks.
         `neck_skin` (the job option): the skin test below the jaw on as well, so clothes and
         hair hanging there no longer paint the neck and shoulders, which the texture then fills
-        with the skin (bake.py); with the mask off it is that test alone, no hands."""
+        with the skin (bake.py); with the mask off it is that test alone, no hands.
+        `foreground`: the person mask, where the pale-edge test looks (skin_mask.py)."""
         cfg = self.config.skin
         on = self.config.skin_mask and cfg.enabled
         if not (on or neck_skin):
@@ -284,7 +286,7 @@ class FaceAnalyzer:
             cfg = replace(cfg, neck=True) if neck_skin else cfg
         else:
             hands, cfg = [], SkinMaskConfig(face_test=False, neck=True)
-        m = usable_skin(rgb, landmarks, hands, cfg)
+        m = usable_skin(rgb, landmarks, hands, cfg, foreground)
         return m.usable, hands, dict(m.info, neck_skin=True) if neck_skin else m.info
 
     def analyze(self, rgb, neck_skin: bool = False) -> FaceAnalysis:
@@ -348,7 +350,7 @@ class FaceAnalyzer:
         crop = cv2.warpAffine(rgb, to_opencv_affine(affine), (cfg.crop_size, cfg.crop_size),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = self.segment(rgb) if cfg.segment else None
-        skin, hands, info = self.skin_mask(rgb, lm, neck_skin)
+        skin, hands, info = self.skin_mask(rgb, lm, neck_skin, mask)
         return FaceAnalysis(landmarks=lm, landmarks_z=z, face_box=np.asarray(box, np.float64),
                             n_faces=n_faces, crop=crop, crop_affine=affine, mask=mask,
                             image_size=(w, h), warnings=warnings, skin=skin, hands=hands,

@@ -8,6 +8,9 @@ face or is not skin where skin belongs:
   oval whose colour is not this photo's skin, as a robust colour model estimated on the cheeks
   and forehead finds it, except the eyes, brows, lips and lower nose, which legitimately are not
   skin-coloured;
+- pale pixels at the face's edge and beside it (white or grey hair at the temple, a rim light
+  along the jaw): brighter than the cheeks and near grey, they are not skin even where the
+  test inside the face leaves the outline alone;
 - clothing (and hair hanging down) below the jaw line: there, non-skin pixels are not neck skin,
   nor small islands of skin a hand cuts off (the neck between its fingers),
   nor near-grey ones (white collars), and only the neck's own column may paint the neck: beside
@@ -115,6 +118,21 @@ class SkinMaskConfig:
                                        # edge is the hairline or the jaw's silhouette (hair
                                        # framing the face, background at the edge), not an
                                        # occluder across the face: it stays (0: off)
+    # at the face's edge (inside the oval within `face_min_depth` of its outline, below the
+    # brows) and beside the face, a pixel brighter than the cheek patches (by `edge_bright`
+    # log2 steps) and near grey is not skin: white or grey hair at the temple and beside the
+    # ear, a pale background, a rim light at the silhouette. Baked, they paint white streaks
+    # down the cheek's side that every turned view shows. Near grey: less saturated than
+    # `edge_white` of the patches' saturation, or than `edge_grey` of it and off skin's hue
+    # (by shadow_hue_face_deg, or 3 of the patches' hue spreads): a highlight on skin keeps
+    # skin's hue. Shade saturates skin and darkens it, so it never passes. Skin lit near white
+    # (patches less saturated than `edge_min_saturation`, rg percent from grey: image02024's
+    # 1.7, image02246's 2.7) is itself near grey, and its highlights and silver make-up would
+    # go too: no test there (edge_grey 0: off)
+    edge_grey: float = 0.5
+    edge_white: float = 0.25
+    edge_bright: float = 0.0
+    edge_min_saturation: float = 6.0
     neck: bool = True                  # apply the skin test below the jaw line
     sides: bool = True                 # apply the skin test beside the face, from the eye line
                                        # down to the jaw (the head's cheek sides and ears):
@@ -231,11 +249,16 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     line, beside and under the chin, outside the face oval), "beyond_neck" (the part of
     below_jaw beside or below the neck's column, not beside the face), "beside" (outside the oval
     beside it, from the eye line down), "below_brows" and "above_mouth" (half-planes across
-    the face), "around_eyes" (the eyes' regions widened by `strand_eye_margin` more)."""
+    the face), "around_eyes" (the eyes' regions widened by `strand_eye_margin` more),
+    "pale_keep" (the eye openings and brows as they are, the lips and the nose widened)."""
     lm = np.asarray(landmarks, np.float64)
     size = face_size(lm)
     face = _poly(shape, lm[FACE_OVAL])
     feat = np.zeros(shape, np.uint8)
+    # what the pale-edge test leaves alone: each eye's opening and each brow as they are
+    # (sclera, grey brows; the white hair at the temple between them is neither) and the
+    # mouth and nose widened (teeth, the nose tip's highlight)
+    pale_keep = np.zeros(shape, np.uint8)
     # each eye with its upper lid up to the brow: lashes, liner past the corners, lid shadow
     # and make-up are the eye's own; the hull also covers an eye that the landmarks place
     # too low (mediapipe sometimes closes an open eye)
@@ -243,10 +266,12 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
         e = lm[eye]
         c = e.mean(0)
         feat |= _hull(shape, np.vstack([c + cfg.eye_scale * (e - c), lm[brow]]))
+        pale_keep |= _hull(shape, c + cfg.eye_scale * (e - c)) | _hull(shape, lm[brow])
     around_eyes = _grow(feat, (cfg.feature_widen + cfg.strand_eye_margin) * size)
-    feat |= _poly(shape, lm[LIPS_OUTER])
-    feat |= _hull(shape, lm[NOSE_BASE])
-    feat = _grow(feat, cfg.feature_widen * size)
+    mouth_nose = _grow(_poly(shape, lm[LIPS_OUTER]) | _hull(shape, lm[NOSE_BASE]),
+                       cfg.feature_widen * size)
+    feat = _grow(feat, cfg.feature_widen * size) | mouth_nose
+    pale_keep |= mouth_nose
     patches = np.zeros(shape, np.uint8)
     for ids in (RIGHT_CHEEK, LEFT_CHEEK, FOREHEAD):
         patches |= _hull(shape, lm[ids])
@@ -288,7 +313,7 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     return {"face": face, "features": feat, "patches": patches, "below_jaw": below,
             "beyond_neck": below & (1 - neck) & (1 - beside), "beside": beside,
             "below_brows": below_brows, "above_mouth": above_mouth,
-            "around_eyes": around_eyes, "size": size}
+            "around_eyes": around_eyes, "pale_keep": pale_keep, "size": size}
 
 
 # the pipeline's modes (PipelineConfig.skin_mask): what of the photo may paint the skin
@@ -561,6 +586,34 @@ def skin_islands(usable: np.ndarray, max_area: float,
     return small[lab]
 
 
+def pale_edge(col: np.ndarray, model: SkinColourModel, reg: dict,
+              cfg: SkinMaskConfig) -> np.ndarray:
+    """HxW bool: near-grey pixels brighter than the cheek patches at the face's edge (inside
+    the oval within `face_min_depth` of its outline and below the brows, the eyes, brows, lips
+    and nose excluded: regions["pale_keep"]) and beside the face (see
+    SkinMaskConfig.edge_grey)."""
+    face = reg["face"].astype(bool)
+    zone = reg["beside"].astype(bool) if cfg.sides else np.zeros_like(face)
+    if cfg.face_test:
+        depth = cv2.distanceTransform(reg["face"], cv2.DIST_L2, 5)
+        zone |= (face & (depth < max(cfg.face_min_depth, 0.0) * reg["size"])
+                 & reg["below_brows"].astype(bool))
+    zone &= ~reg["pale_keep"].astype(bool)
+    out = np.zeros(face.shape, bool)
+    if not zone.any():
+        return out
+    ys, xs = np.nonzero(zone)
+    c = col[ys, xs]
+    hue, sat = _hue_sat(c[:, 1], c[:, 2])
+    off_hue = np.abs((hue - model.hue + 180.0) % 360.0 - 180.0) > \
+        max(cfg.shadow_hue_face_deg, 3.0 * model.hue_sigma)
+    grey = (sat < cfg.edge_white * model.saturation) | \
+        ((sat < cfg.edge_grey * model.saturation) & off_hue)
+    pale = grey & (c[:, 0] > model.brightness + cfg.edge_bright)
+    out[ys[pale], xs[pale]] = True
+    return out
+
+
 def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.ndarray:
     """The pixels of `mask` inside `face` that belong to blobs never reaching `min_depth` px in
     from the face's edge (the blob's parts outside the face are not returned)."""
@@ -577,9 +630,13 @@ def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.
 
 
 def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
-                config: SkinMaskConfig | None = None) -> SkinMask:
+                config: SkinMaskConfig | None = None,
+                foreground: np.ndarray | None = None) -> SkinMask:
     """The usable-skin mask of a photo (see the module doc). `hands`: a list of (21, 2)
-    photo-pixel hand landmark arrays (may be empty or None)."""
+    photo-pixel hand landmark arrays (may be empty or None). `foreground`: the person mask
+    (HxW, 1 = person), if known: the pale-edge test then looks only at the person (a pale
+    background beside the face is no paint anyway, and its test, widened, would eat into
+    the face's edge)."""
     cfg = config or SkinMaskConfig()
     t0 = time.perf_counter()
     h, w = rgb.shape[:2]
@@ -659,6 +716,15 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
         occ = _grow(occ, cfg.occluder_widen * size).astype(bool)
         # the widening stays out of the features (an eye beside a strand keeps its colour)
         occ &= ~reg["features"].astype(bool)
+        if cfg.edge_grey > 0 and model.saturation >= cfg.edge_min_saturation:
+            pale = pale_edge(col, model, reg, cfg)
+            if foreground is not None:
+                fg = np.asarray(foreground, np.float32)
+                if fg.shape != sh:
+                    fg = cv2.resize(fg, (sh[1], sh[0]), interpolation=cv2.INTER_AREA)
+                pale &= fg > 0.5
+            pale = _grow(pale, cfg.occluder_widen * size)
+            occ |= pale.astype(bool) & ~reg["pale_keep"].astype(bool)
     if cfg.neck:                       # what below the jaw is not the neck (the column)
         occ |= reg["beyond_neck"].astype(bool)
     bad = occ | hand.astype(bool)
