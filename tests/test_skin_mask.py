@@ -788,3 +788,30 @@ def test_bidens_white_temple_and_jaw_rim_are_not_skin(analyzers, faces_dir):
         assert now > 0.9 and before < 0.1
     x0, y0, x1, y1 = cheek
     assert (fa.skin[y0:y1, x0:x1] > 0.5).mean() > 0.99
+
+
+def test_the_pale_edge_test_leaves_the_eyes_whites_alone(scene):
+    """Near the face's edge the pale-edge test must not take the sclera, also when mediapipe
+    closes an open eye onto its lower lid (its landmarks a flat line there: seen on the
+    synthetic photo of tests/test_photo_likeness.py, whose eye then lost its white). The eye
+    here has its outer corner inside the edge band; its landmarks are collapsed onto the lower
+    lid and its opening painted white: the white stays usable."""
+    from gen3dface.backend.face.landmarks import RIGHT_EYE_OPENING
+
+    rgb, lm = scene["rgb"].copy(), scene["lm"].copy()
+    cfg = config_for_mode("face")
+    regs = face_regions(rgb.shape[:2], lm, cfg)
+    depth = cv2.distanceTransform(regs["face"], cv2.DIST_L2, 5)
+    eye = lm[RIGHT_EYE_OPENING]
+    corner = eye[np.argmin(eye[:, 0])]
+    assert depth[int(corner[1]), int(corner[0])] < cfg.face_min_depth * regs["size"]
+    opening = np.zeros(rgb.shape[:2], np.uint8)
+    cv2.fillPoly(opening, [np.round(eye).astype(np.int32)], 1)
+    opening = opening.astype(bool)
+    rgb[opening] = (236, 234, 230)                            # the white of the eye
+    closed = lm.copy()
+    closed[RIGHT_EYE_OPENING, 1] = eye[:, 1].max()            # closed onto the lower lid
+    m = usable_skin(rgb, closed, [], cfg).usable
+    kept = float((m[opening] > 0.5).mean())
+    print(f"sclera of an eye whose landmarks are closed onto its lower lid: kept {kept:.3f}")
+    assert kept > 0.95

@@ -255,8 +255,9 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     size = face_size(lm)
     face = _poly(shape, lm[FACE_OVAL])
     feat = np.zeros(shape, np.uint8)
-    # what the pale-edge test leaves alone: each eye's opening and each brow as they are
-    # (sclera, grey brows; the white hair at the temple between them is neither) and the
+    # what the pale-edge test leaves alone: each eye with its brow as the features have them
+    # but not widened (the sclera, also of an eye whose landmarks mediapipe closes onto the
+    # lower lid, and grey brows; white hair at the temple beyond them is neither) and the
     # mouth and nose widened (teeth, the nose tip's highlight)
     pale_keep = np.zeros(shape, np.uint8)
     # each eye with its upper lid up to the brow: lashes, liner past the corners, lid shadow
@@ -265,8 +266,9 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     for eye, brow in ((RIGHT_EYE_OPENING, RIGHT_BROW), (LEFT_EYE_OPENING, LEFT_BROW)):
         e = lm[eye]
         c = e.mean(0)
-        feat |= _hull(shape, np.vstack([c + cfg.eye_scale * (e - c), lm[brow]]))
-        pale_keep |= _hull(shape, c + cfg.eye_scale * (e - c)) | _hull(shape, lm[brow])
+        hull = _hull(shape, np.vstack([c + cfg.eye_scale * (e - c), lm[brow]]))
+        feat |= hull
+        pale_keep |= hull
     around_eyes = _grow(feat, (cfg.feature_widen + cfg.strand_eye_margin) * size)
     mouth_nose = _grow(_poly(shape, lm[LIPS_OUTER]) | _hull(shape, lm[NOSE_BASE]),
                        cfg.feature_widen * size)
