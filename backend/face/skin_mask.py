@@ -250,7 +250,8 @@ def face_regions(shape, landmarks: np.ndarray, cfg: SkinMaskConfig) -> dict:
     below_jaw beside or below the neck's column, not beside the face), "beside" (outside the oval
     beside it, from the eye line down), "below_brows" and "above_mouth" (half-planes across
     the face), "around_eyes" (the eyes' regions widened by `strand_eye_margin` more),
-    "pale_keep" (the eye openings and brows as they are, the lips and the nose widened)."""
+    "pale_keep" (each eye with its brow as in "features" but not widened, the lips and the
+    nose widened)."""
     lm = np.asarray(landmarks, np.float64)
     size = face_size(lm)
     face = _poly(shape, lm[FACE_OVAL])
@@ -395,6 +396,18 @@ def fit_skin_model(col: np.ndarray, patch: np.ndarray,
                            brightness=float(np.median(inl[:, 0])) * cfg.lightness_tolerance)
 
 
+def _hue_gap(hue, model: "SkinColourModel"):
+    """Degrees (0-180) between hues and the cheek patches' hue."""
+    return np.abs((np.asarray(hue) - model.hue + 180.0) % 360.0 - 180.0)
+
+
+def _face_depth(reg: dict) -> np.ndarray:
+    """Each pixel's distance (px) in from the face oval's outline, computed once per regions."""
+    if "face_depth" not in reg:
+        reg["face_depth"] = cv2.distanceTransform(reg["face"], cv2.DIST_L2, 5)
+    return reg["face_depth"]
+
+
 def _hue_sat(r, g):
     dr, dg = np.asarray(r) - 100.0 / 3, np.asarray(g) - 100.0 / 3
     return np.degrees(np.arctan2(dg, dr)), np.hypot(dr, dg)
@@ -407,7 +420,7 @@ def shadowed_skin(col: np.ndarray, model: SkinColourModel, cfg: SkinMaskConfig,
     moves it off the lit patches' Gaussian; hair, clothes and phones differ in hue, are greyer
     or darker still. `hue_deg`: the hue tolerance, one or per row (default shadow_hue_deg)."""
     hue, sat = _hue_sat(col[:, 1], col[:, 2])
-    dh = np.abs((hue - model.hue + 180.0) % 360.0 - 180.0)
+    dh = _hue_gap(hue, model)
     lo, hi = cfg.shadow_saturation
     db = col[:, 0] - model.brightness
     hue_deg = cfg.shadow_hue_deg if hue_deg is None else hue_deg
@@ -597,8 +610,7 @@ def pale_edge(col: np.ndarray, model: SkinColourModel, reg: dict,
     face = reg["face"].astype(bool)
     zone = reg["beside"].astype(bool) if cfg.sides else np.zeros_like(face)
     if cfg.face_test:
-        depth = cv2.distanceTransform(reg["face"], cv2.DIST_L2, 5)
-        zone |= (face & (depth < max(cfg.face_min_depth, 0.0) * reg["size"])
+        zone |= (face & (_face_depth(reg) < max(cfg.face_min_depth, 0.0) * reg["size"])
                  & reg["below_brows"].astype(bool))
     zone &= ~reg["pale_keep"].astype(bool)
     out = np.zeros(face.shape, bool)
@@ -607,8 +619,7 @@ def pale_edge(col: np.ndarray, model: SkinColourModel, reg: dict,
     ys, xs = np.nonzero(zone)
     c = col[ys, xs]
     hue, sat = _hue_sat(c[:, 1], c[:, 2])
-    off_hue = np.abs((hue - model.hue + 180.0) % 360.0 - 180.0) > \
-        max(cfg.shadow_hue_face_deg, 3.0 * model.hue_sigma)
+    off_hue = _hue_gap(hue, model) > max(cfg.shadow_hue_face_deg, 3.0 * model.hue_sigma)
     grey = (sat < cfg.edge_white * model.saturation) | \
         ((sat < cfg.edge_grey * model.saturation) & off_hue)
     pale = grey & (c[:, 0] > model.brightness + cfg.edge_bright)
@@ -616,13 +627,16 @@ def pale_edge(col: np.ndarray, model: SkinColourModel, reg: dict,
     return out
 
 
-def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float) -> np.ndarray:
+def shallow_in_face(mask: np.ndarray, face: np.ndarray, min_depth: float,
+                    depth: np.ndarray | None = None) -> np.ndarray:
     """The pixels of `mask` inside `face` that belong to blobs never reaching `min_depth` px in
-    from the face's edge (the blob's parts outside the face are not returned)."""
+    from the face's edge (the blob's parts outside the face are not returned). `depth`: the
+    face's distance transform, if already made."""
     inside = mask.astype(bool) & face.astype(bool)
     if not inside.any():
         return inside
-    depth = cv2.distanceTransform(face.astype(np.uint8), cv2.DIST_L2, 5)
+    if depth is None:
+        depth = cv2.distanceTransform(face.astype(np.uint8), cv2.DIST_L2, 5)
     n, lab = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     deepest = np.zeros(n, np.float32)
     np.maximum.at(deepest, lab[inside], depth[inside])
@@ -714,7 +728,8 @@ def usable_skin(rgb: np.ndarray, landmarks: np.ndarray, hands=None,
             n_mirrored = int(sym.sum())
         occ = occluder_blobs(occ, size, cfg)
         if cfg.face_test and cfg.face_min_depth > 0:
-            occ &= ~shallow_in_face(occ, reg["face"], cfg.face_min_depth * size)
+            occ &= ~shallow_in_face(occ, reg["face"], cfg.face_min_depth * size,
+                                    _face_depth(reg))
         occ = _grow(occ, cfg.occluder_widen * size).astype(bool)
         # the widening stays out of the features (an eye beside a strand keeps its colour)
         occ &= ~reg["features"].astype(bool)
