@@ -150,3 +150,23 @@ def test_real_photo_obama(fitter, faces_dir):
     smile = max(fit.expression[names.index(n)] for n in ("mouthSmileLeft", "mouthSmileRight"))
     frown = max(fit.expression[names.index(n)] for n in ("mouthFrownLeft", "mouthFrownRight"))
     assert smile > frown
+
+
+def test_the_damped_step_solve_is_scipys_to_the_bit():
+    """The fitter's step solve (Cholesky, potrf + potrs) gives scipy.linalg.solve's
+    assume_a="pos" answer exactly, so fits are unchanged by skipping its condition estimate;
+    a matrix that is not positive definite is refused as before."""
+    import scipy.linalg
+
+    from gen3dface.backend.fitting.fitter import _solve_positive
+
+    rng = np.random.default_rng(7)
+    for n in (7, 60, 250):
+        j = rng.standard_normal((2 * n + 10, n))
+        hess = j.T @ j
+        a = hess + 1e-3 * np.diag(np.diag(hess) + 1e-9)
+        b = rng.standard_normal(n)
+        np.testing.assert_array_equal(_solve_positive(a, b),
+                                      scipy.linalg.solve(a, b, assume_a="pos", check_finite=False))
+    with pytest.raises(np.linalg.LinAlgError):
+        _solve_positive(-np.eye(3), np.ones(3))
