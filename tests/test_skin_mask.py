@@ -77,13 +77,14 @@ def test_shadowed_skin_beside_cheeks_lit_near_white():
     patch = np.clip(lit + rng.normal(0, 2, (40, 40, 3)), 0, 255).astype(np.uint8)
     cfg = SkinMaskConfig()
     model = fit_skin_model(colour_features(patch), np.ones((40, 40), np.uint8), cfg)
-    rows = np.array([[[178, 120, 96]],      # the shaded side: same hue, saturation ~14
+    rows = np.array([[[178, 120, 96]],      # the shaded side: same hue, saturation ~12
                      [[70, 70, 74]],        # grey
                      [[40, 60, 120]],       # blue
-                     [[28, 18, 14]]],       # near-black hair
+                     [[28, 18, 14]],        # near-black hair
+                     [[185, 100, 65]]],     # red hair: the shade's hue and depth, saturation ~20
                     np.uint8)
     got = shadowed_skin(colour_features(rows)[:, 0], model, cfg)
-    assert got.tolist() == [True, False, False, False], got
+    assert got.tolist() == [True, False, False, False, False], got
     strict = SkinMaskConfig(shadow_saturation_abs=0.0)  # the relative bound alone refuses it
     assert not shadowed_skin(colour_features(rows[:1])[:, 0], model, strict)[0]
 
@@ -788,6 +789,28 @@ def test_bidens_white_temple_and_jaw_rim_are_not_skin(analyzers, faces_dir):
         assert now > 0.9 and before < 0.1
     x0, y0, x1, y1 = cheek
     assert (fa.skin[y0:y1, x0:x1] > 0.5).mean() > 0.99
+
+
+def test_red_hair_over_the_cheek_and_beside_the_jaw_is_not_skin(analyzers, faces_dir):
+    """image02246.jpg: her red hair falls over her left cheek and beside her jaw. It has the
+    cheeks' hue and is about as dark as shade, and the shadow test took it for shaded skin
+    while it allowed any saturation up to 22 (the hair's is 17-23; her overexposed cheek
+    patches' 2.7): the hair painted the side of her face and her neck. Boxes drawn on the
+    hair are out of the usable skin now and were in before; her cheeks stay in."""
+    rgb = _shared_photo(faces_dir, "image02246.jpg")
+    fa = analyzers("face").analyze(rgb, neck_skin=True)
+    cfg = replace(config_for_mode("face"), neck=True)
+    now = usable_skin(rgb, fa.landmarks, fa.hands, cfg, fa.mask).usable
+    before = usable_skin(rgb, fa.landmarks, fa.hands, replace(cfg, shadow_saturation_abs=22.0),
+                         fa.mask).usable
+    np.testing.assert_array_equal(now, fa.skin)
+    for name, (x0, y0, x1, y1), want in (("hair on her cheek", (305, 215, 325, 245), 0.7),
+                                         ("hair beside her jaw", (340, 250, 380, 300), 0.95)):
+        out_now, out_before = (float((m[y0:y1, x0:x1] < 0.5).mean()) for m in (now, before))
+        print(f"image02246 {name}: taken out {out_now:.2f} (before {out_before:.2f})")
+        assert out_now > want and out_before < 0.2
+    for x0, y0, x1, y1 in ((180, 220, 220, 260), (260, 230, 290, 260)):     # her cheeks
+        assert (now[y0:y1, x0:x1] > 0.5).mean() > 0.99
 
 
 def test_the_pale_edge_test_leaves_the_eyes_whites_alone(scene):

@@ -176,10 +176,14 @@ class SkinMaskConfig:
     shadow_hue_deg: float = 8.0
     shadow_hue_face_deg: float = 15.0  # ... inside the face oval (stubble, a beard's shadow)
     shadow_saturation: tuple = (0.5, 3.5)
-    shadow_saturation_abs: float = 22.0  # ... or up to this saturation (rg percent from grey),
+    shadow_saturation_abs: float = 16.0  # ... or up to this saturation (rg percent from grey),
                                        # whichever is higher: patches lit near white (an
                                        # overexposed cheek, image02246: 2.7) make the relative
-                                       # bound reject the shaded side's ordinary skin (18)
+                                       # bound reject the shaded side's ordinary skin (12-14).
+                                       # Not higher: red hair has skin's hue and is as dark as
+                                       # shade, but more saturated (image02246's beside her jaw
+                                       # and over her cheek: 17-23; at 22 it painted her face's
+                                       # side and neck)
     # thin dark strands (hair across the face) blend with the skin under them, so their colour
     # is only a little off skin: a pixel this much darker (log2 brightness) than its
     # neighbourhood's closing (a morphological black-hat no wider than `strand_width` of the
