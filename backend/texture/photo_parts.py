@@ -28,7 +28,7 @@ from ..face.landmarks import (LEFT_EYE_OPENING, LEFT_IRIS, MOUTH_OPENING, RIGHT_
 from ..headmodel.model import HeadModel
 from ..camera import View
 from ..geometry import vertex_normals
-from .bake import TextureConfig, _Occluder, _smooth_confidence, sample_views
+from .bake import TextureConfig, _interpolate, _Occluder, _smooth_confidence, sample_views
 from .eyes import DEFAULT_IRIS_RGB, SCLERA_RGB, eye_color, eyeball, part_raster
 from .fill import nearest_fill_outside
 
@@ -170,7 +170,7 @@ def _without_occlusion(photo, seen, posed, normals, tv, t, b, occluder, cfg, che
     vis[used] = vertex_visibility(posed[used], normals[used], occluder.blocked,
                                   OcclusionConfig(rays=cfg.occlusion_rays), check)
     gain = gain_from_visibility(vis, cfg.occlusion_floor)
-    g = (gain[tv[t[seen]]] * b[seen]).sum(1)
+    g = _interpolate(gain[:, None], tv[t[seen]], b[seen])[:, 0]
     out = np.array(photo, np.float32, copy=True)
     out[seen] = brighten(out[seen], g)
     return out
@@ -201,12 +201,12 @@ def bake_photo_parts(model: HeadModel, rest_vertices: np.ndarray, posed_vertices
         size = (cfg.eye_size if g in EYE_GROUPS else cfg.mouth_size) or auto_size
         tv, cov, t, b = part_raster(model, g, size)
         normals = vertex_normals(posed, tv).astype(np.float32)
-        pts_posed = (posed[tv[t]] * b[..., None]).sum(1).astype(np.float32)
-        nrm = (normals[tv[t]] * b[..., None]).sum(1)
+        pts_posed = _interpolate(posed, tv[t], b).astype(np.float32)
+        nrm = _interpolate(normals, tv[t], b)
         nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
         photo, w = sample_views([view], pts_posed, nrm.astype(np.float32), occluder, sample_cfg,
                                 check)
-        base = _base_colour_fn(model, rest, g, colours)((rest[tv[t]] * b[..., None]).sum(1))
+        base = _base_colour_fn(model, rest, g, colours)(_interpolate(rest, tv[t], b))
         conf = _smooth_confidence(w, cfg.full_confidence)[:, None]
         if cfg.occlusion and (w > 0).any():
             photo = _without_occlusion(photo, w > 0, posed, normals, tv, t, b, occluder, cfg,
