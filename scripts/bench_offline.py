@@ -2,6 +2,7 @@
 
     python scripts/bench_offline.py [--assets ../shared/data] [--faces ../shared/data/faces]
                                     [--texture-size 1024] [--limit N] [--out DIR]
+                                    [--blas-threads N|none]
 
 Runs skimage's astronaut first (the first job also pays the one-off costs: loading the head
 model, mediapipe graphs, the UV rasterisation), then every photo in the faces folder. Prints
@@ -29,6 +30,9 @@ def main() -> int:
     ap.add_argument("--texture-size", type=int, default=1024)
     ap.add_argument("--limit", type=int, default=0, help="at most N photos from --faces")
     ap.add_argument("--out", default=None, help="write each GLB and sidecar here")
+    ap.add_argument("--blas-threads", default="1", metavar="N|none",
+                    help="PipelineConfig.blas_threads: BLAS threads while a job runs (default 1; "
+                         "none: the libraries' own choice)")
     args = ap.parse_args()
 
     import skimage.data
@@ -48,7 +52,8 @@ def main() -> int:
         jobs += [(p.name, p.read_bytes()) for p in photos]
     print(f"machine: {os.cpu_count()} CPUs; torch threads n/a; texture {args.texture_size}; "
           f"assets {args.assets}")
-    pipe = HeadPipeline(PipelineConfig(assets_dir=args.assets))
+    blas = None if args.blas_threads.lower() == "none" else int(args.blas_threads)
+    pipe = HeadPipeline(PipelineConfig(assets_dir=args.assets, blas_threads=blas))
     print(f"head model: {pipe.capabilities()['head_model']}")
     head = f"{'photo':42s} {'total':>6s} " + " ".join(f"{s:>7s}" for s in STAGES) + \
         "  lm_err_px faces  notes"

@@ -116,3 +116,33 @@ def test_cancel_between_stages(astronaut, tmp_path, monkeypatch):
     with pytest.raises(JobCancelled):
         HeadPipeline(PipelineConfig(assets_dir=tmp_path)).run(
             astronaut, None, JobOptions(), CallbackSink(on_progress=on_progress), cancel)
+
+
+def test_a_job_runs_with_one_blas_thread_and_gives_them_back(astronaut, tmp_path, monkeypatch):
+    """PipelineConfig.blas_threads (default 1): while a job runs, numpy's and scipy's OpenBLAS
+    use one thread (threads only wait on each other over the offline head's small matrices:
+    2.1 -> 1.5 s a warm job on 2 cores, README); afterwards the libraries' own setting is back.
+    None leaves them alone."""
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.delenv("GEN3DFACE_ASSETS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+    def blas_threads():
+        return {i["filepath"]: i["num_threads"] for i in threadpool_info()
+                if i["user_api"] == "blas"}
+
+    import scipy.linalg  # noqa: F401  (its OpenBLAS loaded, so numpy's and scipy's are counted)
+
+    before = blas_threads()          # (a library the job loads, e.g. mediapipe's, comes after)
+    for cfg, limited in ((PipelineConfig(assets_dir=tmp_path), True),
+                         (PipelineConfig(assets_dir=tmp_path, blas_threads=None), False)):
+        during = []
+        sink = CallbackSink(on_progress=lambda s, f, m: during.append(
+            tuple(blas_threads().get(k) for k in before)))
+        HeadPipeline(cfg).run(astronaut, None, JobOptions(texture_size=512), sink)
+        want = (1,) * len(before) if limited else tuple(before.values())
+        assert during and set(during) == {want}, (cfg.blas_threads, set(during))
+        assert {k: blas_threads()[k] for k in before} == before
+    with pytest.raises(ValueError):
+        PipelineConfig(blas_threads=0)
