@@ -285,8 +285,14 @@ def _interpolate(values: np.ndarray, tri_vertices: np.ndarray, bary: np.ndarray)
     return out
 
 
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of (M, 3) arrays: the same additions in the same order as
+    (a * b).sum(1), about ten times faster (numpy's reduction over a 3-wide axis is slow)."""
+    return a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1] + a[:, 2] * b[:, 2]
+
+
 def _normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.sqrt((v * v).sum(1, keepdims=True)), 1e-12)
+    return v / np.maximum(np.sqrt(_dot3(v, v))[:, None], 1e-12)
 
 
 class _Occluder:
@@ -322,7 +328,7 @@ def sample_views(views: Sequence[View], points: np.ndarray, normals: np.ndarray,
         pc = points @ r.T.astype(np.float32) + t.astype(np.float32)
         z = pc[:, 2]
         to_cam = _normalize(centre.astype(np.float32) - points)
-        cos = (normals * to_cam).sum(1)
+        cos = _dot3(normals, to_cam)
         ok = (z > 1e-6) & (cos > cfg.min_cos)
         zz = np.where(ok, z, 1.0)
         u = float(k.fx) * pc[:, 0] / zz + float(k.cx)
@@ -426,7 +432,7 @@ class TextureBaker:
         camera, inside the image, with margins); texels of other triangles are skipped."""
         tv = self.layout.tri_vertices if vmap is None else vmap[self.layout.tri_vertices]
         c = vertices[tv].mean(1)
-        n = normals[tv].sum(1)
+        n = normals[tv[:, 0]] + normals[tv[:, 1]] + normals[tv[:, 2]]
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         out = np.zeros(len(tv), bool)
         for view in views:
@@ -887,7 +893,7 @@ class _Scene:
             return colours
         g = self.gain[vertices]
         if g.ndim == 2:
-            g = (g * bary[texels]).sum(1)
+            g = _dot3(g, bary[texels])
         from .occlusion import brighten
 
         return brighten(colours, g)
