@@ -153,3 +153,33 @@ def test_delit_texture_option_de_lights_the_skin_and_says_so(tmp_path, faces_dir
     assert lit["delit"] is False and lit["delight"] is None
     assert delit["delit"] is True and delit["delight"]["n_samples"] >= 400
     assert np.abs(t_lit - t_del).mean() > 1.0
+
+
+def test_texture_sources_map_says_where_each_texel_came_from(tmp_path, faces_dir, data_dir):
+    """`--texture-sources PNG`: the skin atlas's sources map beside the GLB, in the texture's
+    own layout (same size as the base colour texture): the face the photo saw is red, the
+    unseen scalp of a haired head blue, the mirror twin green; the GLB is the same as without
+    the flag; a name that is not a .png is refused before any work."""
+    import trimesh
+    from PIL import Image
+
+    photo = faces_dir / "image00302.jpg"                  # a frontal face with dark hair
+    runs = _run_with_and_without(tmp_path, photo, data_dir,
+                                 f"--texture-sources={tmp_path / 'src.png'}")
+    assert runs["off"][0].read_bytes() == runs["on"][0].read_bytes()
+    tex = trimesh.load(runs["on"][0]).geometry["Head"].visual.material.baseColorTexture
+    src = np.asarray(Image.open(tmp_path / "src.png").convert("RGB"), np.int64)
+    assert src.shape[:2] == (tex.size[1], tex.size[0])
+    assert src.sum(2).max() <= 255 + 3                    # shares of one texel: at most 1
+    size = src.shape[0]
+    face = src[int(0.40 * size):int(0.50 * size), int(0.36 * size):int(0.42 * size)]  # a cheek
+    back = src[int(0.30 * size):int(0.50 * size), int(1.40 * size):int(1.60 * size)]
+    print("face (mean r, g, b):", face.reshape(-1, 3).mean(0).round(1),
+          "back of the scalp:", back.reshape(-1, 3).mean(0).round(1),
+          "green anywhere:", (src[..., 1] > 128).mean().round(4))
+    assert face[..., 0].mean() > 200                      # the cheek under the eye: the photo
+    assert back[..., 2].mean() > 200                      # the back of the head: hair
+    assert (src[..., 1] > 128).mean() > 0.005             # the mirror filled something
+    assert cli(["run", str(photo), "-o", str(tmp_path / "x.glb"),
+                "--texture-sources", str(tmp_path / "x.jpg")]) == EXIT_USAGE
+    assert not (tmp_path / "x.glb").exists()

@@ -78,6 +78,32 @@ def test_bake_recovers_known_texture(small_ict):
     assert res.seen_fraction > seen.mean()          # mirror fill adds texels
 
 
+def test_the_sources_map_gives_each_layers_share(small_ict):
+    """bake(sources=True): per texel the photo's share (red: its confidence), the mirror
+    twin's (green) and the hair's (blue), together at most one; black outside the islands;
+    the texture itself is the same as without it, and without it there is no map."""
+    m = small_ict
+    baker = TextureBaker(m, TextureConfig(size=256))
+    lay = baker.layout
+    truth = _smooth_texture(256, 256 * lay.n_tiles)
+    v = m.posed(np.random.default_rng(1).normal(size=20) * 0.7, None)
+    w2c = np.asarray(orbit_w2c_in_head(35, 5, 0.7))      # a turned face: the mirror works
+    k = intrinsics_from_fov(320, 320, 28)
+    img, mask = render_unlit(v, lay.tri_vertices, lay.atlas_uv(lay.tri_uvs), truth, w2c, k)
+    views = [View.posed(img, w2c, k, mask)]
+    plain = baker.bake(v, views)
+    res = baker.bake(v, views, sources=True)
+    assert plain.sources is None
+    assert np.array_equal(plain.texture, res.texture)
+    src = res.sources.astype(np.int64)
+    assert src.shape == res.texture.shape and res.sources.dtype == np.uint8
+    assert np.abs(src[..., 0] - np.rint(res.confidence * 255)).max() <= 1
+    assert src.sum(2).max() <= 255 + 2
+    assert src[~baker.raster.covered].max() == 0
+    twin_only = (src[..., 1] > 200) & (src[..., 0] < 10)
+    assert twin_only.sum() > 500, twin_only.sum()        # the far cheek, from its twin
+
+
 def test_bake_is_multiview(small_ict):
     """Two opposite views see more of the head than one."""
     m = small_ict

@@ -49,6 +49,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delit-texture", action="store_true",
                    help="de-light the skin texture: the photo's lighting divided out, an albedo "
                         "for relighting (default: the photo's lighting kept)")
+    p.add_argument("--texture-sources", metavar="PNG",
+                   help="also write the skin texture's sources map here: a PNG in the "
+                        "texture's UV layout, red where the photo gave the colour, green its "
+                        "mirror twin, blue hair, dark the smooth fill (a mask to paint over "
+                        "what was guessed)")
     p.add_argument("--neck-skin", action=argparse.BooleanOptionalAction,
                    default=DEFAULTS["neck_skin"],
                    help="paint the neck and shoulders below the jaw with skin where the photo "
@@ -77,13 +82,24 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+def png_output_problem(path: str, glb_path: str) -> str | None:
+    """Why the texture-sources PNG cannot be written at `path`, or None."""
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        return f"--texture-sources must name a .png file, got {p.name!r}"
+    if p.resolve() in (Path(glb_path).resolve(), sidecar_path_for(glb_path).resolve()):
+        return "--texture-sources must not be the GLB or its sidecar"
+    return output_problem(p)
+
+
 def handle(args) -> int:
     image_path = Path(args.image)
     summary = CommandSummary(args.json_path, command="run", image=str(image_path),
                              output=str(args.output))
     finish, refuse = summary.finish, summary.refuse
 
-    problem = output_problem(args.output) or device_problem(args.device)
+    problem = (output_problem(args.output) or device_problem(args.device)
+               or (args.texture_sources and png_output_problem(args.texture_sources, args.output)))
     if problem:
         return refuse(EXIT_USAGE, "USAGE", problem)
     if args.texture_size <= 0:
@@ -110,7 +126,8 @@ def handle(args) -> int:
                                         "neck_skin": bool(args.neck_skin)})
         pipeline = HeadPipeline(PipelineConfig(assets_dir=args.assets, device=args.device,
                                                checkpoint=args.checkpoint))
-        return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel)
+        return pipeline.run(image, rig, options, CallbackSink(on_progress=display), cancel,
+                            texture_sources=bool(args.texture_sources))
 
     try:
         result = call_cancellable(work, cancel)
@@ -135,6 +152,11 @@ def handle(args) -> int:
     try:
         write_output(args.output, result.glb)
         write_json_summary(sidecar_path, result.sidecar)
+        if args.texture_sources and result.texture_sources is not None:
+            from ..images import encode_png
+
+            write_output(args.texture_sources, encode_png(result.texture_sources))
+            summary["texture_sources"] = str(args.texture_sources)
     except OSError as e:
         message = f"cannot write {args.output}: {e}"
         display.done(f"error: {message}")

@@ -269,12 +269,15 @@ class HeadPipeline:
 
     # -- the job ---------------------------------------------------------------------------
     def run(self, image: bytes, rig=None, options: JobOptions | None = None,
-            sink: ProgressSink | None = None, cancel: CancelToken | None = None) -> PipelineResult:
+            sink: ProgressSink | None = None, cancel: CancelToken | None = None,
+            texture_sources: bool = False) -> PipelineResult:
+        """One job. `texture_sources`: the result also carries the skin atlas's sources map
+        (where each texel's colour came from; `gen3dface run --texture-sources`)."""
         options = options if isinstance(options, JobOptions) else JobOptions.from_dict(options)
         sink = sink or NullSink()
         cancel = cancel or CancelToken()
         with self._lock, blas_threads_limited(self.config.blas_threads):
-            return run_stages(self, image, rig, options, sink, cancel)
+            return run_stages(self, image, rig, options, sink, cancel, texture_sources)
 
     def resolve_generator(self, options: JobOptions,
                           cancel: CancelToken | None = None) -> tuple[str, list[str]]:

@@ -30,6 +30,9 @@ SIDECAR_FORMAT = "gen3dface.sidecar/1"
 class PipelineResult:
     glb: bytes
     sidecar: dict
+    texture_sources: Any = None        # (H, W, 3) uint8 in the skin atlas's layout, when the
+    #                                    job asked for it: where each texel's colour came from
+    #                                    (texture/bake.py BakeResult.sources)
 
 
 class StageResources(Protocol):
@@ -232,9 +235,10 @@ class _Exported:
 
 
 def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressSink,
-               cancel: CancelToken) -> PipelineResult:
+               cancel: CancelToken, texture_sources: bool = False) -> PipelineResult:
     """One job, every stage, for whichever generator the options resolve to; `options` is a
-    JobOptions (pipeline.py)."""
+    JobOptions (pipeline.py). `texture_sources`: the result carries the skin atlas's
+    sources map too."""
     from ..recon.adapter import Reconstructed
 
     t_job = time.perf_counter()
@@ -283,7 +287,7 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
     with _stage(timings, "texture", sink, cancel, "baking the photo into the texture"):
         tex = bake_textures(pipe, rgb, analysis, fitted, vertices, base, identity, expression,
                             generated.views, options.texture_size, sink, cancel,
-                            delight=options.delit_texture)
+                            delight=options.delit_texture, sources=texture_sources)
 
     with _stage(timings, "export", sink, cancel, "writing the GLB"):
         if output["reason"]:
@@ -295,7 +299,8 @@ def run_stages(pipe: StageResources, image: bytes, rig, options, sink: ProgressS
     sidecar = job_sidecar(gen_name, fitted, analysis, rig, options, identity, expression,
                           tex, exported, output, generated, recon, fallbacks, warnings,
                           timings)
-    return PipelineResult(glb=exported.glb, sidecar=_jsonable(sidecar))
+    return PipelineResult(glb=exported.glb, sidecar=_jsonable(sidecar),
+                          texture_sources=tex.baked.sources)
 
 
 def fit_head(pipe: StageResources, rgb, analysis, quality: str, sink: ProgressSink,
@@ -338,11 +343,13 @@ def reconstruct_generated(pipe: StageResources, head: HeadEstimate, views, optio
 
 def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices, base,
                   identity, expression, generated_views, texture_size: int,
-                  sink: ProgressSink, cancel: CancelToken, delight: bool = False) -> _Textures:
+                  sink: ProgressSink, cancel: CancelToken, delight: bool = False,
+                  sources: bool = False) -> _Textures:
     """The "texture" stage: the photo (and the generated views) baked into the skin atlas at
     `texture_size` per tile, then the eyes, teeth and mouth (from the photo when only the
     photo was seen). `delight` (the job's `delit_texture`) divides the photo's lighting
-    out of the skin (texture/delight.py)."""
+    out of the skin (texture/delight.py). `sources`: the bake's sources map as well, at the
+    job's texture size."""
     from ..export.head_glb import posed_as_exported
     from ..camera import View
     from ..texture.bake import TextureBaker, TextureConfig
@@ -365,7 +372,7 @@ def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices
     views = [View(rgb, fitted.camera, photo_mask, 1.0)]
     views += list(generated_views)
     baked = baker.bake(vertices, views, cancel, _StageProgress(sink, "texture", 0.0, 0.75),
-                       delight=delight)
+                       delight=delight, sources=sources)
     check()
     if baked.texture.shape[0] != texture_size:
         import cv2
@@ -373,6 +380,9 @@ def bake_textures(pipe: StageResources, rgb, analysis, fitted: _Fitted, vertices
         n = baked.layout.n_tiles
         baked.texture = cv2.resize(baked.texture, (n * texture_size, texture_size),
                                    interpolation=cv2.INTER_CUBIC)
+        if baked.sources is not None:
+            baked.sources = cv2.resize(baked.sources, (n * texture_size, texture_size),
+                                       interpolation=cv2.INTER_LINEAR)
     sink.progress("texture", 0.8, "eyes")
     check()
     if base is None:

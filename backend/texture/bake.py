@@ -144,6 +144,10 @@ class BakeResult:
     lighting: Any = None              # delight.Lighting divided out of the samples, or None
     hair_rgb: tuple[float, float, float] | None = None   # the seen scalp's hair colour that
                                       # the unseen scalp took; None: read as bald (skin)
+    sources: np.ndarray | None = None  # (size, n_tiles*size, 3) uint8, asked for with
+    #   bake(sources=True): where each texel's colour came from, as shares of 255 in the
+    #   atlas's layout: red the views' own colour, green the mirror twin, blue the hairline's
+    #   hair; what the three leave is the smooth fill; black outside the UV islands
 
 
 def mirror_vertex_map(vertices: np.ndarray, candidates: np.ndarray | None = None,
@@ -528,11 +532,12 @@ class TextureBaker:
     def bake(self, vertices: np.ndarray, views: Sequence[View],
              cancel: CancelToken | None = None,
              progress: Callable[[float, str], None] | None = None,
-             delight: bool | None = None) -> BakeResult:
+             delight: bool | None = None, sources: bool = False) -> BakeResult:
         """Bake `views` onto the model posed as `vertices` (N, 3) metres, head frame.
         `cancel` is checked between chunks of texels, views and fill passes (JobCancelled);
         `progress(fraction, message)` reports the share of the bake done. `delight` (default
-        TextureConfig.delight) divides the photo's lighting out of the samples."""
+        TextureConfig.delight) divides the photo's lighting out of the samples. `sources`:
+        also the map of where each texel's colour came from (BakeResult.sources)."""
         cfg = self.config
         delight = cfg.delight if delight is None else bool(delight)
         check = cancel.raise_if_cancelled if cancel is not None else _no_check
@@ -572,6 +577,7 @@ class TextureBaker:
         fill, skin, hair, hair_layers = self._fill(verts, per_vertex)
         check()
         tex, conf_img, seen_w = self._compose(direct, mirrored, fill, hair_layers, check)
+        source_map = self._sources(direct, mirrored, hair_layers) if sources else None
         if hair_layers is not None and self.hairline.strands is not None:  # streaks, unseen
             self._streak_hair(tex, seen_w, hair, skin)
         report(0.9, "padding the UV islands")
@@ -582,7 +588,8 @@ class TextureBaker:
             texture=texture, confidence=conf_img, layout=self.layout,
             seen_fraction=float((seen_w > 0).mean()) if len(direct.weight) else 0.0,
             skin_rgb=tuple(float(c) for c in skin), timings_s=times, lighting=direct.light,
-            hair_rgb=None if hair is None else tuple(float(c) for c in hair))
+            hair_rgb=None if hair is None else tuple(float(c) for c in hair),
+            sources=source_map)
 
     # --- the bake's steps -------------------------------------------------------------------
 
@@ -820,6 +827,31 @@ class TextureBaker:
             tex[rows[sl], cols[sl]] = o
             conf_img[rows[sl], cols[sl]] = conf[sl]
         return tex, conf_img, seen_w
+
+    def _sources(self, direct: "_DirectLayer", mirrored: "_MirrorLayer | None",
+                 hair_layers: np.ndarray | None) -> np.ndarray:
+        """The texture-sources map (BakeResult.sources): each layer's share of each texel as
+        _compose blends them: the views' colour over the mirror twin's over the fill, and of
+        the fill the part that is hair (on a haired head: the unseen scalp, whose fill takes
+        the hair colour, and the hairline's hair-coloured edge)."""
+        top = direct.conf.astype(np.float32)
+        mc = np.zeros_like(top)
+        if mirrored is not None:
+            mc[mirrored.need] = mirrored.conf
+        hair = np.zeros_like(top)
+        if hair_layers is not None:
+            on_scalp = np.zeros((len(self.model.vertices), 1), np.float32)
+            on_scalp[self.scalp] = 1.0
+            hair = _interpolate(on_scalp, self.layout.tri_vertices[self.texel_tri],
+                                self.texel_bary)[:, 0]
+            line = self.hairline
+            at = np.flatnonzero(line.slot >= 0)
+            k = line.slot[at]
+            hair[at] = np.maximum(hair[at], line.crisp[k] * line.density[k])
+        shares = np.stack([top, (1.0 - top) * mc, (1.0 - top) * (1.0 - mc) * hair], 1)
+        out = np.zeros(self.raster.shape + (3,), np.uint8)
+        out[self.texel_rc] = np.clip(np.rint(shares * 255.0), 0, 255).astype(np.uint8)
+        return out
 
     def _streak_hair(self, tex: np.ndarray, seen_w: np.ndarray, hair, skin) -> None:
         """Streaks (hair.py) on the hair texels of `tex`, in place: as strong as the texel is
