@@ -149,16 +149,18 @@ def handle(args) -> int:
         summary["error"] = {"code": "NOT_AVAILABLE", "message": str(e)}
         return finish(EXIT_SERVER)
     sidecar_path = sidecar_path_for(args.output)
+    writing = args.output
     try:
         write_output(args.output, result.glb)
         write_json_summary(sidecar_path, result.sidecar)
         if args.texture_sources and result.texture_sources is not None:
             from ..images import encode_png
 
+            writing = args.texture_sources
             write_output(args.texture_sources, encode_png(result.texture_sources))
             summary["texture_sources"] = str(args.texture_sources)
     except OSError as e:
-        message = f"cannot write {args.output}: {e}"
+        message = f"cannot write {writing}: {e}"
         display.done(f"error: {message}")
         summary["error"] = {"code": "USAGE", "message": message}
         return finish(EXIT_USAGE)
